@@ -1,0 +1,244 @@
+"""The ``reprise`` command: prepare, train, generate, evaluate, demo.
+
+Commands are thin: they parse options into the library's config dataclasses and
+call one function of the pipeline stage they name. Mistakes in the input (a
+missing file, a bad option) are reported as one line and a non-zero exit.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import sys
+from pathlib import Path
+
+import click
+
+from reprise import RepriseError
+from reprise.models.attention import ATTENTION_KINDS
+from reprise.models.config import POSITIONS, PRESETS
+from reprise.training.config import TrainConfig
+
+_DEFAULTS = TrainConfig()
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.version_option(package_name="reprise")
+def cli() -> None:
+    """Train, sample and evaluate Music Transformers on symbolic music.
+
+    A typical session: `reprise prepare bach --out data/bach`, then
+    `reprise train --data data/bach --run runs/bach`, then
+    `reprise generate --checkpoint runs/bach --out samples/`.
+    """
+
+
+@cli.command()
+@click.argument("source")
+@click.option("--out", type=click.Path(path_type=Path), required=True, help="Dataset directory to write.")
+@click.option("--tokenizer", default="chorale-grid", show_default=True, help="How to turn music into tokens.")
+@click.option("--split", default="0.8,0.1,0.1", show_default=True, help="Train,valid,test fractions (by piece).")
+@click.option("--workers", type=click.IntRange(1), default=None, help="Parallel readers [default: CPU count, max 4].")
+def prepare(source: str, out: Path, tokenizer: str, split: str, workers: int | None) -> None:
+    """Turn SOURCE into a dataset directory of token arrays.
+
+    SOURCE is `bach` (the four-part chorales that ship with music21) or the path
+    of a JSB Chorales JSON file (`Jsb16thSeparated.json`, which keeps its own
+    train/valid/test split).
+    """
+    from reprise.data.dataset import read_manifest
+    from reprise.data.prepare import prepare as run_prepare
+
+    _, valid, test = _parse_split(split)
+    directory = run_prepare(source, out, tokenizer, valid, test, workers)
+    manifest = read_manifest(directory)
+    counts = ", ".join(f"{s}: {c['pieces']} pieces / {c['tokens']:,} tokens" for s, c in manifest["counts"].items())
+    click.echo(f"wrote {directory} ({counts}); skipped {len(manifest['skipped'])} (see manifest.json)")
+
+
+@cli.command()
+@click.option("--data", type=click.Path(path_type=Path), help="Prepared dataset directory.")
+@click.option("--run", "run_dir", type=click.Path(path_type=Path), required=True, help="Run directory to write.")
+@click.option("--resume", is_flag=True, help="Continue the run in --run from its last checkpoint.")
+@click.option("--preset", type=click.Choice(sorted(PRESETS)), default="tiny", show_default=True)
+@click.option("--positions", type=click.Choice(POSITIONS), help="Absolute positions [default: learned].")
+@click.option("--attention", type=click.Choice(sorted(ATTENTION_KINDS)), help="Attention kind [default: full].")
+@click.option("--context", type=click.IntRange(8), help="Context length in tokens [default: from preset].")
+@click.option("--d-model", type=click.IntRange(8), help="Model width [default: from preset].")
+@click.option("--layers", "n_layers", type=click.IntRange(1), help="Number of blocks [default: from preset].")
+@click.option("--heads", "n_heads", type=click.IntRange(1), help="Attention heads [default: from preset].")
+@click.option("--dropout", type=click.FloatRange(0, 1), help="Dropout [default: from preset].")
+@click.option("--steps", type=click.IntRange(1), default=_DEFAULTS.steps, show_default=True)
+@click.option("--batch-size", type=click.IntRange(1), default=_DEFAULTS.batch_size, show_default=True)
+@click.option("--grad-accum", type=click.IntRange(1), default=_DEFAULTS.grad_accum, show_default=True)
+@click.option("--lr", type=click.FloatRange(0, min_open=True), default=_DEFAULTS.lr, show_default=True)
+@click.option("--warmup", type=click.IntRange(0), default=_DEFAULTS.warmup, show_default=True)
+@click.option("--weight-decay", type=click.FloatRange(0), default=_DEFAULTS.weight_decay, show_default=True)
+@click.option("--clip", type=click.FloatRange(0, min_open=True), default=_DEFAULTS.clip, show_default=True)
+@click.option("--eval-every", type=click.IntRange(1), default=_DEFAULTS.eval_every, show_default=True)
+@click.option("--seed", type=int, default=_DEFAULTS.seed, show_default=True)
+@click.option("--no-augment", is_flag=True, help="Train without data augmentation.")
+@click.option("--device", default=_DEFAULTS.device, show_default=True, help="auto, cpu, cuda, cuda:1, mps.")
+def train(data: Path | None, run_dir: Path, resume: bool, preset: str, **options) -> None:
+    """Train a model on a prepared dataset, saving best/ and last/ checkpoints in --run."""
+    from reprise.models.config import preset as make_preset
+    from reprise.training.trainer import train as run_train
+
+    if resume:
+        result = run_train(run_dir, resume=True)
+    else:
+        if data is None:
+            raise click.UsageError("--data is required for a new run")
+        from reprise.data.dataset import load_tokenizer, TokenDataset
+
+        TokenDataset(data, "train")  # fails early, with a clear message, on a bad --data
+        model_keys = ("positions", "attention", "context", "d_model", "n_layers", "n_heads", "dropout")
+        model_config = make_preset(
+            preset, vocab_size=load_tokenizer(data).vocab_size, **{k: options.pop(k) for k in model_keys}
+        )
+        options["augment"] = not options.pop("no_augment")
+        result = run_train(run_dir, data, model_config, TrainConfig(**options))
+    click.echo(
+        f"finished at step {result.step}: best validation NLL {result.best_val_nll:.4f} nats/token, "
+        f"{result.tokens_per_second:,.0f} training tokens/s; checkpoints in {result.run_dir}"
+    )
+
+
+@cli.command()
+@click.option("--checkpoint", type=click.Path(path_type=Path), required=True, help="Run or checkpoint directory.")
+@click.option("--out", type=click.Path(path_type=Path), default=Path("samples"), show_default=True)
+@click.option("--primer-midi", type=click.Path(path_type=Path, dir_okay=False), help="Continue this MIDI file.")
+@click.option("--primer-data", type=click.Path(path_type=Path), help="Take the primer from this dataset...")
+@click.option("--primer-piece", type=click.IntRange(0), default=0, show_default=True, help="...piece number...")
+@click.option("--primer-split", default="valid", show_default=True, help="...of this split.")
+@click.option("--primer-length", default="2bars", show_default=True, help="Primer length: tokens (64) or bars (2bars).")
+@click.option("--length", default="8bars", show_default=True, help="New material: tokens (512) or bars (8bars).")
+@click.option("--samples", type=click.IntRange(1), default=3, show_default=True)
+@click.option("--temperature", type=click.FloatRange(0, min_open=True), default=1.0, show_default=True)
+@click.option("--top-k", type=click.IntRange(0), default=0, show_default=True, help="0 = off.")
+@click.option("--top-p", type=click.FloatRange(0, 1, min_open=True), default=1.0, show_default=True, help="1 = off.")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--no-cache", is_flag=True, help="Recompute the whole window at each step (slow; for comparison).")
+@click.option("--device", default="auto", show_default=True)
+def generate(checkpoint: Path, out: Path, primer_midi, primer_data, primer_piece, primer_split, primer_length,
+             length, samples, temperature, top_k, top_p, seed, no_cache, device) -> None:
+    """Sample new music from a trained model, continuing a primer; writes MIDI and piano rolls."""
+    import time
+
+    from reprise.generation.generate import generate as run_generate
+    from reprise.generation.output import write_samples
+    from reprise.generation.sampling import SamplingConfig
+    from reprise.training.checkpoint import load_checkpoint
+    from reprise.training.trainer import pick_device
+
+    model, tokenizer = load_checkpoint(checkpoint, pick_device(device))
+    primer = _primer(tokenizer, primer_midi, primer_data, primer_piece, primer_split, primer_length)
+    n_new = _tokens(length, tokenizer, "--length")
+    started = time.perf_counter()
+    ids = run_generate(model, tokenizer, primer, n_new, samples, SamplingConfig(temperature, top_k, top_p),
+                       seed, use_cache=not no_cache)
+    rate = samples * n_new / (time.perf_counter() - started)
+    for path in write_samples(ids, tokenizer, out, "sample"):
+        click.echo(path)
+    click.echo(f"generated {samples} x {n_new} tokens at {rate:,.0f} tokens/s")
+
+
+@cli.command()
+@click.option("--checkpoint", type=click.Path(path_type=Path), required=True, help="Run or checkpoint directory.")
+@click.option("--data", type=click.Path(path_type=Path), required=True, help="Prepared dataset directory.")
+@click.option("--split", type=click.Choice(["train", "valid", "test"]), default="valid", show_default=True)
+@click.option("--stride", type=click.IntRange(1), help="Sliding-window stride for long pieces [default: context/2].")
+@click.option("--device", default="auto", show_default=True)
+def evaluate(checkpoint: Path, data: Path, split: str, stride: int | None, device: str) -> None:
+    """Mean negative log-likelihood per token (nats) and perplexity on a split."""
+    from reprise.data.dataset import TokenDataset
+    from reprise.evaluation.nll import score
+    from reprise.training.checkpoint import load_checkpoint
+    from reprise.training.trainer import pick_device
+
+    model, tokenizer = load_checkpoint(checkpoint, pick_device(device))
+    dataset = TokenDataset(data, split)
+    if dataset.tokenizer.to_json() != tokenizer.to_json():
+        raise RepriseError(f"{data}: tokenized differently from the checkpoint's training data")
+    nll = score(model, [dataset.piece(i) for i in range(len(dataset))], model.config.context, stride)
+    click.echo(json.dumps({"split": split, "nll_per_token": round(nll.per_token, 5),
+                           "perplexity": round(nll.perplexity, 4), "tokens": nll.tokens, "pieces": len(dataset)}))
+
+
+@cli.command()
+@click.option("--out", type=click.Path(path_type=Path), default=Path("reprise-demo"), show_default=True)
+@click.option("--minutes", type=click.FloatRange(0.1), default=5.0, show_default=True, help="Training time.")
+def demo(out: Path, minutes: float) -> None:
+    """Prepare the music21 chorales, train `tiny`, and generate three chorales into --out."""
+    from reprise.cli.demo import run_demo
+
+    run_demo(out, minutes)
+
+
+def _primer(tokenizer, midi: Path | None, data: Path | None, piece: int, split: str, length: str):
+    """The primer ids: from a MIDI file, a dataset piece, or just ``BOS``."""
+    import numpy as np
+
+    if midi is not None and data is not None:
+        raise click.UsageError("give --primer-midi or --primer-data, not both")
+    if midi is not None:
+        if not midi.is_file():
+            raise RepriseError(f"{midi}: no such file")
+        ids = tokenizer.encode_midi(midi)
+    elif data is not None:
+        from reprise.data.dataset import TokenDataset
+
+        dataset = TokenDataset(data, split)
+        if piece >= len(dataset):
+            raise RepriseError(f"{data}: the {split} split has {len(dataset)} pieces; --primer-piece {piece} is out of range")
+        ids = dataset.piece(piece)
+    else:
+        return np.array([tokenizer.bos_id])
+    body = ids[ids > tokenizer.eos_id]
+    return np.concatenate([[tokenizer.bos_id], body[: _tokens(length, tokenizer, "--primer-length")]])
+
+
+def _tokens(length: str, tokenizer, option: str) -> int:
+    """``"512"`` -> 512 tokens; ``"8bars"`` -> 8 bars' worth for tokenizers with fixed bars."""
+    match = re.fullmatch(r"\s*(\d+)\s*(bars?)?\s*", length.lower())
+    if not match or int(match[1]) < 1:
+        raise RepriseError(f"{option} {length!r}: expected a number of tokens (512) or bars (8bars)")
+    if not match[2]:
+        return int(match[1])
+    per_bar = tokenizer.tokens_per_bar()
+    if per_bar is None:
+        raise RepriseError(f"{option} {length}: this tokenizer has no fixed bar length; give tokens")
+    return int(match[1]) * per_bar
+
+
+def _parse_split(text: str) -> tuple[float, float, float]:
+    try:
+        parts = tuple(float(x) for x in text.split(","))
+    except ValueError:
+        parts = ()
+    if len(parts) != 3 or min(parts) < 0 or abs(sum(parts) - 1) > 1e-6:
+        raise click.BadParameter(f"{text!r}: three fractions summing to 1, like 0.8,0.1,0.1", param_hint="--split")
+    return parts
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point: run the command; report user errors as one line on stderr."""
+    try:
+        cli.main(args=argv, prog_name="reprise", standalone_mode=False)
+    except click.exceptions.Exit as exit_:
+        return exit_.exit_code
+    except click.ClickException as err:
+        where = f"{err.ctx.command_path}: " if getattr(err, "ctx", None) else "reprise: "
+        click.echo(f"{where}error: {err.format_message()} (see --help)", err=True)
+        return err.exit_code
+    except click.Abort:
+        click.echo("reprise: aborted", err=True)
+        return 130
+    except RepriseError as err:
+        click.echo(f"reprise: error: {err}", err=True)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,168 @@
+"""The chorale grid: four voices on a 16th-note grid, serialised in raster-scan order.
+
+This is the encoding of the Music Transformer paper's JSB Chorales experiment
+(after Coconet): at every 16th-note step the soprano, alto, tenor and bass each
+get one token, either a pitch or silence. A note held for several steps repeats
+its pitch, so a repeated note and a held note look the same; decoding therefore
+merges consecutive equal pitches of a voice into one held note.
+
+Ids: ``PAD``, ``BOS``, ``EOS``, ``SILENCE``, then one id per MIDI pitch from
+``pitch_min`` to ``pitch_max``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import symusic
+
+from reprise import RepriseError
+from reprise.data.tokenizer import Tokenizer, register
+
+VOICES = ("Soprano", "Alto", "Tenor", "Bass")
+SILENCE = -1  # pitch value for "this voice is silent" in grids, as in the JSB JSON
+TICKS_PER_QUARTER = 480
+TICKS_PER_STEP = TICKS_PER_QUARTER // 4
+STEPS_PER_BAR = 16
+
+
+@dataclass
+class ChoraleGrid(Tokenizer):
+    """Raster-scan tokenizer for 4-voice grids; ``voice_ranges`` bound sampling."""
+
+    pitch_min: int = 21
+    pitch_max: int = 108
+    voice_ranges: list[tuple[int, int]] = field(default_factory=lambda: [(21, 108)] * 4)
+    tempo_qpm: float = 80.0
+
+    name = "chorale-grid"
+    frame = 4
+    silence_id = 3
+
+    @property
+    def vocab_size(self) -> int:
+        return 4 + self.pitch_max - self.pitch_min + 1
+
+    def token_names(self) -> list[str]:
+        return ["PAD", "BOS", "EOS", "SILENCE"] + [
+            f"PITCH_{p}" for p in range(self.pitch_min, self.pitch_max + 1)
+        ]
+
+    # -- grid <-> ids ---------------------------------------------------------
+    def encode_grid(self, grid: np.ndarray, eos: bool = True) -> np.ndarray:
+        """``(steps, 4)`` pitches (-1 = silence) -> ``BOS s0 a0 t0 b0 s1 ... [EOS]``."""
+        grid = np.asarray(grid)
+        if grid.ndim != 2 or grid.shape[1] != 4:
+            raise RepriseError(f"a chorale grid needs 4 voices per step, got shape {grid.shape}")
+        sounding = grid[grid != SILENCE]
+        if sounding.size and (sounding.min() < self.pitch_min or sounding.max() > self.pitch_max):
+            raise RepriseError(
+                f"pitch {int(sounding.min())}..{int(sounding.max())} outside the vocabulary "
+                f"{self.pitch_min}..{self.pitch_max}"
+            )
+        body = np.where(grid == SILENCE, self.silence_id, grid - self.pitch_min + 4).reshape(-1)
+        parts = [[self.bos_id], body, [self.eos_id] if eos else []]
+        return np.concatenate(parts).astype(np.int64)
+
+    def decode_grid(self, ids: np.ndarray) -> np.ndarray:
+        """Ids -> ``(steps, 4)`` pitch grid; specials are dropped, a ragged tail is cut."""
+        ids = np.asarray(ids)
+        body = ids[ids >= self.silence_id]
+        body = body[: len(body) // 4 * 4]
+        pitches = np.where(body == self.silence_id, SILENCE, body - 4 + self.pitch_min)
+        return pitches.reshape(-1, 4)
+
+    # -- MIDI ---------------------------------------------------------------------
+    def decode(self, ids: np.ndarray) -> symusic.Score:
+        return grid_to_score(self.decode_grid(ids), self.tempo_qpm)
+
+    def encode_midi(self, path: Path) -> np.ndarray:
+        return self.encode_grid(score_to_grid(path), eos=False)
+
+    # -- structure ---------------------------------------------------------------
+    def tokens_per_bar(self) -> int:
+        return STEPS_PER_BAR * 4
+
+    def allowed_next(self, position: int) -> np.ndarray:
+        mask = np.zeros(self.vocab_size, dtype=bool)
+        if position == 0:
+            mask[self.bos_id] = True
+            return mask
+        voice = (position - 1) % 4
+        low, high = self.voice_ranges[voice]
+        mask[self.silence_id] = True
+        mask[low - self.pitch_min + 4 : high - self.pitch_min + 5] = True
+        mask[self.eos_id] = voice == 0
+        return mask
+
+    def fit_voice_ranges(self, grids: list[np.ndarray]) -> None:
+        """Set each voice's sampling range to the pitches it uses in ``grids``."""
+        stacked = np.concatenate(grids)
+        ranges = []
+        for v in range(4):
+            sounding = stacked[:, v][stacked[:, v] != SILENCE]
+            ranges.append((int(sounding.min()), int(sounding.max())))
+        self.voice_ranges = ranges
+
+    def to_json(self) -> dict[str, Any]:
+        return {"name": self.name, **asdict(self)}
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> "ChoraleGrid":
+        fields = {k: v for k, v in data.items() if k != "name"}
+        fields["voice_ranges"] = [tuple(r) for r in fields["voice_ranges"]]
+        return cls(**fields)
+
+
+register(ChoraleGrid)
+
+
+def grid_to_score(grid: np.ndarray, tempo_qpm: float = 80.0) -> symusic.Score:
+    """A 4-track score (S, A, T, B) where runs of equal pitch become one held note."""
+    score = symusic.Score(TICKS_PER_QUARTER)
+    score.tempos.append(symusic.Tempo(0, tempo_qpm))
+    score.time_signatures.append(symusic.TimeSignature(0, 4, 4))
+    for v, voice in enumerate(VOICES):
+        track = symusic.Track(name=voice, program=0)
+        column = grid[:, v] if len(grid) else np.zeros(0, dtype=int)
+        start = 0
+        for step in range(1, len(column) + 1):
+            if step == len(column) or column[step] != column[start]:
+                if column[start] != SILENCE:
+                    track.notes.append(
+                        symusic.Note(
+                            start * TICKS_PER_STEP,
+                            (step - start) * TICKS_PER_STEP,
+                            int(column[start]),
+                            80,
+                        )
+                    )
+                start = step
+        score.tracks.append(track)
+    return score
+
+
+def score_to_grid(path: Path) -> np.ndarray:
+    """Read a 4-voice MIDI file (one voice per track, soprano first) onto the 16th grid."""
+    try:
+        score = symusic.Score(str(path))
+    except Exception as err:  # symusic raises plain RuntimeErrors for bad files
+        raise RepriseError(f"{path}: cannot read MIDI ({err})") from err
+    tracks = sorted((t for t in score.tracks if len(t.notes)), key=_mean_pitch, reverse=True)
+    if len(tracks) != 4:
+        raise RepriseError(f"{path}: a chorale primer needs 4 voice tracks with notes, found {len(tracks)}")
+    step = score.tpq / 4
+    n_steps = int(round(score.end() / step))
+    grid = np.full((n_steps, 4), SILENCE, dtype=np.int64)
+    for v, track in enumerate(tracks):
+        for note in track.notes:
+            start, end = round(note.time / step), round((note.time + note.duration) / step)
+            grid[start : max(end, start + 1), v] = note.pitch
+    return grid
+
+
+def _mean_pitch(track: symusic.Track) -> float:
+    return float(np.mean([n.pitch for n in track.notes]))

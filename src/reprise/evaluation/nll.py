@@ -1,0 +1,83 @@
+"""Exact negative log-likelihood of pieces under a model.
+
+Every token of every piece after its ``BOS`` is scored exactly once. A piece
+longer than the model's context is scored with a sliding window: the first
+window scores all of its tokens, and each later window, moved on by ``stride``
+tokens, scores only its last ``stride`` tokens, so each of them sees at least
+``context - stride`` tokens of history (and up to ``context - 1``).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+
+@dataclass
+class NLL:
+    """Summed NLL in nats and the number of tokens it covers."""
+
+    total: float
+    tokens: int
+
+    @property
+    def per_token(self) -> float:
+        return self.total / max(self.tokens, 1)
+
+    @property
+    def perplexity(self) -> float:
+        return math.exp(self.per_token)
+
+
+def windows(length: int, context: int, stride: int) -> list[tuple[int, int, int]]:
+    """``(start, end, first_scored)`` windows over ids ``[0, length)``.
+
+    A window feeds ids ``[start, end - 1)`` and predicts ``[start + 1, end)``; of
+    those it counts the targets at index ``first_scored`` and later.
+    """
+    if length <= context + 1:
+        return [(0, length, 1)]
+    out = [(0, context + 1, 1)]
+    scored_until = context + 1
+    while scored_until < length:
+        end = min(scored_until + stride, length)
+        out.append((end - context - 1, end, scored_until))
+        scored_until = end
+    return out
+
+
+@torch.no_grad()
+def score(
+    model: torch.nn.Module,
+    pieces: Iterable[np.ndarray],
+    context: int,
+    stride: int | None = None,
+    batch_size: int = 16,
+) -> NLL:
+    """Summed NLL of ``pieces`` (arrays of ids, ``BOS`` first) under ``model``."""
+    stride = stride or max(1, context // 2)
+    device = next(model.parameters()).device
+    was_training = model.training
+    model.eval()
+    jobs = [(ids, w) for ids in pieces for w in windows(len(ids), context, stride)]
+    total, count = 0.0, 0
+    for i in range(0, len(jobs), batch_size):
+        chunk = jobs[i : i + batch_size]
+        width = max(end - start - 1 for _, (start, end, _) in chunk)
+        inputs = torch.zeros(len(chunk), width, dtype=torch.long)
+        targets = torch.full((len(chunk), width), -100, dtype=torch.long)
+        for row, (ids, (start, end, first)) in enumerate(chunk):
+            inputs[row, : end - start - 1] = torch.from_numpy(ids[start : end - 1])
+            scored = torch.from_numpy(ids[first:end])
+            targets[row, first - start - 1 : end - start - 1] = scored
+        logits = model(inputs.to(device)).float()
+        nll = F.cross_entropy(logits.flatten(0, 1), targets.to(device).flatten(), reduction="sum")
+        total += nll.item()
+        count += int((targets != -100).sum())
+    model.train(was_training)
+    return NLL(total, count)

@@ -1,0 +1,73 @@
+"""Autoregressive generation with a key/value cache.
+
+Each new token costs one row of attention per layer instead of a forward pass
+over the whole sequence. When the sequence outgrows the model's context, the
+cache is rebuilt from the most recent half-context (aligned to the tokenizer's
+frame, so that e.g. the chorale grid's voice order is kept) and decoding goes on.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from reprise.data.tokenizer import Tokenizer
+from reprise.generation.sampling import SamplingConfig, sample
+from reprise.models.transformer import MusicTransformer
+
+
+@torch.no_grad()
+def generate(
+    model: MusicTransformer,
+    tokenizer: Tokenizer,
+    primer: np.ndarray,
+    n_new: int,
+    num_samples: int = 1,
+    sampling: SamplingConfig | None = None,
+    seed: int = 0,
+    use_cache: bool = True,
+) -> np.ndarray:
+    """``(num_samples, len(primer) + n_new)`` ids continuing ``primer`` (which starts with ``BOS``).
+
+    Special tokens are never sampled, so every sample has exactly ``n_new`` new
+    tokens; the tokenizer's :meth:`~Tokenizer.allowed_next` keeps structured
+    encodings well-formed.
+    """
+    sampling = sampling or SamplingConfig()
+    device = next(model.parameters()).device
+    generator = torch.Generator(device=device).manual_seed(seed)
+    model.eval()
+    seq = torch.as_tensor(primer, dtype=torch.long, device=device).repeat(num_samples, 1)
+    context, frame = model.config.context, tokenizer.frame
+    banned = torch.zeros(tokenizer.vocab_size, dtype=torch.bool, device=device)
+    banned[[tokenizer.pad_id, tokenizer.bos_id, tokenizer.eos_id]] = True
+
+    logits = None
+    for i in range(n_new):
+        if logits is None:  # (re)start: prefill the attended window
+            start = _window_start(seq.shape[1], context, frame)
+            caches = model.new_caches(num_samples, context) if use_cache else None
+            logits = model(seq[:, start:], caches)[:, -1]
+        logits = logits.masked_fill(_disallowed(tokenizer, seq.shape[1], banned), float("-inf"))
+        token = sample(logits, sampling, generator)
+        seq = torch.cat([seq, token[:, None]], dim=1)
+        if caches is None or caches[0].length >= context or i == n_new - 1:
+            logits = None
+        else:
+            logits = model(token[:, None], caches)[:, -1]
+    return seq.cpu().numpy()
+
+
+def _window_start(length: int, context: int, frame: int) -> int:
+    """Where the attended window starts: 0 while it fits, else the last half-context on a frame boundary."""
+    if length <= context:
+        return 0
+    start = length - max(frame, context // 2)
+    return start - start % frame
+
+
+def _disallowed(tokenizer: Tokenizer, position: int, banned: torch.Tensor) -> torch.Tensor:
+    allowed = tokenizer.allowed_next(position)
+    if allowed is None:
+        return banned
+    return banned | ~torch.from_numpy(allowed).to(banned.device)

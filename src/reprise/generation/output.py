@@ -1,0 +1,22 @@
+"""Writing generated ids as files a person can open: MIDI, with a piano roll beside each."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from reprise.data.tokenizer import Tokenizer
+from reprise.visualization.pianoroll import plot_pianoroll
+
+
+def write_samples(ids: np.ndarray, tokenizer: Tokenizer, out: Path, stem: str) -> list[Path]:
+    """Save each row of ``ids`` as ``STEM-N.mid`` with a piano-roll ``STEM-N.png`` beside it."""
+    out.mkdir(parents=True, exist_ok=True)
+    written = []
+    for i, row in enumerate(ids, start=1):
+        midi = out / f"{stem}-{i}.mid"
+        score = tokenizer.decode(row)
+        score.dump_midi(str(midi))
+        written += [midi, plot_pianoroll(score, midi.with_suffix(".png"), title=midi.name)]
+    return written

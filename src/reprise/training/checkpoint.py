@@ -1,0 +1,111 @@
+"""Checkpoints: safetensors for tensors, JSON for everything else, never pickles.
+
+A checkpoint directory holds:
+
+- ``model.safetensors`` — the weights;
+- ``model.json`` — the architecture and its configuration;
+- ``tokenizer.json`` — the tokenizer the model reads and writes;
+- ``training.json`` — train config, step, best validation NLL, optimizer hyper-parameters;
+- ``optimizer.safetensors`` — optimizer moments and the RNG states, for ``--resume``.
+
+Directories are written under a temporary name and swapped in, so an
+interruption at any moment leaves the previous checkpoint intact.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors.torch import load_file, load_model, save_file, save_model
+
+from reprise import RepriseError
+from reprise.data.dataset import load_tokenizer
+from reprise.data.tokenizer import Tokenizer
+from reprise.models.config import ModelConfig
+from reprise.models.transformer import MusicTransformer
+
+
+def save_checkpoint(
+    directory: Path,
+    model: MusicTransformer,
+    tokenizer: Tokenizer,
+    training: dict[str, Any] | None = None,
+    optimizer: torch.optim.Optimizer | None = None,
+) -> None:
+    """Write a checkpoint atomically, replacing any previous one at ``directory``."""
+    directory = Path(directory)
+    directory.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{directory.name}.", dir=directory.parent))
+    save_model(model, str(tmp / "model.safetensors"))
+    _write_json(tmp / "model.json", {"architecture": "music-transformer", "config": model.config.to_json()})
+    _write_json(tmp / "tokenizer.json", tokenizer.to_json())
+    if training is not None and optimizer is not None:
+        tensors, groups = _flatten_optimizer(optimizer)
+        tensors["rng.torch"] = torch.get_rng_state()
+        save_file(tensors, str(tmp / "optimizer.safetensors"))
+        _write_json(tmp / "training.json", {**training, "param_groups": groups})
+    old = directory.with_name(directory.name + ".old")
+    if directory.exists():
+        directory.rename(old)
+    tmp.rename(directory)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def resolve(path: Path) -> Path:
+    """The checkpoint directory for a run directory (its ``best``, else ``last``) or itself."""
+    path = Path(path)
+    for candidate in (path, path / "best", path / "last", path.with_name(path.name + ".old")):
+        if (candidate / "model.safetensors").is_file():
+            return candidate
+    raise RepriseError(f"{path}: no checkpoint here (expected model.safetensors, or a run with best/ or last/)")
+
+
+def load_checkpoint(path: Path, device: str | torch.device = "cpu") -> tuple[MusicTransformer, Tokenizer]:
+    """The model (in eval mode) and tokenizer stored at ``path``."""
+    directory = resolve(path)
+    meta = json.loads((directory / "model.json").read_text())
+    model = MusicTransformer(ModelConfig.from_json(meta["config"])).to(device)
+    load_weights(model, directory)
+    return model.eval(), load_tokenizer(directory)
+
+
+def load_weights(model: torch.nn.Module, directory: Path) -> None:
+    """Load ``model.safetensors`` from a checkpoint directory into ``model``, in place."""
+    device = next(model.parameters()).device
+    load_model(model, str(Path(directory) / "model.safetensors"), device=str(device))
+
+
+def load_training_state(directory: Path, optimizer: torch.optim.Optimizer) -> dict[str, Any]:
+    """Restore optimizer and RNG state from a checkpoint; return its ``training.json``."""
+    directory = Path(directory)
+    if not (directory / "training.json").is_file():
+        raise RepriseError(f"{directory}: no training state to resume from")
+    training = json.loads((directory / "training.json").read_text())
+    tensors = load_file(str(directory / "optimizer.safetensors"))
+    torch.set_rng_state(tensors.pop("rng.torch"))
+    state: dict[int, dict[str, torch.Tensor]] = {}
+    for key, value in tensors.items():
+        index, name = key.split(".", 2)[1:]
+        state.setdefault(int(index), {})[name] = value
+    optimizer.load_state_dict({"state": state, "param_groups": training["param_groups"]})
+    return training
+
+
+def _flatten_optimizer(optimizer: torch.optim.Optimizer) -> tuple[dict[str, torch.Tensor], list]:
+    """Optimizer state as named tensors (``state.<param>.<name>``) plus JSON-able groups."""
+    state_dict = optimizer.state_dict()
+    tensors = {
+        f"state.{index}.{name}": torch.as_tensor(value).contiguous()
+        for index, entries in state_dict["state"].items()
+        for name, value in entries.items()
+    }
+    return tensors, state_dict["param_groups"]
+
+
+def _write_json(path: Path, data: dict[str, Any]) -> None:
+    path.write_text(json.dumps(data, indent=1))

@@ -1,0 +1,38 @@
+"""Training hyper-parameters as one dataclass, saved with every checkpoint."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields
+from typing import Any
+
+
+@dataclass
+class TrainConfig:
+    """How long and how to optimise; the LR follows linear warm-up then cosine decay.
+
+    With ``max_minutes`` the run stops when the time is up and the cosine decay
+    follows whichever of steps or time is further along, so a budgeted run still
+    ends at the low LR; such runs are not bit-reproducible across machines.
+    """
+
+    steps: int = 2000
+    max_minutes: float | None = None  # wall-clock budget; the LR schedule then follows time
+    batch_size: int = 16
+    grad_accum: int = 1
+    lr: float = 1e-3
+    min_lr_ratio: float = 0.1
+    warmup: int = 100
+    weight_decay: float = 0.1
+    clip: float = 1.0
+    eval_every: int = 200
+    seed: int = 0
+    augment: bool = True
+    device: str = "auto"
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> "TrainConfig":
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in known})

@@ -1,0 +1,214 @@
+"""The training loop: AdamW, warm-up + cosine LR, clipping, accumulation, validation, checkpoints.
+
+A run directory holds ``run.json`` (data, model and train configs), ``last/``
+and ``best/`` checkpoints and ``metrics.jsonl``. The batch drawn at step ``s`` is
+a pure function of ``(seed, s)``, so a resumed run sees exactly the data it
+would have seen without the interruption; dropout's RNG state is checkpointed.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from tqdm import tqdm
+
+from reprise import RepriseError
+from reprise.data.dataset import TokenDataset
+from reprise.evaluation.nll import score
+from reprise.models.config import ModelConfig
+from reprise.models.transformer import MusicTransformer
+from reprise.training.checkpoint import load_training_state, load_weights, save_checkpoint
+from reprise.training.config import TrainConfig
+
+
+@dataclass
+class TrainResult:
+    """What a finished run reports."""
+
+    run_dir: Path
+    step: int
+    best_val_nll: float
+    tokens_per_second: float
+
+
+def pick_device(name: str) -> torch.device:
+    """``auto`` means CUDA when present, else Apple's MPS, else CPU."""
+    if name == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        return torch.device("mps" if torch.backends.mps.is_available() else "cpu")
+    return torch.device(name)
+
+
+def lr_at(step: int, config: TrainConfig, elapsed: float = 0.0) -> float:
+    """Linear warm-up to ``lr``, then cosine decay to ``lr * min_lr_ratio`` at the end.
+
+    The end is ``steps``, or ``max_minutes`` of training (``elapsed`` seconds so
+    far) when that comes first.
+    """
+    if step < config.warmup:
+        return config.lr * (step + 1) / config.warmup
+    progress = (step - config.warmup) / max(1, config.steps - config.warmup)
+    if config.max_minutes:
+        progress = max(progress, elapsed / (60 * config.max_minutes))
+    progress = min(1.0, progress)
+    floor = config.lr * config.min_lr_ratio
+    return floor + 0.5 * (config.lr - floor) * (1 + math.cos(math.pi * progress))
+
+
+def make_optimizer(model: torch.nn.Module, config: TrainConfig) -> torch.optim.AdamW:
+    """AdamW with weight decay on matrices only (not biases, norms or 1-D parameters)."""
+    params = [p for p in model.parameters() if p.requires_grad]
+    groups = [
+        {"params": [p for p in params if p.dim() >= 2], "weight_decay": config.weight_decay},
+        {"params": [p for p in params if p.dim() < 2], "weight_decay": 0.0},
+    ]
+    return torch.optim.AdamW(groups, lr=config.lr, betas=(0.9, 0.98))
+
+
+def train(
+    run_dir: Path,
+    data_dir: Path | None = None,
+    model_config: ModelConfig | None = None,
+    train_config: TrainConfig | None = None,
+    resume: bool = False,
+    quiet: bool = False,
+) -> TrainResult:
+    """Train a new run in ``run_dir``, or continue it with ``resume=True``."""
+    run_dir = Path(run_dir)
+    if resume:
+        data_dir, model_config, saved = _read_run(run_dir)
+        train_config = train_config or saved
+    elif data_dir is None or model_config is None or train_config is None:
+        raise ValueError("a new run needs data_dir, model_config and train_config")
+    train_set, valid_set = TokenDataset(data_dir, "train"), TokenDataset(data_dir, "valid")
+    tokenizer = train_set.tokenizer
+    if model_config.vocab_size != tokenizer.vocab_size:
+        raise RepriseError(f"model vocab {model_config.vocab_size} != tokenizer vocab {tokenizer.vocab_size}")
+
+    device = pick_device(train_config.device)
+    torch.manual_seed(train_config.seed)
+    model = MusicTransformer(model_config).to(device)
+    optimizer = make_optimizer(model, train_config)
+    step, best, elapsed = 0, math.inf, 0.0
+    if resume:
+        load_weights(model, run_dir / "last")
+        state = load_training_state(run_dir / "last", optimizer)
+        step, best, elapsed = state["step"], state["best_val_nll"], state["elapsed"]
+    else:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        _write_run(run_dir, data_dir, model_config, train_config)
+
+    loop = _Loop(run_dir, model, optimizer, tokenizer, train_config, device, quiet)
+    return loop.run(train_set, valid_set, step, best, elapsed)
+
+
+class _Loop:
+    """The state one training run carries from step to step."""
+
+    def __init__(self, run_dir, model, optimizer, tokenizer, config: TrainConfig, device, quiet):
+        self.run_dir, self.model, self.optimizer = run_dir, model, optimizer
+        self.tokenizer, self.config, self.device, self.quiet = tokenizer, config, device, quiet
+        self.autocast = torch.autocast("cuda", dtype=torch.bfloat16, enabled=device.type == "cuda")
+
+    def run(self, train_set: TokenDataset, valid_set: TokenDataset, step: int, best: float,
+            elapsed: float) -> TrainResult:
+        config, model = self.config, self.model
+        bar = tqdm(total=config.steps, initial=step, desc="train", unit="step", disable=self.quiet,
+                   dynamic_ncols=True)
+        tokens_done, started = 0, time.perf_counter() - elapsed
+        session_start = time.perf_counter()
+        model.train()
+        try:
+            while step < config.steps and not self.out_of_time(started):
+                lr = lr_at(step, config, time.perf_counter() - started)
+                for group in self.optimizer.param_groups:
+                    group["lr"] = lr
+                loss, tokens = self.step(train_set, step)
+                step += 1
+                tokens_done += tokens
+                rate = tokens_done / (time.perf_counter() - session_start)
+                bar.update(1)
+                bar.set_postfix(loss=f"{loss:.3f}", tok_s=f"{rate:,.0f}", best_val=f"{best:.3f}")
+                self.log({"step": step, "loss": loss, "lr": lr, "tokens_per_s": rate,
+                          "elapsed": time.perf_counter() - started})
+                if step % config.eval_every == 0:
+                    best = self.validate(valid_set, step, best, started)
+            if step % config.eval_every:  # the final step, unless just validated
+                best = self.validate(valid_set, step, best, started)
+        except KeyboardInterrupt:
+            self.save("last", step, best, time.perf_counter() - started)
+            bar.close()
+            raise RepriseError(f"interrupted at step {step}; continue with: reprise train --resume --run {self.run_dir}")
+        bar.close()
+        rate = tokens_done / max(1e-9, time.perf_counter() - session_start)
+        return TrainResult(self.run_dir, step, best, rate)
+
+    def out_of_time(self, started: float) -> bool:
+        limit = self.config.max_minutes
+        return limit is not None and time.perf_counter() - started >= 60 * limit
+
+    def step(self, train_set: TokenDataset, step: int) -> tuple[float, int]:
+        """One optimizer step over ``grad_accum`` micro-batches; returns mean loss and tokens seen."""
+        config = self.config
+        self.optimizer.zero_grad(set_to_none=True)
+        total, tokens = 0.0, 0
+        for micro in range(config.grad_accum):
+            rng = np.random.default_rng([config.seed, step, micro])
+            inputs, targets = train_set.batch(rng, config.batch_size, self.model.config.context, config.augment)
+            inputs = torch.from_numpy(inputs).to(self.device)
+            targets = torch.from_numpy(targets).to(self.device)
+            with self.autocast:
+                logits = self.model(inputs)
+            loss = F.cross_entropy(
+                logits.float().flatten(0, 1), targets.flatten(), ignore_index=self.tokenizer.pad_id
+            )
+            (loss / config.grad_accum).backward()
+            total += loss.item()
+            tokens += int((targets != self.tokenizer.pad_id).sum())
+        torch.nn.utils.clip_grad_norm_(self.model.parameters(), config.clip)
+        self.optimizer.step()
+        return total / config.grad_accum, tokens
+
+    def validate(self, valid_set: TokenDataset, step: int, best: float, started: float) -> float:
+        """Score the validation split, log it, save ``last`` and (if better) ``best``."""
+        pieces = [valid_set.piece(i) for i in range(len(valid_set))]
+        with self.autocast:
+            nll = score(self.model, pieces, self.model.config.context)
+        self.log({"step": step, "val_nll": nll.per_token, "val_ppl": nll.perplexity, "val_tokens": nll.tokens})
+        if not self.quiet:
+            tqdm.write(f"step {step}: validation NLL {nll.per_token:.4f} nats/token (perplexity {nll.perplexity:.3f})")
+        elapsed = time.perf_counter() - started
+        if nll.per_token < best:
+            best = nll.per_token
+            self.save("best", step, best, elapsed)
+        self.save("last", step, best, elapsed)
+        return best
+
+    def save(self, name: str, step: int, best: float, elapsed: float) -> None:
+        training = {"step": step, "best_val_nll": best, "elapsed": elapsed, "train_config": self.config.to_json()}
+        save_checkpoint(self.run_dir / name, self.model, self.tokenizer, training, self.optimizer)
+
+    def log(self, row: dict[str, Any]) -> None:
+        with open(self.run_dir / "metrics.jsonl", "a") as f:
+            f.write(json.dumps({**row, "time": time.time()}) + "\n")
+
+
+def _write_run(run_dir: Path, data_dir: Path, model_config: ModelConfig, train_config: TrainConfig) -> None:
+    run = {"data": str(Path(data_dir).resolve()), "model": model_config.to_json(), "train": train_config.to_json()}
+    (run_dir / "run.json").write_text(json.dumps(run, indent=1))
+
+
+def _read_run(run_dir: Path) -> tuple[Path, ModelConfig, TrainConfig]:
+    if not (run_dir / "run.json").is_file() or not (run_dir / "last").is_dir():
+        raise RepriseError(f"{run_dir}: nothing to resume (needs run.json and a last/ checkpoint)")
+    run = json.loads((run_dir / "run.json").read_text())
+    return Path(run["data"]), ModelConfig.from_json(run["model"]), TrainConfig.from_json(run["train"])
