@@ -183,7 +183,8 @@ class _Loop:
         pieces = [valid_set.piece(i) for i in range(len(valid_set))]
         with self.autocast:
             nll = score(self.model, pieces, self.model.config.context)
-        self.log({"step": step, "val_nll": nll.per_token, "val_ppl": nll.perplexity, "val_tokens": nll.tokens})
+        self.log({"step": step, "val_nll": nll.per_token, "val_ppl": nll.perplexity, "val_tokens": nll.tokens,
+                  "elapsed": time.perf_counter() - started})
         if not self.quiet:
             tqdm.write(f"step {step}: validation NLL {nll.per_token:.4f} nats/token (perplexity {nll.perplexity:.3f})")
         elapsed = time.perf_counter() - started

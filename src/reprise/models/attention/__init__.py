@@ -2,7 +2,10 @@
 
 Every mechanism is a module ``forward(x, cache=None) -> y`` over ``(batch, time,
 d_model)`` that never lets a position see later positions, plus
-``new_cache(batch, capacity, device, dtype)`` for fast incremental decoding.
+``new_cache(batch, capacity, device, dtype)`` for fast incremental decoding (a
+cache object with a ``length`` attribute: the number of tokens decoded so far)
+and ``weights(x) -> (batch, heads, time, time)`` attention probabilities for
+visualisation.
 """
 
 from __future__ import annotations

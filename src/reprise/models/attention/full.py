@@ -55,6 +55,14 @@ class FullAttention(nn.Module):
             y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout)
         return self.merge_heads(y)
 
+    @torch.no_grad()
+    def weights(self, x: torch.Tensor) -> torch.Tensor:
+        """Attention probabilities ``(B, H, T, T)`` for input ``x`` (for visualisation; no dropout)."""
+        q, k, _ = self.split_heads(x)
+        scores = q @ k.transpose(-1, -2) / q.shape[-1] ** 0.5
+        mask = causal_mask(q.shape[2], k.shape[2], x.device)
+        return scores.masked_fill(~mask, float("-inf")).softmax(-1)
+
     def new_cache(self, batch: int, capacity: int, device, dtype) -> KVCache:
         head_dim = self.qkv.out_features // 3 // self.n_heads
         return KVCache(batch, self.n_heads, capacity, head_dim, device, dtype)
