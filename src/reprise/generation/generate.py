@@ -42,24 +42,27 @@ def generate(
     banned = torch.zeros(tokenizer.vocab_size, dtype=torch.bool, device=device)
     banned[[tokenizer.pad_id, tokenizer.bos_id, tokenizer.eos_id]] = True
 
-    logits = None
+    start, logits = _window_start(seq.shape[1], context, frame), None
     for i in range(n_new):
-        if logits is None:  # (re)start: prefill the attended window
-            start = _window_start(seq.shape[1], context, frame)
+        if seq.shape[1] - start > context:  # the window is full: slide it
+            start, logits = _window_start(seq.shape[1], context, frame), None
+        if logits is None:  # prefill the window (every step when not caching)
             caches = model.new_caches(num_samples, context) if use_cache else None
             logits = model(seq[:, start:], caches)[:, -1]
         logits = logits.masked_fill(_disallowed(tokenizer, seq.shape[1], banned), float("-inf"))
         token = sample(logits, sampling, generator)
         seq = torch.cat([seq, token[:, None]], dim=1)
-        if caches is None or caches[0].length >= context or i == n_new - 1:
-            logits = None
-        else:
-            logits = model(token[:, None], caches)[:, -1]
+        full = seq.shape[1] - start > context
+        logits = None if caches is None or full or i == n_new - 1 else model(token[:, None], caches)[:, -1]
     return seq.cpu().numpy()
 
 
 def _window_start(length: int, context: int, frame: int) -> int:
-    """Where the attended window starts: 0 while it fits, else the last half-context on a frame boundary."""
+    """Where the attended window starts: 0 while it fits, else the last half-context on a frame boundary.
+
+    The window then stays put, growing token by token, until it fills the
+    context again; cached and uncached decoding slide it at the same steps.
+    """
     if length <= context:
         return 0
     start = length - max(frame, context // 2)

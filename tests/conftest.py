@@ -1,0 +1,38 @@
+"""Shared fixtures: real chorale data from ../shared and music21, prepared once per session."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+JSB_JSON = SHARED / "jsb" / "Jsb16thSeparated.json"
+
+
+@pytest.fixture(scope="session")
+def jsb_json() -> Path:
+    if not JSB_JSON.is_file():
+        pytest.skip(f"{JSB_JSON} is absent (the shared data folder beside the repo)")
+    return JSB_JSON
+
+
+@pytest.fixture(scope="session")
+def jsb_data(jsb_json: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The JSB Chorales benchmark prepared as a dataset directory."""
+    from reprise.data.prepare import prepare
+
+    return prepare(str(jsb_json), tmp_path_factory.mktemp("jsb") / "data")
+
+
+@pytest.fixture(scope="session")
+def small_chorales(jsb_data: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Eight training and four validation chorales: enough to learn from in seconds."""
+    from reprise.data.dataset import EncodedPiece, TokenDataset, load_tokenizer, write_dataset
+
+    pieces = []
+    for split, n in (("train", 8), ("valid", 4), ("test", 2)):
+        dataset = TokenDataset(jsb_data, split)
+        pieces += [EncodedPiece(f"{split}/{i}", dataset.piece(i), split) for i in range(n)]
+    out = tmp_path_factory.mktemp("small") / "data"
+    return write_dataset(out, pieces, load_tokenizer(jsb_data), "jsb subset", [])
