@@ -60,7 +60,8 @@ def prepare(source: str, out: Path, tokenizer: str, split: str, workers: int | N
 @click.option("--data", type=click.Path(path_type=Path), help="Prepared dataset directory.")
 @click.option("--run", "run_dir", type=click.Path(path_type=Path), required=True, help="Run directory to write.")
 @click.option("--resume", is_flag=True, help="Continue the run in --run from its last checkpoint.")
-@click.option("--preset", type=click.Choice(sorted(PRESETS)), default="tiny", show_default=True)
+@click.option("--preset", type=click.Choice(sorted(PRESETS)), default="tiny", show_default=True,
+              help="Model size; the options below override single fields.")
 @click.option("--positions", type=click.Choice(POSITIONS), help="Absolute positions [default: learned].")
 @click.option("--attention", type=click.Choice(sorted(ATTENTION_KINDS)), help="Attention kind [default: full].")
 @click.option("--context", type=click.IntRange(8), help="Context length in tokens [default: from preset].")
@@ -68,15 +69,26 @@ def prepare(source: str, out: Path, tokenizer: str, split: str, workers: int | N
 @click.option("--layers", "n_layers", type=click.IntRange(1), help="Number of blocks [default: from preset].")
 @click.option("--heads", "n_heads", type=click.IntRange(1), help="Attention heads [default: from preset].")
 @click.option("--dropout", type=click.FloatRange(0, 1), help="Dropout [default: from preset].")
-@click.option("--steps", type=click.IntRange(1), default=_DEFAULTS.steps, show_default=True)
-@click.option("--batch-size", type=click.IntRange(1), default=_DEFAULTS.batch_size, show_default=True)
-@click.option("--grad-accum", type=click.IntRange(1), default=_DEFAULTS.grad_accum, show_default=True)
-@click.option("--lr", type=click.FloatRange(0, min_open=True), default=_DEFAULTS.lr, show_default=True)
-@click.option("--warmup", type=click.IntRange(0), default=_DEFAULTS.warmup, show_default=True)
-@click.option("--weight-decay", type=click.FloatRange(0), default=_DEFAULTS.weight_decay, show_default=True)
-@click.option("--clip", type=click.FloatRange(0, min_open=True), default=_DEFAULTS.clip, show_default=True)
-@click.option("--eval-every", type=click.IntRange(1), default=_DEFAULTS.eval_every, show_default=True)
-@click.option("--seed", type=int, default=_DEFAULTS.seed, show_default=True)
+@click.option("--steps", type=click.IntRange(1), default=_DEFAULTS.steps, show_default=True,
+              help="Optimizer steps; the LR schedule ends here.")
+@click.option("--minutes", "max_minutes", type=click.FloatRange(0, min_open=True),
+              help="Stop after this much wall-clock time; the LR schedule then follows time.")
+@click.option("--batch-size", type=click.IntRange(1), default=_DEFAULTS.batch_size, show_default=True,
+              help="Windows per micro-batch.")
+@click.option("--grad-accum", type=click.IntRange(1), default=_DEFAULTS.grad_accum, show_default=True,
+              help="Micro-batches per optimizer step.")
+@click.option("--lr", type=click.FloatRange(0, min_open=True), default=_DEFAULTS.lr, show_default=True,
+              help="Peak learning rate (AdamW).")
+@click.option("--warmup", type=click.IntRange(0), default=_DEFAULTS.warmup, show_default=True,
+              help="Steps of linear warm-up before the cosine decay.")
+@click.option("--weight-decay", type=click.FloatRange(0), default=_DEFAULTS.weight_decay, show_default=True,
+              help="AdamW weight decay on weight matrices.")
+@click.option("--clip", type=click.FloatRange(0, min_open=True), default=_DEFAULTS.clip, show_default=True,
+              help="Gradient-norm clipping threshold.")
+@click.option("--eval-every", type=click.IntRange(1), default=_DEFAULTS.eval_every, show_default=True,
+              help="Validate and checkpoint every this many steps.")
+@click.option("--seed", type=int, default=_DEFAULTS.seed, show_default=True,
+              help="Seeds initialisation, data order and dropout.")
 @click.option("--no-augment", is_flag=True, help="Train without data augmentation.")
 @click.option("--device", default=_DEFAULTS.device, show_default=True, help="auto, cpu, cuda, cuda:1, mps.")
 def train(data: Path | None, run_dir: Path, resume: bool, preset: str, **options) -> None:
@@ -106,20 +118,22 @@ def train(data: Path | None, run_dir: Path, resume: bool, preset: str, **options
 
 @cli.command()
 @click.option("--checkpoint", type=click.Path(path_type=Path), required=True, help="Run or checkpoint directory.")
-@click.option("--out", type=click.Path(path_type=Path), default=Path("samples"), show_default=True)
+@click.option("--out", type=click.Path(path_type=Path), default=Path("samples"), show_default=True,
+              help="Folder for the MIDI files and piano rolls.")
 @click.option("--primer-midi", type=click.Path(path_type=Path, dir_okay=False), help="Continue this MIDI file.")
 @click.option("--primer-data", type=click.Path(path_type=Path), help="Take the primer from this dataset...")
 @click.option("--primer-piece", type=click.IntRange(0), default=0, show_default=True, help="...piece number...")
 @click.option("--primer-split", default="valid", show_default=True, help="...of this split.")
 @click.option("--primer-length", default="2bars", show_default=True, help="Primer length: tokens (64) or bars (2bars).")
 @click.option("--length", default="8bars", show_default=True, help="New material: tokens (512) or bars (8bars).")
-@click.option("--samples", type=click.IntRange(1), default=3, show_default=True)
-@click.option("--temperature", type=click.FloatRange(0, min_open=True), default=1.0, show_default=True)
+@click.option("--samples", type=click.IntRange(1), default=3, show_default=True, help="How many pieces to sample.")
+@click.option("--temperature", type=click.FloatRange(0, min_open=True), default=1.0, show_default=True,
+              help="Below 1: safer choices; above 1: wilder.")
 @click.option("--top-k", type=click.IntRange(0), default=0, show_default=True, help="0 = off.")
 @click.option("--top-p", type=click.FloatRange(0, 1, min_open=True), default=1.0, show_default=True, help="1 = off.")
-@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--seed", type=int, default=0, show_default=True, help="Same seed, same samples.")
 @click.option("--no-cache", is_flag=True, help="Recompute the whole window at each step (slow; for comparison).")
-@click.option("--device", default="auto", show_default=True)
+@click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:1, mps.")
 def generate(checkpoint: Path, out: Path, primer_midi, primer_data, primer_piece, primer_split, primer_length,
              length, samples, temperature, top_k, top_p, seed, no_cache, device) -> None:
     """Sample new music from a trained model, continuing a primer; writes MIDI and piano rolls."""
@@ -146,9 +160,10 @@ def generate(checkpoint: Path, out: Path, primer_midi, primer_data, primer_piece
 @cli.command()
 @click.option("--checkpoint", type=click.Path(path_type=Path), required=True, help="Run or checkpoint directory.")
 @click.option("--data", type=click.Path(path_type=Path), required=True, help="Prepared dataset directory.")
-@click.option("--split", type=click.Choice(["train", "valid", "test"]), default="valid", show_default=True)
+@click.option("--split", type=click.Choice(["train", "valid", "test"]), default="valid", show_default=True,
+              help="Which part of the dataset to score.")
 @click.option("--stride", type=click.IntRange(1), help="Sliding-window stride for long pieces [default: context/2].")
-@click.option("--device", default="auto", show_default=True)
+@click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:1, mps.")
 def evaluate(checkpoint: Path, data: Path, split: str, stride: int | None, device: str) -> None:
     """Mean negative log-likelihood per token (nats) and perplexity on a split."""
     from reprise.data.dataset import TokenDataset
@@ -166,7 +181,8 @@ def evaluate(checkpoint: Path, data: Path, split: str, stride: int | None, devic
 
 
 @cli.command()
-@click.option("--out", type=click.Path(path_type=Path), default=Path("reprise-demo"), show_default=True)
+@click.option("--out", type=click.Path(path_type=Path), default=Path("reprise-demo"), show_default=True,
+              help="Folder for the data, the run and the samples.")
 @click.option("--minutes", type=click.FloatRange(0.1), default=5.0, show_default=True, help="Training time.")
 def demo(out: Path, minutes: float) -> None:
     """Prepare the music21 chorales, train `tiny`, and generate three chorales into --out."""

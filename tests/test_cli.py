@@ -1,0 +1,91 @@
+"""The command line as a user meets it: the whole path, --help, and one-line errors."""
+
+from __future__ import annotations
+
+import json
+
+import click
+import pytest
+import symusic
+
+from reprise.cli.main import main
+
+SMALL_MODEL = ["--context", "32", "--d-model", "32", "--layers", "1", "--heads", "2"]
+
+
+def run(capsys, *args: str) -> tuple[int, str, str]:
+    code = main([str(a) for a in args])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_prepare_train_generate_evaluate(capsys, jsb_json, small_chorales, tmp_path):
+    code, out, _ = run(capsys, "prepare", jsb_json, "--out", tmp_path / "jsb")
+    assert code == 0 and "train: 229 pieces" in out and "valid: 76 pieces" in out
+
+    run_dir = tmp_path / "run"
+    code, out, _ = run(capsys, "train", "--data", small_chorales, "--run", run_dir, "--steps", "4",
+                       "--eval-every", "2", "--batch-size", "2", "--device", "cpu", *SMALL_MODEL)
+    assert code == 0 and "best validation NLL" in out
+    assert (run_dir / "best" / "model.safetensors").is_file()
+
+    code, out, _ = run(capsys, "generate", "--checkpoint", run_dir, "--primer-data", small_chorales,
+                       "--length", "2bars", "--samples", "2", "--out", tmp_path / "samples")
+    assert code == 0
+    midis = sorted((tmp_path / "samples").glob("*.mid"))
+    assert [m.name for m in midis] == ["sample-1.mid", "sample-2.mid"]
+    score = symusic.Score(str(midis[0]))
+    assert [t.name for t in score.tracks] == ["Soprano", "Alto", "Tenor", "Bass"]
+    assert score.end() >= 4 * score.tpq * 3  # 2 primer bars + 2 new bars, barring final rests
+    assert (tmp_path / "samples" / "sample-1.png").stat().st_size > 10_000
+
+    code, out, _ = run(capsys, "evaluate", "--checkpoint", run_dir, "--data", small_chorales, "--split", "test")
+    report = json.loads(out)
+    assert code == 0 and report["pieces"] == 2 and 0 < report["nll_per_token"] < 5
+
+    code, out, _ = run(capsys, "generate", "--checkpoint", run_dir, "--primer-midi", midis[0],
+                       "--length", "8", "--samples", "1", "--out", tmp_path / "again")
+    assert code == 0 and (tmp_path / "again" / "sample-1.mid").is_file()
+
+
+@pytest.mark.parametrize("command", ["prepare", "train", "generate", "evaluate", "demo"])
+def test_every_command_documents_every_option(capsys, command):
+    from reprise.cli.main import cli
+
+    code, out, _ = run(capsys, command, "--help")
+    assert code == 0 and "Usage: reprise " + command in out
+    for param in cli.commands[command].params:
+        if isinstance(param, click.Option):
+            assert param.help, f"reprise {command} {param.opts[0]} has no help text"
+            assert param.opts[0] in out
+
+
+@pytest.mark.parametrize(
+    "args, code, message",
+    [
+        (["train", "--data", "no/such/dir", "--run", "r"], 1, "no/such/dir: not a prepared dataset"),
+        (["train", "--run", "r", "--frobnicate"], 2, "No such option '--frobnicate'"),
+        (["train", "--run", "r", "--positions", "diagonal"], 2, "'diagonal' is not one of"),
+        (["generate", "--checkpoint", "no/such/run"], 1, "no/such/run: no checkpoint here"),
+        (["prepare", "no/such/file.json", "--out", "x"], 1, "no/such/file.json: no such file"),
+        (["prepare", "bach", "--out", "x", "--split", "0.5,0.5"], 2, "three fractions summing to 1"),
+        (["train", "--resume", "--run", "no/such/run"], 1, "no/such/run: nothing to resume"),
+    ],
+)
+def test_bad_input_gives_one_clear_line_and_a_nonzero_exit(capsys, tmp_path, monkeypatch, args, code, message):
+    monkeypatch.chdir(tmp_path)
+    got, out, err = run(capsys, *args)
+    assert got == code
+    assert len(err.strip().splitlines()) == 1, err
+    assert message in err and "Traceback" not in err
+    assert not (tmp_path / "x").exists()
+
+
+def test_a_missing_primer_file_is_named(capsys, small_chorales, tmp_path):
+    run_dir = tmp_path / "run"
+    assert run(capsys, "train", "--data", small_chorales, "--run", run_dir, "--steps", "1", "--eval-every", "1",
+               "--device", "cpu", *SMALL_MODEL)[0] == 0
+    code, _, err = run(capsys, "generate", "--checkpoint", run_dir, "--primer-midi", tmp_path / "nope.mid")
+    assert code == 1 and "nope.mid: no such file" in err
+    code, _, err = run(capsys, "generate", "--checkpoint", run_dir, "--length", "many")
+    assert code == 1 and "expected a number of tokens (512) or bars (8bars)" in err

@@ -1,0 +1,105 @@
+"""Training: the loss really falls, and an interrupted run resumes exactly where it stopped."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from reprise import RepriseError
+from reprise.data.dataset import TokenDataset
+from reprise.evaluation.nll import score, windows
+from reprise.models.config import ModelConfig
+from reprise.training import trainer
+from reprise.training.checkpoint import load_checkpoint
+from reprise.training.config import TrainConfig
+
+
+def small_config(vocab_size: int, dropout: float = 0.0) -> ModelConfig:
+    return ModelConfig(vocab_size=vocab_size, context=64, d_model=64, n_layers=2, n_heads=4, dropout=dropout)
+
+
+def unigram_entropy(ids: np.ndarray) -> float:
+    counts = np.bincount(ids)
+    p = counts[counts > 0] / counts.sum()
+    return float(-(p * np.log(p)).sum())
+
+
+def test_tiny_model_learns_far_below_the_unigram_entropy(small_chorales, tmp_path):
+    train_set = TokenDataset(small_chorales, "train")
+    config = small_config(train_set.tokenizer.vocab_size)
+    result = trainer.train(tmp_path / "run", small_chorales, config,
+                           TrainConfig(steps=150, batch_size=8, lr=3e-3, warmup=10, eval_every=150,
+                                       augment=False, device="cpu"), quiet=True)
+    model, _ = load_checkpoint(tmp_path / "run" / "last")
+    pieces = [train_set.piece(i) for i in range(len(train_set))]
+    nll = score(model, pieces, config.context).per_token
+    entropy = unigram_entropy(np.concatenate([p[1:] for p in pieces]))
+    assert nll < 0.5 * entropy, (nll, entropy)
+    assert result.best_val_nll < entropy
+    rows = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    losses = [r["loss"] for r in rows if "loss" in r]
+    assert np.mean(losses[-10:]) < 0.6 * np.mean(losses[:10])
+
+
+def test_resume_continues_with_the_same_step_schedule_and_data(small_chorales, tmp_path, monkeypatch):
+    vocab = TokenDataset(small_chorales, "train").tokenizer.vocab_size
+    config = TrainConfig(steps=6, batch_size=4, lr=1e-3, warmup=2, eval_every=3, device="cpu")
+    trainer.train(tmp_path / "straight", small_chorales, small_config(vocab, dropout=0.2), config, quiet=True)
+
+    real_step = trainer._Loop.step
+
+    def interrupt_at_four(self, train_set, step):
+        if step == 4:
+            raise KeyboardInterrupt
+        return real_step(self, train_set, step)
+
+    monkeypatch.setattr(trainer._Loop, "step", interrupt_at_four)
+    with pytest.raises(RepriseError, match="interrupted at step 4; continue with: reprise train --resume"):
+        trainer.train(tmp_path / "cut", small_chorales, small_config(vocab, dropout=0.2), config, quiet=True)
+    monkeypatch.setattr(trainer._Loop, "step", real_step)
+    assert json.loads((tmp_path / "cut" / "last" / "training.json").read_text())["step"] == 4
+    result = trainer.train(tmp_path / "cut", resume=True, quiet=True)
+
+    assert result.step == 6
+    straight = load_file(str(tmp_path / "straight" / "last" / "model.safetensors"))
+    resumed = load_file(str(tmp_path / "cut" / "last" / "model.safetensors"))
+    for name, tensor in straight.items():
+        torch.testing.assert_close(resumed[name], tensor, rtol=0, atol=0)
+    lrs = lambda run: [r["lr"] for r in map(json.loads, (tmp_path / run / "metrics.jsonl").open()) if "lr" in r]  # noqa: E731
+    assert lrs("cut") == lrs("straight")
+
+
+def test_checkpoints_hold_no_pickles(small_chorales, tmp_path):
+    vocab = TokenDataset(small_chorales, "train").tokenizer.vocab_size
+    trainer.train(tmp_path / "run", small_chorales, small_config(vocab),
+                  TrainConfig(steps=2, batch_size=2, eval_every=2, device="cpu"), quiet=True)
+    for name in ("best", "last"):
+        files = sorted(p.name for p in (tmp_path / "run" / name).iterdir())
+        assert files == ["model.json", "model.safetensors", "optimizer.safetensors", "tokenizer.json", "training.json"]
+
+
+def test_windows_score_every_token_exactly_once():
+    for length in (5, 64, 65, 66, 200, 1001):
+        scored = []
+        for start, end, first in windows(length, context=64, stride=16):
+            assert end - start - 1 <= 64 and first > start
+            assert first - start - 1 >= min(48, first - 1)  # each scored token sees >= context - stride
+            scored += range(first, end)
+        assert scored == list(range(1, length))
+
+
+def test_batches_start_on_frame_boundaries(small_chorales):
+    dataset = TokenDataset(small_chorales, "train")
+    inputs, targets = dataset.batch(np.random.default_rng(0), 64, 32)
+    np.testing.assert_array_equal(inputs[:, 1:], targets[:, :-1])
+    pieces = [dataset.piece(i) for i in range(len(dataset))]
+    for row in inputs:
+        # a window starts at BOS or after a whole step, so position i predicts voice i mod 4;
+        # the last window of a piece may run past its end and is padded
+        row = row[row != dataset.tokenizer.pad_id]
+        starts = [s for p in pieces for s in range(len(p)) if np.array_equal(p[s : s + len(row)], row)]
+        assert any(s % 4 == 0 for s in starts), starts
