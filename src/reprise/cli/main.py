@@ -36,21 +36,28 @@ def cli() -> None:
 @cli.command()
 @click.argument("source")
 @click.option("--out", type=click.Path(path_type=Path), required=True, help="Dataset directory to write.")
-@click.option("--tokenizer", default="chorale-grid", show_default=True, help="How to turn music into tokens.")
+@click.option("--tokenizer", help="performance, remi, tsd, midilike, melody-grid or chorale-grid "
+              "[default: chorale-grid for chorales, melody-grid for **kern/ABC, performance for MIDI].")
 @click.option("--split", default="0.8,0.1,0.1", show_default=True, help="Train,valid,test fractions (by piece).")
 @click.option("--workers", type=click.IntRange(1), default=None, help="Parallel readers [default: CPU count, max 4].")
-def prepare(source: str, out: Path, tokenizer: str, split: str, workers: int | None) -> None:
+@click.option("--tracks", default="", help="Keep only these tracks, by name or program: MELODY,PIANO or 0,33.")
+@click.option("--bpe", type=click.IntRange(1), help="Learn BPE up to this vocabulary size (remi, tsd, midilike).")
+def prepare(source: str, out: Path, tokenizer: str | None, split: str, workers: int | None, tracks: str,
+            bpe: int | None) -> None:
     """Turn SOURCE into a dataset directory of token arrays.
 
-    SOURCE is `bach` (the four-part chorales that ship with music21) or the path
-    of a JSB Chorales JSON file (`Jsb16thSeparated.json`, which keeps its own
-    train/valid/test split).
+    SOURCE is a folder (searched recursively) or zip of MIDI or **kern files; the
+    path of a JSB Chorales JSON file (`Jsb16thSeparated.json`, which keeps its own
+    train/valid/test split); `bach` (the four-part chorales that ship with
+    music21); or another music21 collection (`essen`, `ryansMammoth`, ...).
+    Unusable files are skipped and listed, with the reason, in manifest.json.
     """
     from reprise.data.dataset import read_manifest
     from reprise.data.prepare import prepare as run_prepare
 
     _, valid, test = _parse_split(split)
-    directory = run_prepare(source, out, tokenizer, valid, test, workers)
+    chosen = tuple(t for t in tracks.split(",") if t.strip())
+    directory = run_prepare(source, out, tokenizer, valid, test, workers, chosen, bpe)
     manifest = read_manifest(directory)
     counts = ", ".join(f"{s}: {c['pieces']} pieces / {c['tokens']:,} tokens" for s, c in manifest["counts"].items())
     click.echo(f"wrote {directory} ({counts}); skipped {len(manifest['skipped'])} (see manifest.json)")

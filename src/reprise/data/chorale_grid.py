@@ -13,14 +13,13 @@ Ids: ``PAD``, ``BOS``, ``EOS``, ``SILENCE``, then one id per MIDI pitch from
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import symusic
 
 from reprise import RepriseError
-from reprise.data.tokenizer import Tokenizer, register
+from reprise.data.tokenizer import Tokenizer, random_shift, register
 
 VOICES = ("Soprano", "Alto", "Tenor", "Bass")
 SILENCE = -1  # pitch value for "this voice is silent" in grids, as in the JSB JSON
@@ -37,6 +36,7 @@ class ChoraleGrid(Tokenizer):
     pitch_max: int = 108
     voice_ranges: list[tuple[int, int]] = field(default_factory=lambda: [(21, 108)] * 4)
     tempo_qpm: float = 80.0
+    max_transpose: int = 3
 
     name = "chorale-grid"
     frame = 4
@@ -79,8 +79,8 @@ class ChoraleGrid(Tokenizer):
     def decode(self, ids: np.ndarray) -> symusic.Score:
         return grid_to_score(self.decode_grid(ids), self.tempo_qpm)
 
-    def encode_midi(self, path: Path) -> np.ndarray:
-        return self.encode_grid(score_to_grid(path), eos=False)
+    def encode_score(self, score: symusic.Score) -> np.ndarray:
+        return self.encode_grid(score_to_grid(score))
 
     # -- structure ---------------------------------------------------------------
     def tokens_per_bar(self) -> int:
@@ -98,14 +98,31 @@ class ChoraleGrid(Tokenizer):
         mask[self.eos_id] = voice == 0
         return mask
 
-    def fit_voice_ranges(self, grids: list[np.ndarray]) -> None:
-        """Set each voice's sampling range to the pitches it uses in ``grids``."""
-        stacked = np.concatenate(grids)
+    def fit(self, train: list[np.ndarray]) -> None:
+        """Set each voice's sampling range to the pitches it uses in the training pieces."""
+        stacked = np.concatenate([self.decode_grid(ids) for ids in train])
         ranges = []
         for v in range(4):
             sounding = stacked[:, v][stacked[:, v] != SILENCE]
             ranges.append((int(sounding.min()), int(sounding.max())))
         self.voice_ranges = ranges
+
+    def augment(self, ids: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        """Transpose the window, keeping every voice inside its (fitted) voice range.
+
+        Windows start at ``BOS`` or on a step boundary, so token ``j`` belongs to
+        voice ``(j - 1) % 4``.
+        """
+        voice = (np.arange(len(ids)) - 1) % 4
+        pitched = ids > self.silence_id
+        if not pitched.any():
+            return ids
+        used = [v for v in range(4) if pitched[voice == v].any()]
+        lows = np.array([ids[pitched & (voice == v)].min() for v in used]) - 4 + self.pitch_min
+        highs = np.array([ids[pitched & (voice == v)].max() for v in used]) - 4 + self.pitch_min
+        ranges = np.array([self.voice_ranges[v] for v in used])
+        shift = random_shift(lows, highs, ranges[:, 0], ranges[:, 1], self.max_transpose, rng)
+        return np.where(pitched, ids + shift, ids)
 
     def to_json(self) -> dict[str, Any]:
         return {"name": self.name, **asdict(self)}
@@ -145,15 +162,11 @@ def grid_to_score(grid: np.ndarray, tempo_qpm: float = 80.0) -> symusic.Score:
     return score
 
 
-def score_to_grid(path: Path) -> np.ndarray:
-    """Read a 4-voice MIDI file (one voice per track, soprano first) onto the 16th grid."""
-    try:
-        score = symusic.Score(str(path))
-    except Exception as err:  # symusic raises plain RuntimeErrors for bad files
-        raise RepriseError(f"{path}: cannot read MIDI ({err})") from err
+def score_to_grid(score: symusic.Score) -> np.ndarray:
+    """A 4-voice score (one voice per track with notes, highest first) on the 16th grid."""
     tracks = sorted((t for t in score.tracks if len(t.notes)), key=_mean_pitch, reverse=True)
     if len(tracks) != 4:
-        raise RepriseError(f"{path}: a chorale primer needs 4 voice tracks with notes, found {len(tracks)}")
+        raise RepriseError(f"the chorale grid needs 4 voice tracks with notes, found {len(tracks)}")
     step = score.tpq / 4
     n_steps = int(round(score.end() / step))
     grid = np.full((n_steps, 4), SILENCE, dtype=np.int64)

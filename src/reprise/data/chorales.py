@@ -1,5 +1,8 @@
 """Bach chorales as 4-voice 16th-note grids: from music21's corpus or the JSB JSON.
 
+:mod:`reprise.data.sources` lists the pieces and reads each in a worker with
+:func:`_read_chorale`; ``prepare`` drops duplicates.
+
 music21 ships about 400 chorale harmonisations as MusicXML. Many carry extra
 instrumental parts (horns, strings doubling a voice); we keep the four sung
 parts when they can be told apart by name, and skip a piece, with a reason, when
@@ -11,7 +14,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -36,37 +38,6 @@ def split_of(name: str, valid: float = 0.1, test: float = 0.1) -> str:
     """Deterministic by-piece split from a hash of the name, stable as pieces come and go."""
     u = int(hashlib.sha1(name.encode()).hexdigest()[:8], 16) / 0x1_0000_0000
     return "test" if u < test else "valid" if u < test + valid else "train"
-
-
-def load_music21_chorales(
-    workers: int = 2, valid: float = 0.1, test: float = 0.1
-) -> tuple[list[Piece], list[tuple[str, str]]]:
-    """All usable four-part chorales in music21's Bach corpus, and ``(name, reason)`` for the rest."""
-    from music21 import corpus
-
-    every = corpus.getComposer("bach")
-    paths = [p for p in every if p.suffix in SCORE_SUFFIXES]
-    names = [_corpus_name(p) for p in paths]
-    skipped = [(_corpus_name(p), "a Roman-numeral analysis, not a score") for p in every if p.suffix not in SCORE_SUFFIXES]
-    with ProcessPoolExecutor(max_workers=max(1, workers)) as pool:
-        results = list(pool.map(_read_chorale, map(str, paths), chunksize=8))
-    pieces: list[Piece] = []
-    seen: dict[bytes, str] = {}
-    for name, result in zip(names, results):
-        if isinstance(result, str):
-            skipped.append((name, result))
-            continue
-        digest = hashlib.sha1(result.tobytes()).digest()
-        if digest in seen:
-            skipped.append((name, f"duplicate of {seen[digest]}"))
-            continue
-        seen[digest] = name
-        pieces.append(Piece(name, result, split_of(name, valid, test)))
-    return pieces, skipped
-
-
-def _corpus_name(path: Path) -> str:
-    return f"bach/{path.stem}"
 
 
 def _read_chorale(path: str) -> np.ndarray | str:

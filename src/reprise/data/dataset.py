@@ -34,6 +34,7 @@ class EncodedPiece:
     name: str
     ids: np.ndarray
     split: str
+    source_sha1: str = ""  # of the file (or tune, or grid) it was read from
 
 
 def write_dataset(
@@ -58,7 +59,9 @@ def write_dataset(
         manifest = {
             "source": source,
             "tokenizer": tokenizer.name,
+            "tokenizer_config": tokenizer.to_json(),
             "vocab_size": tokenizer.vocab_size,
+            "vocabulary": tokenizer.token_names(),
             "counts": {
                 s: {
                     "pieces": sum(p.split == s for p in pieces),
@@ -72,6 +75,7 @@ def write_dataset(
                     "split": p.split,
                     "tokens": len(p.ids),
                     "sha1": hashlib.sha1(np.asarray(p.ids, np.int64).tobytes()).hexdigest(),
+                    "source_sha1": p.source_sha1,
                 }
                 for p in pieces
             ],
@@ -133,7 +137,8 @@ class TokenDataset:
             n_starts = 1 + max(0, len(ids) - 1 - context + frame - 1) // frame
             start = 0 if n_starts == 1 else int(rng.integers(n_starts)) * frame
             ids = ids[start : start + context + 1]
-            window[row, : len(ids)] = self.tokenizer.augment(ids, rng) if augment else ids
+            ids = self.tokenizer.augment(ids, rng)[: context + 1] if augment else ids
+            window[row, : len(ids)] = ids
         return window[:, :-1], window[:, 1:]
 
 

@@ -4,6 +4,12 @@ A tokenizer turns music into a sequence of integer ids and back. Training,
 sampling and evaluation only see ids, so they work with any tokenizer that
 implements this interface; the registry lets a checkpoint name the tokenizer it
 was trained with and rebuild it from JSON.
+
+Every tokenizer encodes a ``symusic.Score`` (:meth:`Tokenizer.encode_score`), so
+any source that can produce a score (MIDI, **kern, ABC, a chorale grid) feeds any
+tokenizer. Two hooks exist because some encodings depend on the corpus: ``fit``
+sees the training pieces' ids after encoding (the chorale grid's voice ranges,
+miditok's BPE merges) and ``compress`` rewrites ids with what it learned.
 """
 
 from __future__ import annotations
@@ -45,8 +51,26 @@ class Tokenizer(ABC):
         """Turn ids (with or without BOS/EOS) into a score that can be saved as MIDI."""
 
     @abstractmethod
+    def encode_score(self, score: symusic.Score) -> np.ndarray:
+        """A score's ids, ``BOS ... EOS``; raises :class:`RepriseError` saying why a score is unusable."""
+
     def encode_midi(self, path: Path) -> np.ndarray:
         """Read a MIDI file into ids, ``BOS`` first and without ``EOS`` (a primer)."""
+        try:
+            score = symusic.Score(str(path))
+        except Exception as err:  # symusic raises plain RuntimeErrors for bad files
+            raise RepriseError(f"{path}: cannot read MIDI ({err})") from err
+        try:
+            return self.compress(self.encode_score(score))[:-1]
+        except RepriseError as err:
+            raise RepriseError(f"{path}: {err}") from err
+
+    def fit(self, train: list[np.ndarray]) -> None:
+        """Learn corpus-dependent settings from the training pieces' ids (a no-op unless overridden)."""
+
+    def compress(self, ids: np.ndarray) -> np.ndarray:
+        """Ids rewritten with what :meth:`fit` learned (e.g. BPE merges); identity unless overridden."""
+        return ids
 
     @abstractmethod
     def to_json(self) -> dict[str, Any]:
@@ -70,8 +94,26 @@ class Tokenizer(ABC):
         return None
 
     def augment(self, ids: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-        """A randomly varied copy of a training window (identity unless overridden)."""
+        """A randomly varied copy of a training window (identity unless overridden).
+
+        The copy may be longer or shorter (a time stretch changes how many time
+        shifts it takes); the dataset cuts or pads it to the window's length.
+        """
         return ids
+
+
+def random_shift(
+    lows: np.ndarray, highs: np.ndarray, floors: np.ndarray, ceilings: np.ndarray,
+    max_shift: int, rng: np.random.Generator,
+) -> int:
+    """A transposition drawn uniformly from ``-max_shift..max_shift`` that keeps every
+    ``lows[i]..highs[i]`` inside ``floors[i]..ceilings[i]`` (0 when nothing else fits).
+
+    Each index is one pitch set (a voice, or the whole window) with its allowed range.
+    """
+    down = max(-max_shift, int(np.max(np.asarray(floors) - lows)))
+    up = min(max_shift, int(np.min(np.asarray(ceilings) - highs)))
+    return int(rng.integers(down, up + 1)) if down <= up else 0
 
 
 _REGISTRY: dict[str, type[Tokenizer]] = {}
@@ -83,9 +125,13 @@ def register(cls: type[Tokenizer]) -> type[Tokenizer]:
     return cls
 
 
-def tokenizer_from_json(data: dict[str, Any]) -> Tokenizer:
-    """Rebuild whichever tokenizer ``data`` describes."""
-    name = data.get("name")
+def tokenizer_class(name: str) -> type[Tokenizer]:
+    """The registered tokenizer called ``name``."""
     if name not in _REGISTRY:
         raise RepriseError(f"unknown tokenizer {name!r}; known: {', '.join(sorted(_REGISTRY))}")
-    return _REGISTRY[name].from_json(data)
+    return _REGISTRY[name]
+
+
+def tokenizer_from_json(data: dict[str, Any]) -> Tokenizer:
+    """Rebuild whichever tokenizer ``data`` describes."""
+    return tokenizer_class(data.get("name")).from_json(data)
