@@ -7,6 +7,7 @@ import time
 from pathlib import Path
 
 import click
+import numpy as np
 
 from reprise.data.dataset import TokenDataset
 from reprise.data.prepare import prepare
@@ -41,12 +42,9 @@ def run_demo(out: Path, minutes: float) -> None:
 
     model, tokenizer = load_checkpoint(result.run_dir)
     per_bar = tokenizer.tokens_per_bar()
+    primers = np.stack([valid.piece(i)[: 1 + PRIMER_BARS * per_bar] for i in range(3)])
     started = time.perf_counter()
-    samples = []
-    for i in range(3):
-        piece = valid.piece(i)
-        primer = piece[: 1 + PRIMER_BARS * per_bar]
-        samples.append(generate(model, tokenizer, primer, NEW_BARS * per_bar, sampling=SamplingConfig(0.9), seed=i)[0])
+    samples = generate(model, tokenizer, primers, NEW_BARS * per_bar, num_samples=3, sampling=SamplingConfig(0.9))
     rate = 3 * NEW_BARS * per_bar / (time.perf_counter() - started)
     paths = write_samples(samples, tokenizer, out / "samples", "chorale")
 

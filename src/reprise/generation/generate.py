@@ -29,6 +29,9 @@ def generate(
 ) -> np.ndarray:
     """``(num_samples, len(primer) + n_new)`` ids continuing ``primer`` (which starts with ``BOS``).
 
+    ``primer`` is one sequence, continued ``num_samples`` times, or a
+    ``(num_samples, length)`` batch of equally long primers, one per sample.
+
     Special tokens are never sampled, so every sample has exactly ``n_new`` new
     tokens; the tokenizer's :meth:`~Tokenizer.allowed_next` keeps structured
     encodings well-formed.
@@ -37,7 +40,9 @@ def generate(
     device = next(model.parameters()).device
     generator = torch.Generator(device=device).manual_seed(seed)
     model.eval()
-    seq = torch.as_tensor(primer, dtype=torch.long, device=device).repeat(num_samples, 1)
+    seq = torch.as_tensor(primer, dtype=torch.long, device=device)
+    seq = seq.repeat(num_samples, 1) if seq.dim() == 1 else seq
+    num_samples = seq.shape[0]
     context, frame = model.config.context, tokenizer.frame
     banned = torch.zeros(tokenizer.vocab_size, dtype=torch.bool, device=device)
     banned[[tokenizer.pad_id, tokenizer.bos_id, tokenizer.eos_id]] = True

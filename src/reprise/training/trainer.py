@@ -122,8 +122,7 @@ class _Loop:
     def run(self, train_set: TokenDataset, valid_set: TokenDataset, step: int, best: float,
             elapsed: float) -> TrainResult:
         config, model = self.config, self.model
-        bar = tqdm(total=config.steps, initial=step, desc="train", unit="step", disable=self.quiet,
-                   dynamic_ncols=True)
+        bar = self.progress_bar(step, elapsed)
         tokens_done, started = 0, time.perf_counter() - elapsed
         session_start = time.perf_counter()
         model.train()
@@ -136,8 +135,8 @@ class _Loop:
                 step += 1
                 tokens_done += tokens
                 rate = tokens_done / (time.perf_counter() - session_start)
-                bar.update(1)
-                bar.set_postfix(loss=f"{loss:.3f}", tok_s=f"{rate:,.0f}", best_val=f"{best:.3f}")
+                bar.update(1 if config.max_minutes is None else min(bar.total, time.perf_counter() - started) - bar.n)
+                bar.set_postfix(step=step, loss=f"{loss:.3f}", tok_s=f"{rate:,.0f}", best_val=f"{best:.3f}")
                 self.log({"step": step, "loss": loss, "lr": lr, "tokens_per_s": rate,
                           "elapsed": time.perf_counter() - started})
                 if step % config.eval_every == 0:
@@ -151,6 +150,15 @@ class _Loop:
         bar.close()
         rate = tokens_done / max(1e-9, time.perf_counter() - session_start)
         return TrainResult(self.run_dir, step, best, rate)
+
+    def progress_bar(self, step: int, elapsed: float) -> tqdm:
+        """Counts steps, or seconds when the run has a time budget, so the ETA is right either way."""
+        if self.config.max_minutes is None:
+            return tqdm(total=self.config.steps, initial=step, desc="train", unit="step", disable=self.quiet,
+                        dynamic_ncols=True)
+        return tqdm(total=round(60 * self.config.max_minutes), initial=elapsed, desc="train", unit="s",
+                    disable=self.quiet, dynamic_ncols=True, bar_format="{l_bar}{bar}| {n:.0f}/{total}s "
+                    "[{elapsed}<{remaining}{postfix}]")
 
     def out_of_time(self, started: float) -> bool:
         limit = self.config.max_minutes
