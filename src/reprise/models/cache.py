@@ -1,32 +1,78 @@
-"""The key/value cache that makes sampling one token cost one row of attention."""
+"""Decoding caches: what one layer keeps from the tokens decoded so far.
+
+Every cache has ``length``, the number of tokens decoded so far; the model reads
+the position offset of new tokens from it.
+"""
 
 from __future__ import annotations
 
 import torch
 
 
-class KVCache:
-    """Keys and values of one attention layer for every token decoded so far.
+class TensorCache:
+    """Rows (along dimension -2) of one tensor for every token decoded so far.
 
-    Storage is allocated once for ``capacity`` tokens so that appending a token
+    Storage is allocated once for ``capacity`` rows so that appending a token
     never copies the past.
     """
 
-    def __init__(self, batch: int, heads: int, capacity: int, head_dim: int, device, dtype):
-        self.keys = torch.empty(batch, heads, capacity, head_dim, device=device, dtype=dtype)
-        self.values = torch.empty_like(self.keys)
+    def __init__(self, shape: tuple[int, ...], device, dtype):
+        self.storage = torch.empty(shape, device=device, dtype=dtype)
         self.length = 0
 
     @property
     def capacity(self) -> int:
-        return self.keys.shape[2]
+        return self.storage.shape[-2]
+
+    def append(self, rows: torch.Tensor) -> torch.Tensor:
+        """Store ``(..., new, width)`` rows; return all rows so far."""
+        end = self.length + rows.shape[-2]
+        if end > self.capacity:
+            raise ValueError(f"cache holds {self.capacity} tokens; {end} requested")
+        self.storage[..., self.length : end, :] = rows
+        self.length = end
+        return self.storage[..., :end, :]
+
+
+class KVCache:
+    """Keys and values ``(batch, heads, time, head_dim)`` of one attention layer."""
+
+    def __init__(self, batch: int, heads: int, capacity: int, head_dim: int, device, dtype):
+        self.keys = TensorCache((batch, heads, capacity, head_dim), device, dtype)
+        self.values = TensorCache((batch, heads, capacity, head_dim), device, dtype)
+
+    @property
+    def length(self) -> int:
+        return self.keys.length
 
     def append(self, keys: torch.Tensor, values: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Store ``(batch, heads, new, head_dim)`` keys and values; return all of them so far."""
-        end = self.length + keys.shape[2]
-        if end > self.capacity:
-            raise ValueError(f"KV cache holds {self.capacity} tokens; {end} requested")
-        self.keys[:, :, self.length : end] = keys
-        self.values[:, :, self.length : end] = values
+        """Store new keys and values; return all of them so far."""
+        return self.keys.append(keys), self.values.append(values)
+
+
+class LocalCache:
+    """Keys and values of local attention: at most the last two blocks.
+
+    A token at position ``t`` sees the keys from the start of the block before
+    its own, ``(t // block - 1) * block``, up to itself; older keys are dropped.
+    ``length`` still counts every token decoded, for the model's position offset.
+    """
+
+    def __init__(self, block: int):
+        self.block = block
+        self.length = 0
+        self.keys: torch.Tensor | None = None
+        self.values: torch.Tensor | None = None
+
+    def append(self, keys: torch.Tensor, values: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Store new ``(batch, heads, new, head_dim)`` keys and values; return the window of the last one."""
+        end = self.length + keys.shape[-2]
+        if self.keys is not None:
+            keys, values = torch.cat([self.keys, keys], -2), torch.cat([self.values, values], -2)
+        window_start = max(0, ((end - 1) // self.block - 1) * self.block)
+        first = end - keys.shape[-2]  # the position of keys[..., 0, :]
+        # clone: a slice would keep a long prefill's whole tensor alive
+        self.keys = keys[..., window_start - first :, :].clone()
+        self.values = values[..., window_start - first :, :].clone()
         self.length = end
-        return self.keys[:, :, :end], self.values[:, :, :end]
+        return self.keys, self.values

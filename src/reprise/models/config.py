@@ -16,6 +16,14 @@ class ModelConfig:
 
     ``positions`` chooses the absolute position signal added to token embeddings;
     ``attention`` chooses the self-attention mechanism (see ``reprise.models.attention``).
+
+    Relative attention (``relative``, ``relative-shaw``, ``local`` with
+    ``local_relative``) learns one embedding per distance up to
+    ``max_relative_distance`` (default: ``context - 1``; longer distances share
+    the last), per head or, with ``relative_shared_heads``, one set for all
+    heads. ``relative_chunk`` > 0 makes ``relative`` process that many queries at
+    a time with a hand-written backward: O(L) instead of O(L²) memory.
+    ``local`` attends within blocks of ``block_size`` tokens and the block before.
     """
 
     vocab_size: int = 128
@@ -28,6 +36,11 @@ class ModelConfig:
     positions: str = "learned"
     attention: str = "full"
     tie_weights: bool = True
+    max_relative_distance: int | None = None
+    relative_shared_heads: bool = False
+    relative_chunk: int = 0
+    block_size: int = 128
+    local_relative: bool = False
 
     def __post_init__(self) -> None:
         from reprise.models.attention import ATTENTION_KINDS
@@ -40,10 +53,28 @@ class ModelConfig:
             )
         if self.d_model % self.n_heads:
             raise RepriseError(f"d_model {self.d_model} is not divisible by n_heads {self.n_heads}")
+        self._check_attention_options()
+
+    def _check_attention_options(self) -> None:
+        if self.max_relative_distance is not None and self.max_relative_distance < 1:
+            raise RepriseError(f"max_relative_distance must be at least 1, not {self.max_relative_distance}")
+        if self.relative_chunk < 0:
+            raise RepriseError(f"relative_chunk must be 0 (off) or a number of queries, not {self.relative_chunk}")
+        if self.relative_chunk and self.attention != "relative":
+            raise RepriseError(f"relative_chunk applies to attention 'relative', not {self.attention!r}")
+        if self.block_size < 1:
+            raise RepriseError(f"block_size must be at least 1, not {self.block_size}")
+        if self.attention == "rope" and self.head_dim % 2:
+            raise RepriseError(f"rope rotates pairs of dimensions: head_dim {self.head_dim} must be even")
 
     @property
     def head_dim(self) -> int:
         return self.d_model // self.n_heads
+
+    @property
+    def relative_distance(self) -> int:
+        """The longest distance with its own relative embedding."""
+        return self.max_relative_distance or self.context - 1
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)

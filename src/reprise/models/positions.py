@@ -20,19 +20,28 @@ class LearnedPositions(nn.Module):
         return self.table(positions)
 
 
+def frequencies(dim: int) -> torch.Tensor:
+    """The ``ceil(dim / 2)`` geometric frequencies, 1 down to 1/10000, of sinusoidal positions (and RoPE)."""
+    return torch.exp(torch.arange(0, dim, 2) * (-math.log(10000.0) / dim))
+
+
+def angles(freqs: torch.Tensor, start: int, length: int) -> torch.Tensor:
+    """``(length, len(freqs))`` angles ``position * frequency`` for positions ``start, start + 1, ...``."""
+    positions = torch.arange(start, start + length, device=freqs.device, dtype=torch.float32)
+    return positions[:, None] * freqs[None, :]
+
+
 class SinusoidalPositions(nn.Module):
     """The fixed sines and cosines of "Attention Is All You Need"; defined at any position."""
 
     def __init__(self, context: int, d_model: int):
         super().__init__()
         self.d_model = d_model
-        freqs = torch.exp(torch.arange(0, d_model, 2) * (-math.log(10000.0) / d_model))
-        self.register_buffer("freqs", freqs, persistent=False)
+        self.register_buffer("freqs", frequencies(d_model), persistent=False)
 
     def forward(self, start: int, length: int) -> torch.Tensor:
-        positions = torch.arange(start, start + length, device=self.freqs.device, dtype=torch.float32)
-        angles = positions[:, None] * self.freqs[None, :]
-        return torch.stack([angles.sin(), angles.cos()], dim=-1).flatten(1)[:, : self.d_model]
+        theta = angles(self.freqs, start, length)
+        return torch.stack([theta.sin(), theta.cos()], dim=-1).flatten(1)[:, : self.d_model]
 
 
 def build_positions(kind: str, context: int, d_model: int) -> nn.Module | None:

@@ -6,6 +6,14 @@ d_model)`` that never lets a position see later positions, plus
 cache object with a ``length`` attribute: the number of tokens decoded so far)
 and ``weights(x) -> (batch, heads, time, time)`` attention probabilities for
 visualisation.
+
+- ``full``: causal SDPA (``full.py``);
+- ``relative``: the Music Transformer's skewed relative attention (``relative.py``),
+  query-chunked with a hand-written backward when ``relative_chunk`` is set (``chunked.py``);
+- ``relative-shaw``: the direct O(L²·D) formulation, the reference (``relative_shaw.py``);
+- ``local``: blocks attending to themselves and the previous block (``local.py``);
+- ``fourier``: FNet-style Fourier mixing, made causal (``fourier.py``);
+- ``rope``, ``alibi``: rotary embeddings and linear biases, on fused SDPA (``rope.py``, ``alibi.py``).
 """
 
 from __future__ import annotations
@@ -14,16 +22,31 @@ from typing import TYPE_CHECKING
 
 from torch import nn
 
+from reprise.models.attention.alibi import ALiBiAttention
+from reprise.models.attention.chunked import ChunkedRelativeAttention
+from reprise.models.attention.fourier import CausalFourierMixing
 from reprise.models.attention.full import FullAttention
+from reprise.models.attention.local import LocalAttention
+from reprise.models.attention.relative import RelativeAttention
+from reprise.models.attention.relative_shaw import ShawRelativeAttention
+from reprise.models.attention.rope import RotaryAttention
 
 if TYPE_CHECKING:
     from reprise.models.config import ModelConfig
 
 ATTENTION_KINDS: dict[str, type[nn.Module]] = {
     "full": FullAttention,
+    "relative": RelativeAttention,
+    "relative-shaw": ShawRelativeAttention,
+    "local": LocalAttention,
+    "fourier": CausalFourierMixing,
+    "rope": RotaryAttention,
+    "alibi": ALiBiAttention,
 }
 
 
 def build_attention(config: "ModelConfig") -> nn.Module:
     """The attention module that ``config.attention`` names."""
+    if config.attention == "relative" and config.relative_chunk:
+        return ChunkedRelativeAttention(config)
     return ATTENTION_KINDS[config.attention](config)

@@ -1,4 +1,10 @@
-"""Causal multi-head self-attention through PyTorch's fused SDPA kernels."""
+"""Causal multi-head self-attention through PyTorch's fused SDPA kernels.
+
+:class:`FullAttention` is also the base of the kinds that differ from it in one
+place: what positions add to the logits (``position_bias``: relative attention,
+ALiBi), how queries and keys are made (``split_heads``: RoPE), or which pairs
+may attend (``pair_mask``: local attention).
+"""
 
 from __future__ import annotations
 
@@ -19,8 +25,22 @@ def causal_mask(queries: int, keys: int, device: torch.device) -> torch.Tensor:
     return torch.ones(queries, keys, dtype=torch.bool, device=device).tril(keys - queries)
 
 
+def distances(queries: int, keys: int, device: torch.device) -> torch.Tensor:
+    """``(queries, keys)`` distances ``query position - key position`` for the last ``queries`` of ``keys``.
+
+    Negative for keys after the query (the pairs a causal mask removes).
+    """
+    positions = torch.arange(keys, device=device)
+    return positions[keys - queries :, None] - positions[None, :]
+
+
 class FullAttention(nn.Module):
-    """Every position attends to itself and all earlier positions."""
+    """Every position attends to itself and all earlier positions.
+
+    ``position_bias``, when set, is a module ``(queries, n_keys) -> logits`` whose
+    output is added to the scaled dot products ``q·k / sqrt(head_dim)``; the
+    queries are always the last of the ``n_keys`` positions.
+    """
 
     def __init__(self, config: "ModelConfig"):
         super().__init__()
@@ -28,9 +48,10 @@ class FullAttention(nn.Module):
         self.qkv = nn.Linear(config.d_model, 3 * config.d_model)
         self.proj = nn.Linear(config.d_model, config.d_model)
         self.dropout = config.dropout
+        self.position_bias: nn.Module | None = None
 
-    def split_heads(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Project ``(B, T, D)`` to queries, keys and values of shape ``(B, H, T, D/H)``."""
+    def split_heads(self, x: torch.Tensor, start: int = 0) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Project ``(B, T, D)`` at positions ``start...`` to queries, keys and values ``(B, H, T, D/H)``."""
         b, t, d = x.shape
         q, k, v = self.qkv(x).view(b, t, 3, self.n_heads, d // self.n_heads).permute(2, 0, 3, 1, 4)
         return q, k, v
@@ -41,27 +62,43 @@ class FullAttention(nn.Module):
         return self.proj(y.transpose(1, 2).reshape(b, t, h * hd))
 
     def forward(self, x: torch.Tensor, cache: KVCache | None = None) -> torch.Tensor:
-        q, k, v = self.split_heads(x)
+        start = 0 if cache is None else cache.length
+        q, k, v = self.split_heads(x, start)
         if cache is not None:
-            past = cache.length
             k, v = cache.append(k, v)
-        else:
-            past = 0
+        return self.merge_heads(self.attend(q, k, v))
+
+    def attend(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
+               mask: torch.Tensor | None = None) -> torch.Tensor:
+        """SDPA for queries that are the last ``T`` of the ``N`` keys.
+
+        ``mask`` marks the ``(T, N)`` pairs that may attend (default: causal).
+        Without a mask or position bias this is the fused causal kernel.
+        """
+        t, n = q.shape[-2], k.shape[-2]
         dropout = self.dropout if self.training else 0.0
-        if past == 0:
-            y = F.scaled_dot_product_attention(q, k, v, is_causal=True, dropout_p=dropout)
-        else:  # new queries after a cached past; a single query may see every key
-            mask = None if q.shape[2] == 1 else causal_mask(q.shape[2], k.shape[2], x.device)
-            y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout)
-        return self.merge_heads(y)
+        bias = None if self.position_bias is None else self.position_bias(q, n)
+        if bias is None and mask is None and (t == n or t == 1):
+            return F.scaled_dot_product_attention(q, k, v, is_causal=t == n, dropout_p=dropout)
+        if mask is None:
+            mask = causal_mask(t, n, q.device)
+        if bias is not None:
+            mask = bias.masked_fill(~mask, float("-inf"))
+        return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout)
+
+    def pair_mask(self, length: int, device: torch.device) -> torch.Tensor:
+        """Which ``(query, key)`` pairs of a ``length``-token sequence may attend: the causal ones."""
+        return causal_mask(length, length, device)
 
     @torch.no_grad()
     def weights(self, x: torch.Tensor) -> torch.Tensor:
         """Attention probabilities ``(B, H, T, T)`` for input ``x`` (for visualisation; no dropout)."""
         q, k, _ = self.split_heads(x)
+        t = q.shape[-2]
         scores = q @ k.transpose(-1, -2) / q.shape[-1] ** 0.5
-        mask = causal_mask(q.shape[2], k.shape[2], x.device)
-        return scores.masked_fill(~mask, float("-inf")).softmax(-1)
+        if self.position_bias is not None:
+            scores = scores + self.position_bias(q, t)
+        return scores.masked_fill(~self.pair_mask(t, x.device), float("-inf")).softmax(-1)
 
     def new_cache(self, batch: int, capacity: int, device, dtype) -> KVCache:
         head_dim = self.qkv.out_features // 3 // self.n_heads
