@@ -98,6 +98,22 @@ class ChoraleGrid(Tokenizer):
         mask[self.eos_id] = voice == 0
         return mask
 
+    def token_notes(self, ids: np.ndarray) -> np.ndarray:
+        """Every step's token of a voice belongs to the held note it repeats (-1: silence, specials)."""
+        ids = np.asarray(ids)
+        grid = self.decode_grid(ids)
+        body = np.flatnonzero(ids >= self.silence_id)[: grid.size]
+        owner = np.full(len(ids), -1, dtype=np.int64)
+        first = 0
+        for v in range(4):
+            column = grid[:, v]
+            onset = np.r_[True, column[1:] != column[:-1]][: len(column)]  # where grid_to_score starts a run
+            sounding = column != SILENCE
+            note = np.cumsum(onset & sounding) - 1 + first
+            owner[body[v::4]] = np.where(sounding, note, -1)
+            first += int((onset & sounding).sum())
+        return owner
+
     def fit(self, train: list[np.ndarray]) -> None:
         """Set each voice's sampling range to the pitches it uses in the training pieces."""
         stacked = np.concatenate([self.decode_grid(ids) for ids in train])

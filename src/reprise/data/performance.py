@@ -182,19 +182,23 @@ def _notes_of(ids: np.ndarray) -> list[tuple[int, int, int, int]]:
 
 
 def _stretch(ids: np.ndarray, factor: float) -> np.ndarray:
-    """Ids with every run of time shifts rescaled by ``factor`` (rounded to 10 ms steps)."""
+    """Ids with every event's time (from the window's start) scaled by ``factor`` and rounded to a step.
+
+    Scaling absolute times, not each shift, keeps rounding errors from piling up.
+    """
     if factor == 1.0:
         return ids
     out: list[int] = []
-    pending = 0
+    time = placed = 0
     for token in ids.tolist():
         if TIME_SHIFT <= token < VELOCITY:
-            pending += token - TIME_SHIFT + 1
+            time += token - TIME_SHIFT + 1
             continue
-        out += _shifts(round(pending * factor))
-        pending = 0
+        target = round(time * factor)
+        out += _shifts(target - placed)
+        placed = target
         out.append(token)
-    out += _shifts(round(pending * factor))
+    out += _shifts(round(time * factor) - placed)
     return np.asarray(out, dtype=np.int64)
 
 

@@ -101,6 +101,47 @@ class Tokenizer(ABC):
         """
         return ids
 
+    def token_notes(self, ids: np.ndarray) -> np.ndarray:
+        """Which note each position of ``ids`` describes: an index into
+        ``score_notes(self.decode(ids))``, or -1 for tokens of no note (BOS, silence, ...).
+
+        Attention plots use it to turn token-to-token attention into note-to-note
+        attention. A note may own several positions (the chorale grid repeats a
+        held pitch at every step); its first position is where it is heard.
+
+        The default decodes every prefix ``ids[:i + 1]`` and gives position ``i``
+        the note that first appears when it is added (notes are matched by track,
+        onset and pitch), so each note owns the one token that completes it (the
+        first of the notes that one token completes gets it). It
+        works for any tokenizer whose ``decode`` accepts every prefix, in
+        ``len(ids)`` decodes; override it with a direct, linear-time mapping.
+        """
+        ids = np.asarray(ids)
+        final: dict[tuple, int] = {}
+        for index, key in enumerate(_note_keys(self.decode(ids))):
+            final.setdefault(key, index)
+        owner = np.full(len(ids), -1, dtype=np.int64)
+        seen: set[tuple] = set()
+        for i in range(len(ids)):
+            keys = set(_note_keys(self.decode(ids[: i + 1])))
+            new = sorted(final[key] for key in keys - seen if key in final)
+            if new:
+                owner[i] = new[0]
+            seen |= keys
+        return owner
+
+
+def score_notes(score: symusic.Score) -> list[tuple[int, symusic.Note]]:
+    """Every note of ``score`` with its track's index: track by track in score order,
+    each track's notes in stored order. This numbering is what :meth:`Tokenizer.token_notes` indexes."""
+    return [(t, note) for t, track in enumerate(score.tracks) for note in track.notes]
+
+
+def _note_keys(score: symusic.Score) -> list[tuple]:
+    """What identifies each note across decodes of growing prefixes: track, onset and pitch (not length)."""
+    tracks = [(track.name, track.program, track.is_drum) for track in score.tracks]
+    return [(*tracks[t], note.time, note.pitch) for t, note in score_notes(score)]
+
 
 def random_shift(
     lows: np.ndarray, highs: np.ndarray, floors: np.ndarray, ceilings: np.ndarray,
