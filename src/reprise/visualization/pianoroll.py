@@ -1,7 +1,16 @@
-"""Piano-roll pictures of MIDI files: pitch against time, one colour per track, bar lines."""
+"""Piano-roll pictures of MIDI files: pitch against time in bars, one colour per track.
+
+:func:`draw_roll` paints a score onto matplotlib axes (black-key shading, bar and
+beat lines, note-name and bar-number axes) and returns where every note went, so
+that other plots (attention arcs) can draw on top of it; :func:`plot_pianoroll`
+is the stand-alone PNG that ``reprise plot pianoroll`` and ``generate`` write.
+"""
 
 from __future__ import annotations
 
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import matplotlib
@@ -9,9 +18,27 @@ import matplotlib
 matplotlib.use("Agg")  # files only; never needs a display
 import matplotlib.pyplot as plt  # noqa: E402
 import symusic  # noqa: E402
+from matplotlib.artist import Artist  # noqa: E402
+from matplotlib.axes import Axes  # noqa: E402
+from matplotlib.collections import PatchCollection  # noqa: E402
 from matplotlib.patches import Patch, Rectangle  # noqa: E402
 
+from reprise.data.tokenizer import score_notes  # noqa: E402
+from reprise.midi import read_midi  # noqa: E402
+
 NOTE_NAMES = ("C", "C#", "D", "D#", "E", "F", "F#", "G", "G#", "A", "A#", "B")
+BLACK_KEYS = {1, 3, 6, 8, 10}
+TRACK_COLOURS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#17becf")
+
+
+@dataclass(frozen=True)
+class RollNote:
+    """A note as drawn: ``start``/``end`` in bars from the beginning, ``track`` its index in the score."""
+
+    track: int
+    pitch: int
+    start: float
+    end: float
 
 
 def note_name(pitch: int) -> str:
@@ -19,41 +46,91 @@ def note_name(pitch: int) -> str:
     return f"{NOTE_NAMES[pitch % 12]}{pitch // 12 - 1}"
 
 
-def plot_pianoroll(midi: Path | symusic.Score, out: Path, title: str | None = None) -> Path:
-    """Draw ``midi`` as a piano roll into the PNG ``out``; x in bars, y in note names."""
-    score = midi if isinstance(midi, symusic.Score) else symusic.Score(str(midi))
-    bar = score.tpq * _beats_per_bar(score)
-    tracks = [t for t in score.tracks if len(t.notes)]
-    pitches = [n.pitch for t in tracks for n in t.notes] or [60]
-    low, high = min(pitches) - 2, max(pitches) + 2
-    n_bars = max(1.0, score.end() / bar)
-    fig, ax = plt.subplots(figsize=(min(24, 3 + n_bars * 0.6), 5), dpi=100)
-    colours = plt.get_cmap("tab10").colors
-    for i, track in enumerate(tracks):
-        colour = colours[i % len(colours)]
-        for n in track.notes:
-            ax.add_patch(Rectangle((n.time / bar, n.pitch - 0.4), n.duration / bar, 0.8, color=colour, lw=0))
-    for b in range(int(n_bars) + 1):
-        ax.axvline(b, color="0.8", lw=0.6, zorder=0)
-    ax.set_xlim(0, n_bars)
-    ax.set_ylim(low, high)
-    ticks = [p for p in range(low, high + 1) if p % 12 in (0, 7)]  # every C and G
-    ax.set_yticks(ticks, [note_name(p) for p in ticks])
-    ax.set_xlabel("bar")
-    ax.set_ylabel("pitch")
-    ax.set_title(title or (Path(midi).name if not isinstance(midi, symusic.Score) else "piano roll"))
-    names = [t.name or f"track {i + 1}" for i, t in enumerate(tracks)]
-    ax.legend(handles=[Patch(color=colours[i % 10], label=n) for i, n in enumerate(names)], loc="upper right", fontsize=8)
-    fig.tight_layout()
-    out = Path(out)
-    fig.savefig(out)
-    plt.close(fig)
-    return out
+def track_colour(track: int) -> str:
+    """The colour of the ``track``-th track, the same in every plot."""
+    return TRACK_COLOURS[track % len(TRACK_COLOURS)]
 
 
-def _beats_per_bar(score: symusic.Score) -> float:
+def beats_per_bar(score: symusic.Score) -> float:
     """Quarter notes per bar from the first time signature (4/4 when there is none)."""
     if not len(score.time_signatures):
         return 4.0
     ts = score.time_signatures[0]
     return ts.numerator * 4 / ts.denominator
+
+
+def roll_notes(score: symusic.Score) -> list[RollNote]:
+    """The score's notes in :func:`~reprise.data.tokenizer.score_notes` order, timed in bars."""
+    bar = score.tpq * beats_per_bar(score)
+    return [RollNote(t, n.pitch, n.time / bar, (n.time + n.duration) / bar) for t, n in score_notes(score)]
+
+
+def draw_roll(ax: Axes, score: symusic.Score, alpha: float = 1.0) -> list[RollNote]:
+    """Draw ``score`` as a piano roll on ``ax`` and return its notes as placed."""
+    notes = roll_notes(score)
+    pitches = [n.pitch for n in notes] or [60]
+    low, high = min(pitches) - 2, max(pitches) + 2
+    n_bars = max(1.0, max((n.end for n in notes), default=1.0))
+    _draw_grid(ax, low, high, n_bars, beats_per_bar(score))
+    boxes = [Rectangle((n.start, n.pitch - 0.42), n.end - n.start, 0.84) for n in notes]
+    colours = [track_colour(n.track) for n in notes]
+    ax.add_collection(PatchCollection(boxes, facecolors=colours, edgecolors="0.15", linewidths=0.4,
+                                      alpha=alpha, zorder=2))
+    ax.set_xlim(0, n_bars)
+    ax.set_ylim(low - 0.5, high + 0.5)
+    ax.set_xlabel("bar")
+    ax.set_ylabel("pitch")
+    return notes
+
+
+def plot_pianoroll(midi: Path | symusic.Score, out: Path, title: str | None = None) -> Path:
+    """Draw ``midi`` (a file or a score) as a piano roll into the PNG ``out``."""
+    score = midi if isinstance(midi, symusic.Score) else read_midi(midi)
+    fig, ax = plt.subplots(figsize=roll_figsize(score), dpi=110)
+    notes = draw_roll(ax, score)
+    name = title or (Path(midi).name if not isinstance(midi, symusic.Score) else "piano roll")
+    ax.set_title(f"{name}: {len(notes)} notes, {math.ceil(ax.get_xlim()[1] - 1e-9)} bars", loc="left")
+    add_track_legend(ax, score)
+    fig.tight_layout()
+    return save(fig, out)
+
+
+def roll_figsize(score: symusic.Score, height: float = 5.0) -> tuple[float, float]:
+    """A figure size that gives each bar about 1.3 inches (within 8..28 inches)."""
+    n_bars = score.end() / (score.tpq * beats_per_bar(score)) if score.end() else 1
+    return min(28.0, max(8.0, 2.5 + 1.3 * n_bars)), height
+
+
+def add_track_legend(ax: Axes, score: symusic.Score, extra: Sequence[Artist] = ()) -> None:
+    """A legend of the tracks that have notes (and ``extra`` handles), outside the axes on the right."""
+    handles = [Patch(facecolor=track_colour(i), edgecolor="0.15", lw=0.4, label=t.name or f"track {i + 1}")
+               for i, t in enumerate(score.tracks) if len(t.notes)] + list(extra)
+    if handles:
+        ax.legend(handles=handles, loc="upper left", bbox_to_anchor=(1.005, 1), fontsize=8, frameon=False)
+
+
+def save(fig: plt.Figure, out: Path) -> Path:
+    """Write ``fig`` to ``out`` (creating its folder) and free it."""
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out)
+    plt.close(fig)
+    return out
+
+
+def _draw_grid(ax: Axes, low: int, high: int, n_bars: float, beats: float) -> None:
+    """Black-key rows, a line under every C, bar and beat lines; bars numbered from 1."""
+    for pitch in range(low, high + 1):
+        if pitch % 12 in BLACK_KEYS:
+            ax.axhspan(pitch - 0.5, pitch + 0.5, color="0.94", lw=0, zorder=0)
+        elif pitch % 12 == 0:
+            ax.axhline(pitch - 0.5, color="0.75", lw=0.6, zorder=0)
+    for beat in range(int(n_bars * beats) + 1):
+        ax.axvline(beat / beats, color="0.55" if beat % beats == 0 else "0.88", lw=0.8 if beat % beats == 0 else 0.5,
+                   zorder=1)
+    every = max(1, math.ceil(n_bars / 32))
+    bars = range(0, math.ceil(n_bars - 1e-9), every)
+    ax.set_xticks([b + 0.5 for b in bars], [str(b + 1) for b in bars])
+    ax.tick_params(axis="x", length=0)
+    cs = [p for p in range(low, high + 1) if p % 12 in (0, 7)]  # every C and G
+    ax.set_yticks(cs, [note_name(p) for p in cs])
