@@ -48,6 +48,7 @@ def write_dataset(
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    tmp.chmod(0o755)  # mkdtemp makes it private; the result is an ordinary folder
     try:
         dtype = np.int16 if tokenizer.vocab_size < 2**15 else np.int32
         for split in SPLITS:

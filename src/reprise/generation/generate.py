@@ -10,15 +10,15 @@ from __future__ import annotations
 
 import numpy as np
 import torch
+from torch import nn
 
 from reprise.data.tokenizer import Tokenizer
 from reprise.generation.sampling import SamplingConfig, sample
-from reprise.models.transformer import MusicTransformer
 
 
 @torch.no_grad()
 def generate(
-    model: MusicTransformer,
+    model: nn.Module,
     tokenizer: Tokenizer,
     primer: np.ndarray,
     n_new: int,

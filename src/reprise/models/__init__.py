@@ -1,0 +1,44 @@
+"""The model family: the Music Transformer and the baselines it is measured against.
+
+Every model maps ids ``(batch, time)`` to next-token logits ``(batch, time,
+vocab)``, optionally continuing a decoding state from ``new_caches``, and has a
+``config`` dataclass whose ``architecture`` names it in checkpoints.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from torch import nn
+
+from reprise import RepriseError
+from reprise.models.config import ModelConfig
+from reprise.models.lstm import LSTMConfig, LSTMLanguageModel
+from reprise.models.markov import MarkovChain, MarkovConfig
+from reprise.models.transformer import MusicTransformer
+
+ARCHITECTURES: dict[str, tuple[type, type[nn.Module]]] = {
+    "music-transformer": (ModelConfig, MusicTransformer),
+    "lstm": (LSTMConfig, LSTMLanguageModel),
+    "markov": (MarkovConfig, MarkovChain),
+}
+
+
+def architecture_of(config: Any) -> str:
+    """The name under which ``config``'s model is stored in checkpoints."""
+    for name, (config_class, _) in ARCHITECTURES.items():
+        if isinstance(config, config_class):
+            return name
+    raise TypeError(f"not a model config: {config!r}")
+
+
+def build_model(config: Any) -> nn.Module:
+    """A freshly initialised model for ``config``."""
+    return ARCHITECTURES[architecture_of(config)][1](config)
+
+
+def config_from_json(architecture: str, data: dict[str, Any]) -> Any:
+    """The config of a stored model."""
+    if architecture not in ARCHITECTURES:
+        raise RepriseError(f"unknown architecture {architecture!r}; known: {', '.join(ARCHITECTURES)}")
+    return ARCHITECTURES[architecture][0].from_json(data)

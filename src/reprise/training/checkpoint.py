@@ -26,13 +26,12 @@ from safetensors.torch import load_file, load_model, save_file, save_model
 from reprise import RepriseError
 from reprise.data.dataset import load_tokenizer
 from reprise.data.tokenizer import Tokenizer
-from reprise.models.config import ModelConfig
-from reprise.models.transformer import MusicTransformer
+from reprise.models import architecture_of, build_model, config_from_json
 
 
 def save_checkpoint(
     directory: Path,
-    model: MusicTransformer,
+    model: torch.nn.Module,
     tokenizer: Tokenizer,
     training: dict[str, Any] | None = None,
     optimizer: torch.optim.Optimizer | None = None,
@@ -41,8 +40,9 @@ def save_checkpoint(
     directory = Path(directory)
     directory.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{directory.name}.", dir=directory.parent))
+    tmp.chmod(0o755)  # mkdtemp makes it private; the result is an ordinary folder
     save_model(model, str(tmp / "model.safetensors"))
-    _write_json(tmp / "model.json", {"architecture": "music-transformer", "config": model.config.to_json()})
+    _write_json(tmp / "model.json", {"architecture": architecture_of(model.config), "config": model.config.to_json()})
     _write_json(tmp / "tokenizer.json", tokenizer.to_json())
     if training is not None and optimizer is not None:
         tensors, groups = _flatten_optimizer(optimizer)
@@ -65,11 +65,11 @@ def resolve(path: Path) -> Path:
     raise RepriseError(f"{path}: no checkpoint here (expected model.safetensors, or a run with best/ or last/)")
 
 
-def load_checkpoint(path: Path, device: str | torch.device = "cpu") -> tuple[MusicTransformer, Tokenizer]:
+def load_checkpoint(path: Path, device: str | torch.device = "cpu") -> tuple[torch.nn.Module, Tokenizer]:
     """The model (in eval mode) and tokenizer stored at ``path``."""
     directory = resolve(path)
     meta = json.loads((directory / "model.json").read_text())
-    model = MusicTransformer(ModelConfig.from_json(meta["config"])).to(device)
+    model = build_model(config_from_json(meta["architecture"], meta["config"])).to(device)
     load_weights(model, directory)
     return model.eval(), load_tokenizer(directory)
 

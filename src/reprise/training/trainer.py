@@ -23,8 +23,8 @@ from tqdm import tqdm
 from reprise import RepriseError
 from reprise.data.dataset import TokenDataset
 from reprise.evaluation.nll import score
-from reprise.models.config import ModelConfig
-from reprise.models.transformer import MusicTransformer
+from reprise.models import architecture_of, build_model, config_from_json
+from reprise.models.markov import MarkovChain
 from reprise.training.checkpoint import load_training_state, load_weights, save_checkpoint
 from reprise.training.config import TrainConfig
 
@@ -77,7 +77,7 @@ def make_optimizer(model: torch.nn.Module, config: TrainConfig) -> torch.optim.A
 def train(
     run_dir: Path,
     data_dir: Path | None = None,
-    model_config: ModelConfig | None = None,
+    model_config: Any = None,
     train_config: TrainConfig | None = None,
     resume: bool = False,
     quiet: bool = False,
@@ -96,7 +96,11 @@ def train(
 
     device = pick_device(train_config.device)
     torch.manual_seed(train_config.seed)
-    model = MusicTransformer(model_config).to(device)
+    model = build_model(model_config).to(device)
+    if isinstance(model, MarkovChain):
+        run_dir.mkdir(parents=True, exist_ok=True)
+        _write_run(run_dir, data_dir, model_config, train_config)
+        return _fit_counts(run_dir, model, train_set, valid_set)
     optimizer = make_optimizer(model, train_config)
     step, best, elapsed = 0, math.inf, 0.0
     if resume:
@@ -211,13 +215,29 @@ class _Loop:
             f.write(json.dumps({**row, "time": time.time()}) + "\n")
 
 
-def _write_run(run_dir: Path, data_dir: Path, model_config: ModelConfig, train_config: TrainConfig) -> None:
-    run = {"data": str(Path(data_dir).resolve()), "model": model_config.to_json(), "train": train_config.to_json()}
+def _fit_counts(run_dir: Path, chain: MarkovChain, train_set: TokenDataset, valid_set: TokenDataset) -> TrainResult:
+    """"Training" a Markov chain: count once, score validation, save it as both best and last."""
+    started = time.perf_counter()
+    chain.fit(train_set.piece(i) for i in range(len(train_set)))
+    rate = train_set.n_tokens() / (time.perf_counter() - started)
+    nll = score(chain, [valid_set.piece(i) for i in range(len(valid_set))], chain.config.context)
+    with open(run_dir / "metrics.jsonl", "a") as f:
+        f.write(json.dumps({"step": 1, "val_nll": nll.per_token, "val_ppl": nll.perplexity,
+                            "elapsed": time.perf_counter() - started}) + "\n")
+    for name in ("best", "last"):
+        save_checkpoint(run_dir / name, chain, train_set.tokenizer)
+    return TrainResult(run_dir, 1, nll.per_token, rate)
+
+
+def _write_run(run_dir: Path, data_dir: Path, model_config: Any, train_config: TrainConfig) -> None:
+    run = {"data": str(Path(data_dir).resolve()), "architecture": architecture_of(model_config),
+           "model": model_config.to_json(), "train": train_config.to_json()}
     (run_dir / "run.json").write_text(json.dumps(run, indent=1))
 
 
-def _read_run(run_dir: Path) -> tuple[Path, ModelConfig, TrainConfig]:
-    if not (run_dir / "run.json").is_file() or not (run_dir / "last").is_dir():
-        raise RepriseError(f"{run_dir}: nothing to resume (needs run.json and a last/ checkpoint)")
+def _read_run(run_dir: Path) -> tuple[Path, Any, TrainConfig]:
+    if not (run_dir / "run.json").is_file() or not (run_dir / "last" / "training.json").is_file():
+        raise RepriseError(f"{run_dir}: nothing to resume (needs run.json and a last/ checkpoint with training state)")
     run = json.loads((run_dir / "run.json").read_text())
-    return Path(run["data"]), ModelConfig.from_json(run["model"]), TrainConfig.from_json(run["train"])
+    model_config = config_from_json(run["architecture"], run["model"])
+    return Path(run["data"]), model_config, TrainConfig.from_json(run["train"])
