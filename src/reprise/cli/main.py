@@ -10,11 +10,14 @@ from __future__ import annotations
 import json
 import re
 import sys
+from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import click
 
 from reprise import RepriseError
+from reprise.cli.benchmark import benchmark
 from reprise.models.attention import ATTENTION_KINDS
 from reprise.models.config import POSITIONS, PRESETS
 from reprise.training.config import TrainConfig
@@ -67,6 +70,8 @@ def prepare(source: str, out: Path, tokenizer: str | None, split: str, workers: 
 @click.option("--data", type=click.Path(path_type=Path), help="Prepared dataset directory.")
 @click.option("--run", "run_dir", type=click.Path(path_type=Path), required=True, help="Run directory to write.")
 @click.option("--resume", is_flag=True, help="Continue the run in --run from its last checkpoint.")
+@click.option("--model", type=click.Choice(["transformer", "lstm", "markov"]), default="transformer",
+              show_default=True, help="The Music Transformer, or a baseline to compare it with.")
 @click.option("--preset", type=click.Choice(sorted(PRESETS)), default="tiny", show_default=True,
               help="Model size; the options below override single fields.")
 @click.option("--positions", type=click.Choice(POSITIONS), help="Absolute positions [default: learned].")
@@ -76,6 +81,16 @@ def prepare(source: str, out: Path, tokenizer: str | None, split: str, workers: 
 @click.option("--layers", "n_layers", type=click.IntRange(1), help="Number of blocks [default: from preset].")
 @click.option("--heads", "n_heads", type=click.IntRange(1), help="Attention heads [default: from preset].")
 @click.option("--dropout", type=click.FloatRange(0, 1), help="Dropout [default: from preset].")
+@click.option("--max-relative-distance", type=click.IntRange(1),
+              help="Relative attention: longest distance with its own embedding [default: context - 1].")
+@click.option("--shared-relative-heads", "relative_shared_heads", is_flag=True,
+              help="Relative attention: one set of distance embeddings for all heads.")
+@click.option("--relative-chunk", type=click.IntRange(0),
+              help="Relative attention: queries per chunk of the O(L)-memory path; 0 = off [default: 0].")
+@click.option("--block-size", type=click.IntRange(1), help="Local attention: tokens per block [default: 128].")
+@click.option("--local-relative", is_flag=True, help="Local attention: add relative logits.")
+@click.option("--hidden", type=click.IntRange(1), default=512, show_default=True, help="LSTM: hidden units per layer.")
+@click.option("--order", type=click.IntRange(0), default=4, show_default=True, help="Markov: tokens of history.")
 @click.option("--steps", type=click.IntRange(1), default=_DEFAULTS.steps, show_default=True,
               help="Optimizer steps; the LR schedule ends here.")
 @click.option("--minutes", "max_minutes", type=click.FloatRange(0, min_open=True),
@@ -98,9 +113,11 @@ def prepare(source: str, out: Path, tokenizer: str | None, split: str, workers: 
               help="Seeds initialisation, data order and dropout.")
 @click.option("--no-augment", is_flag=True, help="Train without data augmentation.")
 @click.option("--device", default=_DEFAULTS.device, show_default=True, help="auto, cpu, cuda, cuda:1, mps.")
-def train(data: Path | None, run_dir: Path, resume: bool, preset: str, **options) -> None:
-    """Train a model on a prepared dataset, saving best/ and last/ checkpoints in --run."""
-    from reprise.models.config import preset as make_preset
+def train(data: Path | None, run_dir: Path, resume: bool, model: str, preset: str, **options) -> None:
+    """Train a model on a prepared dataset, saving best/ and last/ checkpoints in --run.
+
+    The Markov chain is "trained" by counting, in one pass over the data.
+    """
     from reprise.training.trainer import train as run_train
 
     if resume:
@@ -108,19 +125,37 @@ def train(data: Path | None, run_dir: Path, resume: bool, preset: str, **options
     else:
         if data is None:
             raise click.UsageError("--data is required for a new run")
-        from reprise.data.dataset import load_tokenizer, TokenDataset
+        from reprise.data.dataset import TokenDataset
 
-        TokenDataset(data, "train")  # fails early, with a clear message, on a bad --data
-        model_keys = ("positions", "attention", "context", "d_model", "n_layers", "n_heads", "dropout")
-        model_config = make_preset(
-            preset, vocab_size=load_tokenizer(data).vocab_size, **{k: options.pop(k) for k in model_keys}
-        )
+        vocab_size = TokenDataset(data, "train").tokenizer.vocab_size  # fails early on a bad --data
+        model_config = _model_config(model, preset, vocab_size, options)
         options["augment"] = not options.pop("no_augment")
         result = run_train(run_dir, data, model_config, TrainConfig(**options))
     click.echo(
         f"finished at step {result.step}: best validation NLL {result.best_val_nll:.4f} nats/token, "
         f"{result.tokens_per_second:,.0f} training tokens/s; checkpoints in {result.run_dir}"
     )
+
+
+def _model_config(model: str, preset: str, vocab_size: int, options: dict) -> Any:
+    """The model config from the train command's options, removing the ones it uses."""
+    from dataclasses import fields
+
+    from reprise.models.config import ModelConfig
+    from reprise.models.config import preset as make_preset
+    from reprise.models.lstm import LSTMConfig
+    from reprise.models.markov import MarkovConfig
+
+    hidden, order = options.pop("hidden"), options.pop("order")
+    shape = {f.name: options.pop(f.name) for f in fields(ModelConfig) if f.name in options}
+    if model == "markov":
+        return MarkovConfig(vocab_size=vocab_size, order=order)
+    if model == "lstm":
+        lstm = LSTMConfig(vocab_size=vocab_size, hidden=hidden)
+        overrides = dict(context=shape["context"], d_embed=shape["d_model"], n_layers=shape["n_layers"],
+                         dropout=shape["dropout"])
+        return replace(lstm, **{k: v for k, v in overrides.items() if v is not None})
+    return make_preset(preset, vocab_size=vocab_size, **shape)
 
 
 @cli.command()
@@ -242,6 +277,9 @@ def _parse_split(text: str) -> tuple[float, float, float]:
     if len(parts) != 3 or min(parts) < 0 or abs(sum(parts) - 1) > 1e-6:
         raise click.BadParameter(f"{text!r}: three fractions summing to 1, like 0.8,0.1,0.1", param_hint="--split")
     return parts
+
+
+cli.add_command(benchmark)
 
 
 def main(argv: list[str] | None = None) -> int:
