@@ -18,6 +18,7 @@ import click
 
 from reprise import RepriseError
 from reprise.cli.benchmark import benchmark
+from reprise.cli.plot import plot, render
 from reprise.models.attention import ATTENTION_KINDS
 from reprise.models.config import POSITIONS, PRESETS
 from reprise.training.config import TrainConfig
@@ -175,10 +176,11 @@ def _model_config(model: str, preset: str, vocab_size: int, options: dict) -> An
 @click.option("--top-p", type=click.FloatRange(0, 1, min_open=True), default=1.0, show_default=True, help="1 = off.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Same seed, same samples.")
 @click.option("--no-cache", is_flag=True, help="Recompute the whole window at each step (slow; for comparison).")
+@click.option("--wav", is_flag=True, help="Also render each sample to WAV beside it (see `reprise render`).")
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:1, mps.")
 def generate(checkpoint: Path, out: Path, primer_midi, primer_data, primer_piece, primer_split, primer_length,
-             length, samples, temperature, top_k, top_p, seed, no_cache, device) -> None:
-    """Sample new music from a trained model, continuing a primer; writes MIDI and piano rolls."""
+             length, samples, temperature, top_k, top_p, seed, no_cache, wav, device) -> None:
+    """Sample new music from a trained model, continuing a primer; writes MIDI, piano rolls (and WAV)."""
     import time
 
     from reprise.generation.generate import generate as run_generate
@@ -194,7 +196,7 @@ def generate(checkpoint: Path, out: Path, primer_midi, primer_data, primer_piece
     ids = run_generate(model, tokenizer, primer, n_new, samples, SamplingConfig(temperature, top_k, top_p),
                        seed, use_cache=not no_cache)
     rate = samples * n_new / (time.perf_counter() - started)
-    for path in write_samples(ids, tokenizer, out, "sample"):
+    for path in write_samples(ids, tokenizer, out, "sample", wav=wav):
         click.echo(path)
     click.echo(f"generated {samples} x {n_new} tokens at {rate:,.0f} tokens/s")
 
@@ -280,6 +282,8 @@ def _parse_split(text: str) -> tuple[float, float, float]:
 
 
 cli.add_command(benchmark)
+cli.add_command(plot)
+cli.add_command(render)
 
 
 def main(argv: list[str] | None = None) -> int:
