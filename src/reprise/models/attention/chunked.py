@@ -34,8 +34,18 @@ if TYPE_CHECKING:
     from reprise.models.config import ModelConfig
 
 
+def skew_view(rel: torch.Tensor) -> torch.Tensor:
+    """:func:`~reprise.models.attention.relative.skew` as a strided view, without the pad's copy.
+
+    ``out[..., i, k] = rel[..., i, k - i + T - 1]`` lies at offset ``i·(N - 1) + k + T - 1`` of
+    each contiguous ``(T, N)`` block: rows overlap, and junk (future) entries read real ones.
+    """
+    *_, t, n = rel.shape
+    return rel.as_strided(rel.shape, (*rel.stride()[:-2], n - 1, 1), rel.storage_offset() + t - 1)
+
+
 def unskew(grad: torch.Tensor) -> torch.Tensor:
-    """The adjoint of :func:`~reprise.models.attention.relative.skew`: its steps undone in reverse order."""
+    """The adjoint of the skew: its pad, reshape and slice undone in reverse order."""
     *lead, t, n = grad.shape
     return F.pad(grad.reshape(*lead, n, t), (0, 0, 1, 0)).view(*lead, t, n + 1)[..., 1:]
 
@@ -47,10 +57,24 @@ def _chunks(queries: int, keys: int, size: int) -> Iterator[tuple[slice, int]]:
         yield slice(start, stop), keys - queries + stop
 
 
-def _bias(q: torch.Tensor, embeddings: torch.Tensor, n_keys: int) -> torch.Tensor:
-    """Skewed relative logits of a chunk of queries, with ``-inf`` on future keys."""
-    rel = skewed_logits(q, embeddings[:, -n_keys:])
-    return rel.masked_fill_(~causal_mask(q.shape[-2], n_keys, q.device), float("-inf"))
+def _hide_future(logits: torch.Tensor) -> torch.Tensor:
+    """``-inf`` on keys after their query; only the last ``T`` keys (a ``T×T`` corner) can be."""
+    t = logits.shape[-2]
+    logits[..., -t:].masked_fill_(~causal_mask(t, t, logits.device), float("-inf"))
+    return logits
+
+
+def _relative_logits(q: torch.Tensor, embeddings: torch.Tensor) -> torch.Tensor:
+    """The skewed relative logits (a strided view) of a chunk of queries, last of ``len(embeddings)`` keys."""
+    return skew_view((q * q.shape[-1] ** -0.5) @ embeddings.transpose(-1, -2))
+
+
+def _probabilities(q: torch.Tensor, k: torch.Tensor, embeddings: torch.Tensor) -> torch.Tensor:
+    """Recomputed attention probabilities of a chunk of queries."""
+    rel = _relative_logits(q, embeddings)
+    logits = torch.baddbmm(rel.flatten(0, 1), q.flatten(0, 1), k.flatten(0, 1).transpose(1, 2),
+                           alpha=q.shape[-1] ** -0.5)
+    return _hide_future(logits.view(rel.shape)).softmax(-1)
 
 
 class _ChunkedRelativeAttention(torch.autograd.Function):
@@ -62,8 +86,8 @@ class _ChunkedRelativeAttention(torch.autograd.Function):
         out = q.new_empty(q.shape)
         for rows, n in _chunks(q.shape[-2], k.shape[-2], chunk):
             qc = q[..., rows, :]
-            out[..., rows, :] = F.scaled_dot_product_attention(
-                qc, k[..., :n, :], v[..., :n, :], attn_mask=_bias(qc, embeddings, n))
+            bias = _hide_future(_relative_logits(qc, embeddings[:, -n:]).contiguous())
+            out[..., rows, :] = F.scaled_dot_product_attention(qc, k[..., :n, :], v[..., :n, :], attn_mask=bias)
         ctx.save_for_backward(q, k, v, embeddings, out)
         ctx.chunk = chunk
         return out
@@ -71,14 +95,14 @@ class _ChunkedRelativeAttention(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad_out: torch.Tensor) -> tuple[torch.Tensor, ...]:
         q, k, v, embeddings, out = ctx.saved_tensors
-        scale = q.shape[-1] ** -0.5
+        scaled = grad_out * q.shape[-1] ** -0.5  # the logits' scale, applied once to a small tensor
         dq, dk, dv, de = (torch.zeros_like(t) for t in (q, k, v, embeddings))
-        delta = (grad_out * out).sum(-1, keepdim=True)
+        delta = (scaled * out).sum(-1, keepdim=True)
         for rows, n in _chunks(q.shape[-2], k.shape[-2], ctx.chunk):
-            qc, kc, vc, ec, go = q[..., rows, :], k[..., :n, :], v[..., :n, :], embeddings[:, -n:], grad_out[..., rows, :]
-            p = torch.add(_bias(qc, embeddings, n), qc @ kc.transpose(-1, -2), alpha=scale).softmax(-1)
-            dv[..., :n, :] += p.transpose(-1, -2) @ go
-            ds = (go @ vc.transpose(-1, -2)).sub_(delta[..., rows, :]).mul_(p).mul_(scale)
+            qc, kc, vc, ec = q[..., rows, :], k[..., :n, :], v[..., :n, :], embeddings[:, -n:]
+            p = _probabilities(qc, kc, ec)
+            dv[..., :n, :] += p.transpose(-1, -2) @ grad_out[..., rows, :]
+            ds = (scaled[..., rows, :] @ vc.transpose(-1, -2)).sub_(delta[..., rows, :]).mul_(p)
             del p
             drel = unskew(ds)
             dq[..., rows, :] = ds @ kc + drel @ ec
