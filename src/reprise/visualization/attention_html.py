@@ -129,7 +129,7 @@ def _note_rect(attention: NoteAttention, i: int, note: symusic.Note, top: int) -
             f'({html.escape(track.name or "")})</title></rect>')
 
 
-_PAGE = """<!DOCTYPE html>
+_PAGE = r"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><title>{title}</title>
 <style>
 body {{ font: 14px system-ui, sans-serif; margin: 16px; color: #222; }}

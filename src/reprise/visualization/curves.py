@@ -70,7 +70,7 @@ def _column(rows: list[dict], key: str) -> np.ndarray:
 
 
 def _smooth(values: np.ndarray) -> np.ndarray:
-    """A centred moving average over about 2% of the points (at least 1, edges averaged over what exists)."""
-    width = max(1, len(values) // 50) * 2 + 1
-    kernel = np.ones(width)
+    """A centred moving average over about 2% of the points (edges averaged over what exists)."""
+    half = min(max(1, len(values) // 100), (len(values) - 1) // 2)  # a window no longer than the data
+    kernel = np.ones(2 * half + 1)
     return np.convolve(values, kernel, "same") / np.convolve(np.ones(len(values)), kernel, "same")
