@@ -168,6 +168,15 @@ def test_note_arcs_sum_token_attention_and_reach_only_earlier_notes(model, token
     assert result.pick(-1) == int(np.argmax(result.onsets)) and result.pick(0) == int(np.argmin(result.onsets))
 
 
+def test_models_without_attention_are_refused_with_a_reason(tokenizer, grid):
+    from reprise import RepriseError
+    from reprise.models.markov import MarkovChain, MarkovConfig
+
+    chain = MarkovChain(MarkovConfig(vocab_size=tokenizer.vocab_size, order=1))
+    with pytest.raises(RepriseError, match="MarkovChain has no attention to show"):
+        token_attention(chain, tokenizer.encode_grid(grid[:4]), tokenizer.frame)
+
+
 def test_attention_png_draws_arcs_over_the_roll(model, tokenizer, chorale, tmp_path):
     result = note_attention(model, tokenizer, tokenizer.encode_midi(chorale))
     roll = plot_pianoroll(chorale, tmp_path / "roll.png")

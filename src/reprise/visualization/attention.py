@@ -87,6 +87,8 @@ def token_attention(model: MusicTransformer, ids: np.ndarray, frame: int = 1) ->
     half a context (on ``frame`` boundaries), the way generation slides; each
     query's row comes from the window that shows it the most history.
     """
+    if not isinstance(model, MusicTransformer):
+        raise RepriseError(f"a {type(model).__name__} has no attention to show; use a transformer checkpoint")
     ids = np.asarray(ids)
     context, n = model.config.context, len(ids)
     hop = max(frame, context // 2 // frame * frame)
