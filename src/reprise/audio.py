@@ -20,6 +20,7 @@ duration always matches the music, and scaled to the same peak level.
 
 from __future__ import annotations
 
+import functools
 import io
 import tempfile
 import wave
@@ -42,6 +43,7 @@ def default_soundfont() -> Path:
     return Path(str(resources.files("pretty_midi") / "TimGM6mb.sf2"))
 
 
+@functools.cache
 def fluidsynth_available() -> bool:
     """Whether pyfluidsynth can load the FluidSynth library on this machine."""
     try:
