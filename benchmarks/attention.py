@@ -48,6 +48,14 @@ KINDS = {  # label -> ModelConfig fields
 }
 
 
+THEORY = """What to expect. Shaw's reference materialises ``R``, one embedding per (query, key) pair and
+head: L²·D floats whatever the head count. The skewed path's largest tensors are logits, H·L²
+floats. So Shaw / skewed memory grows like D / H = head_dim (the sweeps below: Shaw is flat in the
+head count and doubles with the width; skewed grows with the head count and hardly with the
+width). The chunked path holds one chunk of H·C·L logits plus O(L·D) activations: linear in L,
+like SDPA. Times under about 0.3 s are at the mercy of other processes on this shared 2-core CPU."""
+
+
 def predicted_bytes(kind: str, length: int, width: int, heads: int) -> float:
     """A generous estimate of the pass's memory, to skip what cannot fit (measured ones come out lower)."""
     square = heads * length**2 * 4  # one (H, L, L) float32 tensor
@@ -156,7 +164,7 @@ def markdown(rows: list[dict], command: str) -> str:
                                                                              "relative-chunked"))
     lines = ["# Attention: time and memory", "", f"Produced by `{command}` on a 2-core CPU "
              f"(torch {__import__('torch').__version__}, {os.cpu_count()} CPUs visible).", "",
-             *__doc__.split("\n\n", 2)[1:3], "",
+             __doc__.split("\n\n", 2)[2].strip(), "", THEORY, "",
              "One layer, batch 1, width 512, 8 heads (head_dim 64); `local` uses blocks of 256;",
              f"`relative-chunked` is `relative` with `relative_chunk={CHUNK}`. — = not run (see below).", "",
              "## Forward+backward time (s)", "", *grid(rows, "seconds"), "",
