@@ -21,7 +21,7 @@ from reprise import RepriseError
 from reprise.data.dataset import TokenDataset
 from reprise.data.prepare import prepare
 from reprise.evaluation.nll import score
-from reprise.models.config import ModelConfig, preset
+from reprise.models.config import ModelConfig
 from reprise.models.lstm import LSTMConfig
 from reprise.models.markov import MarkovConfig
 from reprise.training.checkpoint import load_checkpoint

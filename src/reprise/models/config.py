@@ -2,16 +2,17 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields, replace
+from dataclasses import dataclass, replace
 from typing import Any
 
 from reprise import RepriseError
+from reprise.config import JsonConfig
 
 POSITIONS = ("learned", "sinusoidal", "none")
 
 
 @dataclass
-class ModelConfig:
+class ModelConfig(JsonConfig):
     """Shape and kind of a decoder-only Music Transformer.
 
     ``positions`` chooses the absolute position signal added to token embeddings;
@@ -76,13 +77,6 @@ class ModelConfig:
         """The longest distance with its own relative embedding."""
         return self.max_relative_distance or self.context - 1
 
-    def to_json(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def from_json(cls, data: dict[str, Any]) -> "ModelConfig":
-        known = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in data.items() if k in known})
 
 
 PRESETS: dict[str, dict[str, Any]] = {

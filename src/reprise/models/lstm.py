@@ -8,17 +8,17 @@ the same interface as the transformer (``forward(ids, caches)``,
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields
-from typing import Any
+from dataclasses import dataclass
 
 import torch
 from torch import nn
 
 from reprise import RepriseError
+from reprise.config import JsonConfig
 
 
 @dataclass
-class LSTMConfig:
+class LSTMConfig(JsonConfig):
     """Shape of the LSTM; ``context`` is the training window length (the LSTM itself has no limit)."""
 
     vocab_size: int = 128
@@ -33,13 +33,6 @@ class LSTMConfig:
         if self.tie_weights and self.d_embed != self.hidden:
             raise RepriseError(f"tie_weights needs d_embed == hidden ({self.d_embed} != {self.hidden})")
 
-    def to_json(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def from_json(cls, data: dict[str, Any]) -> "LSTMConfig":
-        known = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in data.items() if k in known})
 
 
 class LSTMState:

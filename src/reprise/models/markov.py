@@ -16,18 +16,18 @@ from __future__ import annotations
 
 from collections import Counter, defaultdict
 from collections.abc import Iterable
-from dataclasses import asdict, dataclass, fields
-from typing import Any
+from dataclasses import dataclass
 
 import numpy as np
 import torch
 from torch import nn
 
 from reprise import RepriseError
+from reprise.config import JsonConfig
 
 
 @dataclass
-class MarkovConfig:
+class MarkovConfig(JsonConfig):
     """``order`` tokens of history; ``context`` only sizes scoring windows (any > order is exact)."""
 
     vocab_size: int = 128
@@ -38,13 +38,6 @@ class MarkovConfig:
         if self.order < 0:
             raise RepriseError(f"a Markov chain's order must be 0 or more, not {self.order}")
 
-    def to_json(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def from_json(cls, data: dict[str, Any]) -> "MarkovConfig":
-        known = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in data.items() if k in known})
 
 
 class History:

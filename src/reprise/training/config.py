@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields
-from typing import Any
+from dataclasses import dataclass
+
+from reprise.config import JsonConfig
 
 
 @dataclass
-class TrainConfig:
+class TrainConfig(JsonConfig):
     """How long and how to optimise; the LR follows linear warm-up then cosine decay.
 
     With ``max_minutes`` the run stops when the time is up and the cosine decay
@@ -29,10 +30,3 @@ class TrainConfig:
     augment: bool = True
     device: str = "auto"
 
-    def to_json(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def from_json(cls, data: dict[str, Any]) -> "TrainConfig":
-        known = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in data.items() if k in known})

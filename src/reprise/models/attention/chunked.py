@@ -28,7 +28,7 @@ import torch
 import torch.nn.functional as F
 
 from reprise.models.attention.full import causal_mask
-from reprise.models.attention.relative import RelativeAttention, skewed_logits
+from reprise.models.attention.relative import RelativeAttention
 
 if TYPE_CHECKING:
     from reprise.models.config import ModelConfig
