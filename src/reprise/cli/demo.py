@@ -35,8 +35,11 @@ def run_demo(out: Path, minutes: float) -> None:
     click.echo(f"data: {data} ({TokenDataset(data, 'train').n_tokens():,} training tokens, {len(valid)} validation chorales)")
 
     click.echo(f"training the tiny model for {minutes:g} minutes ...")
-    model_config = preset("tiny", vocab_size=tokenizer.vocab_size)
-    train_config = TrainConfig(steps=100_000, max_minutes=minutes, batch_size=16, lr=2e-3, warmup=50, eval_every=250)
+    # measured on 2 cores: in a few minutes relative attention without dropout or
+    # transposition learns fastest (0.66 nats/token after 2 minutes vs 1.21 for the plain preset)
+    model_config = preset("tiny", vocab_size=tokenizer.vocab_size, attention="relative", positions="none", dropout=0.0)
+    train_config = TrainConfig(steps=100_000, max_minutes=minutes, batch_size=8, lr=2e-3, warmup=50,
+                               eval_every=250, augment=False)
     shutil.rmtree(out / "run", ignore_errors=True)  # a demo always starts a fresh run
     result = train(out / "run", data, model_config, train_config)
 
