@@ -246,3 +246,12 @@ def test_attention_options_are_validated():
 
 def test_full_attention_is_the_fused_default():
     assert type(build_attention(ModelConfig())) is FullAttention
+
+
+@pytest.mark.parametrize("attention_dropout, random", [(None, True), (0.0, False)])
+def test_attention_dropout_defaults_to_dropout_and_can_be_turned_off(attention_dropout, random):
+    options = dict(vocab_size=24, context=32, d_model=24, n_heads=3, attention="relative")
+    layer = build_attention(ModelConfig(dropout=0.5, attention_dropout=attention_dropout, **options)).train()
+    x = torch.randn(2, 20, 24)
+    first, second = layer(x), layer(x)
+    assert (not torch.equal(first, second)) is random

@@ -89,3 +89,16 @@ def test_a_missing_primer_file_is_named(capsys, small_chorales, tmp_path):
     assert code == 1 and "nope.mid: no such file" in err
     code, _, err = run(capsys, "generate", "--checkpoint", run_dir, "--length", "many")
     assert code == 1 and "expected a number of tokens (512) or bars (8bars)" in err
+
+
+def test_the_jsb_best_preset_brings_its_training_settings_and_options_still_override(capsys, small_chorales,
+                                                                                     tmp_path):
+    run_dir = tmp_path / "run"
+    code, _, _ = run(capsys, "train", "--preset", "jsb-best", "--data", small_chorales, "--run", run_dir,
+                     "--steps", "1", "--minutes", "0.5", "--device", "cpu", "--context", "32", "--d-model", "32")
+    saved = json.loads((run_dir / "run.json").read_text())
+    assert code == 0
+    assert saved["train"]["batch_size"] == 8 and saved["train"]["eval_every"] == 500  # from the preset
+    assert saved["train"]["steps"] == 1 and saved["train"]["max_minutes"] == 0.5  # given on the command line
+    assert saved["model"]["attention"] == "relative" and saved["model"]["positions"] == "none"
+    assert saved["model"]["context"] == 32 and saved["model"]["attention_dropout"] == 0.0

@@ -74,7 +74,7 @@ def prepare(source: str, out: Path, tokenizer: str | None, split: str, workers: 
 @click.option("--model", type=click.Choice(["transformer", "lstm", "markov"]), default="transformer",
               show_default=True, help="The Music Transformer, or a baseline to compare it with.")
 @click.option("--preset", type=click.Choice(sorted(PRESETS)), default="tiny", show_default=True,
-              help="Model size; the options below override single fields.")
+              help="Model size (jsb-best: also its training settings); the options below override single fields.")
 @click.option("--positions", type=click.Choice(POSITIONS), help="Absolute positions [default: learned].")
 @click.option("--attention", type=click.Choice(sorted(ATTENTION_KINDS)), help="Attention kind [default: full].")
 @click.option("--context", type=click.IntRange(8), help="Context length in tokens [default: from preset].")
@@ -82,6 +82,8 @@ def prepare(source: str, out: Path, tokenizer: str | None, split: str, workers: 
 @click.option("--layers", "n_layers", type=click.IntRange(1), help="Number of blocks [default: from preset].")
 @click.option("--heads", "n_heads", type=click.IntRange(1), help="Attention heads [default: from preset].")
 @click.option("--dropout", type=click.FloatRange(0, 1), help="Dropout [default: from preset].")
+@click.option("--attention-dropout", type=click.FloatRange(0, 1),
+              help="Dropout of attention probabilities; 0 is much faster on CPU [default: --dropout].")
 @click.option("--max-relative-distance", type=click.IntRange(1),
               help="Relative attention: longest distance with its own embedding [default: context - 1].")
 @click.option("--shared-relative-heads", "relative_shared_heads", is_flag=True,
@@ -130,12 +132,25 @@ def train(data: Path | None, run_dir: Path, resume: bool, model: str, preset: st
 
         vocab_size = TokenDataset(data, "train").tokenizer.vocab_size  # fails early on a bad --data
         model_config = _model_config(model, preset, vocab_size, options)
-        options["augment"] = not options.pop("no_augment")
-        result = run_train(run_dir, data, model_config, TrainConfig(**options))
+        result = run_train(run_dir, data, model_config, _train_config(preset, options))
     click.echo(
         f"finished at step {result.step}: best validation NLL {result.best_val_nll:.4f} nats/token, "
         f"{result.tokens_per_second:,.0f} training tokens/s; checkpoints in {result.run_dir}"
     )
+
+
+def _train_config(preset: str, options: dict) -> TrainConfig:
+    """The training config from the remaining options; a preset's settings fill those left at their default."""
+    from click.core import ParameterSource
+
+    from reprise.training.config import TRAIN_PRESETS
+
+    options["augment"] = not options.pop("no_augment")
+    source = click.get_current_context().get_parameter_source
+    for name, value in TRAIN_PRESETS.get(preset, {}).items():
+        if source("no_augment" if name == "augment" else name) is ParameterSource.DEFAULT:
+            options[name] = value
+    return TrainConfig(**options)
 
 
 def _model_config(model: str, preset: str, vocab_size: int, options: dict) -> Any:

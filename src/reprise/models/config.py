@@ -25,6 +25,9 @@ class ModelConfig(JsonConfig):
     heads. ``relative_chunk`` > 0 makes ``relative`` process that many queries at
     a time with a hand-written backward: O(L) instead of O(L²) memory.
     ``local`` attends within blocks of ``block_size`` tokens and the block before.
+
+    ``attention_dropout`` 0 keeps dropout on the residual stream only: on CPU,
+    SDPA's fused kernels have no dropout, and the unfused path trains ~1.5x slower.
     """
 
     vocab_size: int = 128
@@ -34,6 +37,7 @@ class ModelConfig(JsonConfig):
     n_heads: int = 4
     ff_mult: int = 4
     dropout: float = 0.1
+    attention_dropout: float | None = None  # on the attention probabilities; default: dropout
     positions: str = "learned"
     attention: str = "full"
     tie_weights: bool = True
@@ -69,6 +73,11 @@ class ModelConfig(JsonConfig):
             raise RepriseError(f"rope rotates pairs of dimensions: head_dim {self.head_dim} must be even")
 
     @property
+    def attention_dropout_p(self) -> float:
+        """The dropout applied to attention probabilities."""
+        return self.dropout if self.attention_dropout is None else self.attention_dropout
+
+    @property
     def head_dim(self) -> int:
         return self.d_model // self.n_heads
 
@@ -86,6 +95,10 @@ PRESETS: dict[str, dict[str, Any]] = {
     "small": dict(context=512, d_model=256, n_layers=6, n_heads=8, dropout=0.1),
     # the Music Transformer paper's size class; wants a GPU
     "base": dict(context=1024, d_model=512, n_layers=8, n_heads=8, dropout=0.1),
+    # the best JSB Chorales model for 60 minutes of a 2-core CPU (docs/results.md);
+    # its training settings are reprise.training.config.TRAIN_PRESETS["jsb-best"]
+    "jsb-best": dict(context=256, d_model=128, n_layers=4, n_heads=4, dropout=0.1, attention_dropout=0.0,
+                     positions="none", attention="relative"),
 }
 
 

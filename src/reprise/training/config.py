@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from reprise.config import JsonConfig
 
@@ -30,3 +31,11 @@ class TrainConfig(JsonConfig):
     augment: bool = True
     device: str = "auto"
 
+
+
+# Training settings that belong with the model preset of the same name
+# (``reprise.models.config.PRESETS``); ``reprise train --preset NAME`` uses both.
+TRAIN_PRESETS: dict[str, dict[str, Any]] = {
+    # measured best on JSB Chorales within 60 minutes of a 2-core CPU (docs/results.md)
+    "jsb-best": dict(steps=1_000_000, max_minutes=60.0, batch_size=8, lr=2e-3, warmup=100, eval_every=500),
+}

@@ -47,7 +47,7 @@ class FullAttention(nn.Module):
         self.n_heads = config.n_heads
         self.qkv = nn.Linear(config.d_model, 3 * config.d_model)
         self.proj = nn.Linear(config.d_model, config.d_model)
-        self.dropout = config.dropout
+        self.dropout = config.attention_dropout_p
         self.position_bias: nn.Module | None = None
 
     def split_heads(self, x: torch.Tensor, start: int = 0) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
