@@ -82,12 +82,14 @@ def test_checkpoints_hold_no_pickles(small_chorales, tmp_path):
         assert files == ["model.json", "model.safetensors", "optimizer.safetensors", "tokenizer.json", "training.json"]
 
 
-def test_windows_score_every_token_exactly_once():
+@pytest.mark.parametrize("frame", [1, 4])
+def test_windows_score_every_token_exactly_once(frame):
     for length in (5, 64, 65, 66, 200, 1001):
         scored = []
-        for start, end, first in windows(length, context=64, stride=16):
-            assert end - start - 1 <= 64 and first > start
-            assert first - start - 1 >= min(48, first - 1)  # each scored token sees >= context - stride
+        for start, end, first in windows(length, context=64, stride=16, frame=frame):
+            assert end - start - 1 <= 64 and first > start and start % frame == 0
+            # each scored token sees >= context - stride tokens, less the frame alignment
+            assert first - start - 1 >= min(48 - (frame - 1), first - 1)
             scored += range(first, end)
         assert scored == list(range(1, length))
 

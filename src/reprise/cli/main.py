@@ -234,7 +234,8 @@ def evaluate(checkpoint: Path, data: Path, split: str, stride: int | None, devic
     dataset = TokenDataset(data, split)
     if dataset.tokenizer.to_json() != tokenizer.to_json():
         raise RepriseError(f"{data}: tokenized differently from the checkpoint's training data")
-    nll = score(model, [dataset.piece(i) for i in range(len(dataset))], model.config.context, stride)
+    nll = score(model, [dataset.piece(i) for i in range(len(dataset))], model.config.context, stride,
+                frame=tokenizer.frame)
     click.echo(json.dumps({"split": split, "nll_per_token": round(nll.per_token, 5),
                            "perplexity": round(nll.perplexity, 4), "tokens": nll.tokens, "pieces": len(dataset)}))
 

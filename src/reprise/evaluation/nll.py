@@ -4,7 +4,11 @@ Every token of every piece after its ``BOS`` is scored exactly once. A piece
 longer than the model's context is scored with a sliding window: the first
 window scores all of its tokens, and each later window, moved on by ``stride``
 tokens, scores only its last ``stride`` tokens, so each of them sees at least
-``context - stride`` tokens of history (and up to ``context - 1``).
+``context - stride`` tokens of history (and up to ``context - 1``). With a
+``frame`` (tokens per time step, as in the chorale grid) every window starts on
+a frame boundary, as training windows do, so a model with absolute positions
+sees each voice at the positions it was trained on; history is then up to
+``frame - 1`` tokens shorter.
 """
 
 from __future__ import annotations
@@ -34,7 +38,7 @@ class NLL:
         return math.exp(self.per_token)
 
 
-def windows(length: int, context: int, stride: int) -> list[tuple[int, int, int]]:
+def windows(length: int, context: int, stride: int, frame: int = 1) -> list[tuple[int, int, int]]:
     """``(start, end, first_scored)`` windows over ids ``[0, length)``.
 
     A window feeds ids ``[start, end - 1)`` and predicts ``[start + 1, end)``; of
@@ -46,7 +50,8 @@ def windows(length: int, context: int, stride: int) -> list[tuple[int, int, int]
     scored_until = context + 1
     while scored_until < length:
         end = min(scored_until + stride, length)
-        out.append((end - context - 1, end, scored_until))
+        start = end - context - 1
+        out.append((start + (-start) % frame, end, scored_until))
         scored_until = end
     return out
 
@@ -58,13 +63,14 @@ def score(
     context: int,
     stride: int | None = None,
     batch_size: int = 16,
+    frame: int = 1,
 ) -> NLL:
-    """Summed NLL of ``pieces`` (arrays of ids, ``BOS`` first) under ``model``."""
+    """Summed NLL of ``pieces`` (arrays of ids, ``BOS`` first) under ``model``; windows start on ``frame``s."""
     stride = stride or max(1, context // 2)
     device = next(model.parameters()).device
     was_training = model.training
     model.eval()
-    jobs = [(ids, w) for ids in pieces for w in windows(len(ids), context, stride)]
+    jobs = [(ids, w) for ids in pieces for w in windows(len(ids), context, stride, frame)]
     total, count = 0.0, 0
     for i in range(0, len(jobs), batch_size):
         chunk = jobs[i : i + batch_size]

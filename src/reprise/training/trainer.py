@@ -194,7 +194,7 @@ class _Loop:
         """Score the validation split, log it, save ``last`` and (if better) ``best``."""
         pieces = [valid_set.piece(i) for i in range(len(valid_set))]
         with self.autocast:
-            nll = score(self.model, pieces, self.model.config.context)
+            nll = score(self.model, pieces, self.model.config.context, frame=self.tokenizer.frame)
         self.log({"step": step, "val_nll": nll.per_token, "val_ppl": nll.perplexity, "val_tokens": nll.tokens,
                   "elapsed": time.perf_counter() - started})
         if not self.quiet:
@@ -220,7 +220,8 @@ def _fit_counts(run_dir: Path, chain: MarkovChain, train_set: TokenDataset, vali
     started = time.perf_counter()
     chain.fit(train_set.piece(i) for i in range(len(train_set)))
     rate = train_set.n_tokens() / (time.perf_counter() - started)
-    nll = score(chain, [valid_set.piece(i) for i in range(len(valid_set))], chain.config.context)
+    nll = score(chain, [valid_set.piece(i) for i in range(len(valid_set))], chain.config.context,
+                frame=train_set.tokenizer.frame)
     with open(run_dir / "metrics.jsonl", "a") as f:
         f.write(json.dumps({"step": 1, "val_nll": nll.per_token, "val_ppl": nll.perplexity,
                             "elapsed": time.perf_counter() - started}) + "\n")
