@@ -32,16 +32,22 @@ def angles(freqs: torch.Tensor, start: int, length: int) -> torch.Tensor:
 
 
 class SinusoidalPositions(nn.Module):
-    """The fixed sines and cosines of "Attention Is All You Need"; defined at any position."""
+    """The fixed sines and cosines of "Attention Is All You Need"; defined at any position.
+
+    Their amplitude is one learned scalar that starts at the token embeddings'
+    scale: at amplitude 1 they drown embeddings initialised at std 0.02, and on
+    JSB Chorales such a model was still at 2.3 nats/token after 5 minutes.
+    """
 
     def __init__(self, context: int, d_model: int):
         super().__init__()
         self.d_model = d_model
         self.register_buffer("freqs", frequencies(d_model), persistent=False)
+        self.scale = nn.Parameter(torch.tensor(0.02 * math.sqrt(2)))  # sin and cos have variance 1/2
 
     def forward(self, start: int, length: int) -> torch.Tensor:
         theta = angles(self.freqs, start, length)
-        return torch.stack([theta.sin(), theta.cos()], dim=-1).flatten(1)[:, : self.d_model]
+        return self.scale * torch.stack([theta.sin(), theta.cos()], dim=-1).flatten(1)[:, : self.d_model]
 
 
 def build_positions(kind: str, context: int, d_model: int) -> nn.Module | None:
