@@ -97,7 +97,7 @@ PRESETS: dict[str, dict[str, Any]] = {
     "base": dict(context=1024, d_model=512, n_layers=8, n_heads=8, dropout=0.1),
     # the best JSB Chorales model for 60 minutes of a 2-core CPU (docs/results.md);
     # its training settings are reprise.training.config.TRAIN_PRESETS["jsb-best"]
-    "jsb-best": dict(context=256, d_model=128, n_layers=4, n_heads=4, dropout=0.1, attention_dropout=0.0,
+    "jsb-best": dict(context=512, d_model=128, n_layers=4, n_heads=4, dropout=0.1, attention_dropout=0.0,
                      positions="none", attention="relative"),
 }
 

@@ -1,0 +1,57 @@
+"""``reprise benchmark jsb``: each entry trained under the budget, scored exactly, reported in three forms."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from reprise import RepriseError
+from reprise.data.dataset import TokenDataset
+from reprise.evaluation import jsb_benchmark
+from reprise.evaluation.jsb_benchmark import Entry, run_benchmark
+from reprise.evaluation.nll import score
+from reprise.models.config import ModelConfig
+from reprise.models.markov import MarkovConfig
+from reprise.training.checkpoint import load_checkpoint
+from reprise.training.config import TrainConfig
+
+TINY_TRAIN = TrainConfig(steps=4, batch_size=2, eval_every=2, warmup=1, device="cpu")
+
+
+@pytest.fixture
+def tiny_entries(monkeypatch: pytest.MonkeyPatch) -> list[Entry]:
+    entries = [
+        Entry("markov", "bigram chain", MarkovConfig(order=1), TINY_TRAIN),
+        Entry("relative", "tiny relative transformer",
+              ModelConfig(context=32, d_model=16, n_layers=1, n_heads=2, positions="none", attention="relative"),
+              TINY_TRAIN),
+    ]
+    monkeypatch.setattr(jsb_benchmark, "ENTRIES", entries)
+    return entries
+
+
+def test_every_entry_is_scored_on_valid_and_test_with_its_best_checkpoint(jsb_json, tiny_entries, tmp_path):
+    rows = run_benchmark(jsb_json, tmp_path, budget_minutes=0.5)
+    assert [r["name"] for r in rows] == ["markov", "relative"]
+    valid = TokenDataset(tmp_path / "data", "valid")
+    for row in rows:
+        model, tokenizer = load_checkpoint(tmp_path / "runs" / row["name"])
+        pieces = [valid.piece(i) for i in range(len(valid))]
+        expected = score(model, pieces, model.config.context, frame=tokenizer.frame).per_token
+        assert row["valid_nll"] == pytest.approx(expected, abs=1e-4)
+        assert 0 < row["test_nll"] < 5 and row["steps"] >= 1 and row["budget_minutes"] == 0.5
+    assert rows[1]["steps"] == 4  # the step limit came first
+    table = (tmp_path / "results.md").read_text()
+    assert "| markov | bigram chain |" in table and "| relative | tiny relative transformer |" in table
+    assert (tmp_path / "results.png").stat().st_size > 10_000
+    assert json.loads((tmp_path / "results.json").read_text()) == rows
+
+
+def test_only_reruns_one_entry_and_keeps_the_other_rows(jsb_json, tiny_entries, tmp_path):
+    first = run_benchmark(jsb_json, tmp_path, budget_minutes=0.5)
+    again = run_benchmark(jsb_json, tmp_path, budget_minutes=0.25, only=["markov"])
+    assert again[1] == first[1]  # the transformer's row is untouched
+    assert again[0]["budget_minutes"] == 0.25 and again[0]["valid_nll"] == first[0]["valid_nll"]
+    with pytest.raises(RepriseError, match="unknown benchmark entry 'gpt'; choose from markov, relative"):
+        run_benchmark(jsb_json, tmp_path, budget_minutes=1, only=["gpt"])
