@@ -45,9 +45,10 @@ def test_tiny_model_learns_far_below_the_unigram_entropy(small_chorales, tmp_pat
     assert np.mean(losses[-10:]) < 0.6 * np.mean(losses[:10])
 
 
-def test_resume_continues_with_the_same_step_schedule_and_data(small_chorales, tmp_path, monkeypatch):
+@pytest.mark.parametrize("ema_decay", [0.0, 0.9])
+def test_resume_continues_with_the_same_step_schedule_and_data(small_chorales, tmp_path, monkeypatch, ema_decay):
     vocab = TokenDataset(small_chorales, "train").tokenizer.vocab_size
-    config = TrainConfig(steps=6, batch_size=4, lr=1e-3, warmup=2, eval_every=3, device="cpu")
+    config = TrainConfig(steps=6, batch_size=4, lr=1e-3, warmup=2, eval_every=3, device="cpu", ema_decay=ema_decay)
     trainer.train(tmp_path / "straight", small_chorales, small_config(vocab, dropout=0.2), config, quiet=True)
 
     real_step = trainer._Loop.step
@@ -65,12 +66,28 @@ def test_resume_continues_with_the_same_step_schedule_and_data(small_chorales, t
     result = trainer.train(tmp_path / "cut", resume=True, quiet=True)
 
     assert result.step == 6
-    straight = load_file(str(tmp_path / "straight" / "last" / "model.safetensors"))
-    resumed = load_file(str(tmp_path / "cut" / "last" / "model.safetensors"))
-    for name, tensor in straight.items():
-        torch.testing.assert_close(resumed[name], tensor, rtol=0, atol=0)
+    for file in ["model.safetensors"] + ["average.safetensors"] * bool(ema_decay):
+        straight = load_file(str(tmp_path / "straight" / "last" / file))
+        resumed = load_file(str(tmp_path / "cut" / "last" / file))
+        assert straight.keys() == resumed.keys()
+        for name, tensor in straight.items():
+            torch.testing.assert_close(resumed[name], tensor, rtol=0, atol=0)
     lrs = lambda run: [r["lr"] for r in map(json.loads, (tmp_path / run / "metrics.jsonl").open()) if "lr" in r]  # noqa: E731
     assert lrs("cut") == lrs("straight")
+
+
+def test_weight_average_is_what_gets_validated_and_saved_as_best(small_chorales, tmp_path):
+    valid = TokenDataset(small_chorales, "valid")
+    config = small_config(valid.tokenizer.vocab_size)
+    result = trainer.train(tmp_path / "run", small_chorales, config,
+                           TrainConfig(steps=40, batch_size=4, lr=3e-3, warmup=5, eval_every=40, augment=False,
+                                       device="cpu", ema_decay=0.8), quiet=True)
+    best, _ = load_checkpoint(tmp_path / "run" / "best")
+    raw, _ = load_checkpoint(tmp_path / "run" / "last")
+    pieces = [valid.piece(i) for i in range(len(valid))]
+    frame = valid.tokenizer.frame
+    assert score(best, pieces, config.context, frame=frame).per_token == pytest.approx(result.best_val_nll, abs=1e-6)
+    assert score(raw, pieces, config.context, frame=frame).per_token != pytest.approx(result.best_val_nll, abs=1e-4)
 
 
 def test_checkpoints_hold_no_pickles(small_chorales, tmp_path):

@@ -110,6 +110,9 @@ def prepare(source: str, out: Path, tokenizer: str | None, split: str, workers: 
               help="AdamW weight decay on weight matrices.")
 @click.option("--clip", type=click.FloatRange(0, min_open=True), default=_DEFAULTS.clip, show_default=True,
               help="Gradient-norm clipping threshold.")
+@click.option("--ema-decay", type=click.FloatRange(0, 1, max_open=True), default=_DEFAULTS.ema_decay,
+              show_default=True, help="Keep a moving average of the weights (e.g. 0.999) and validate and "
+              "save that as best/; 0 = off.")
 @click.option("--eval-every", type=click.IntRange(1), default=_DEFAULTS.eval_every, show_default=True,
               help="Validate and checkpoint every this many steps.")
 @click.option("--seed", type=int, default=_DEFAULTS.seed, show_default=True,

@@ -6,7 +6,8 @@ A checkpoint directory holds:
 - ``model.json`` — the architecture and its configuration;
 - ``tokenizer.json`` — the tokenizer the model reads and writes;
 - ``training.json`` — train config, step, best validation NLL, optimizer hyper-parameters;
-- ``optimizer.safetensors`` — optimizer moments and the RNG states, for ``--resume``.
+- ``optimizer.safetensors`` — optimizer moments and the RNG states, for ``--resume``;
+- ``average.safetensors`` — the running weight average, for ``--resume`` of a run with ``ema_decay``.
 
 Directories are written under a temporary name and swapped in, so an
 interruption at any moment leaves the previous checkpoint intact.
@@ -35,6 +36,7 @@ def save_checkpoint(
     tokenizer: Tokenizer,
     training: dict[str, Any] | None = None,
     optimizer: torch.optim.Optimizer | None = None,
+    average: torch.nn.Module | None = None,
 ) -> None:
     """Write a checkpoint atomically, replacing any previous one at ``directory``."""
     directory = Path(directory)
@@ -49,6 +51,8 @@ def save_checkpoint(
         tensors["rng.torch"] = torch.get_rng_state()
         save_file(tensors, str(tmp / "optimizer.safetensors"))
         _write_json(tmp / "training.json", {**training, "param_groups": groups})
+    if average is not None:
+        save_model(average, str(tmp / "average.safetensors"))
     old = directory.with_name(directory.name + ".old")
     if directory.exists():
         directory.rename(old)
@@ -80,11 +84,17 @@ def load_weights(model: torch.nn.Module, directory: Path) -> None:
     load_model(model, str(Path(directory) / "model.safetensors"), device=str(device))
 
 
-def load_training_state(directory: Path, optimizer: torch.optim.Optimizer) -> dict[str, Any]:
-    """Restore optimizer and RNG state from a checkpoint; return its ``training.json``."""
+def load_training_state(
+    directory: Path, optimizer: torch.optim.Optimizer, average: torch.nn.Module | None = None
+) -> dict[str, Any]:
+    """Restore optimizer, weight average and RNG state from a checkpoint; return its ``training.json``."""
     directory = Path(directory)
     if not (directory / "training.json").is_file():
         raise RepriseError(f"{directory}: no training state to resume from")
+    if average is not None:
+        if not (directory / "average.safetensors").is_file():
+            raise RepriseError(f"{directory}: no weight average to resume (average.safetensors is missing)")
+        load_model(average, str(directory / "average.safetensors"), device=str(next(average.parameters()).device))
     training = json.loads((directory / "training.json").read_text())
     tensors = load_file(str(directory / "optimizer.safetensors"))
     torch.set_rng_state(tensors.pop("rng.torch"))

@@ -15,6 +15,10 @@ class TrainConfig(JsonConfig):
     With ``max_minutes`` the run stops when the time is up and the cosine decay
     follows whichever of steps or time is further along, so a budgeted run still
     ends at the low LR; such runs are not bit-reproducible across machines.
+
+    ``ema_decay`` > 0 keeps an exponential moving average of the weights, which
+    is what gets validated and saved as ``best/``: averaging over the last
+    ~1/(1 - decay) steps smooths out the optimiser's noise for free.
     """
 
     steps: int = 2000
@@ -26,6 +30,7 @@ class TrainConfig(JsonConfig):
     warmup: int = 100
     weight_decay: float = 0.1
     clip: float = 1.0
+    ema_decay: float = 0.0  # weight averaging; validation and best/ use the average (0 = off)
     eval_every: int = 200
     seed: int = 0
     augment: bool = True

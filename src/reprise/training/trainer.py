@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn.functional as F
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from tqdm import tqdm
 
 from reprise import RepriseError
@@ -102,24 +103,35 @@ def train(
         _write_run(run_dir, data_dir, model_config, train_config)
         return _fit_counts(run_dir, model, train_set, valid_set)
     optimizer = make_optimizer(model, train_config)
+    average = weight_average(model, train_config.ema_decay)
     step, best, elapsed = 0, math.inf, 0.0
     if resume:
         load_weights(model, run_dir / "last")
-        state = load_training_state(run_dir / "last", optimizer)
+        state = load_training_state(run_dir / "last", optimizer, average)
         step, best, elapsed = state["step"], state["best_val_nll"], state["elapsed"]
     else:
         run_dir.mkdir(parents=True, exist_ok=True)
         _write_run(run_dir, data_dir, model_config, train_config)
 
-    loop = _Loop(run_dir, model, optimizer, tokenizer, train_config, device, quiet)
+    loop = _Loop(run_dir, model, optimizer, average, tokenizer, train_config, device, quiet)
     return loop.run(train_set, valid_set, step, best, elapsed)
+
+
+def weight_average(model: torch.nn.Module, decay: float) -> AveragedModel | None:
+    """An exponential moving average of ``model``'s weights, or ``None`` when ``decay`` is 0."""
+    if not decay:
+        return None
+    if not 0 < decay < 1:
+        raise RepriseError(f"ema_decay must be between 0 and 1, not {decay}")
+    return AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(decay), use_buffers=True)
 
 
 class _Loop:
     """The state one training run carries from step to step."""
 
-    def __init__(self, run_dir, model, optimizer, tokenizer, config: TrainConfig, device, quiet):
-        self.run_dir, self.model, self.optimizer = run_dir, model, optimizer
+    def __init__(self, run_dir, model, optimizer, average, tokenizer, config: TrainConfig, device, quiet):
+        self.run_dir, self.model, self.optimizer, self.average = run_dir, model, optimizer, average
+        self.evaluated = average.module if average is not None else model  # what validation scores
         self.tokenizer, self.config, self.device, self.quiet = tokenizer, config, device, quiet
         self.autocast = torch.autocast("cuda", dtype=torch.bfloat16, enabled=device.type == "cuda")
 
@@ -188,13 +200,15 @@ class _Loop:
             tokens += int((targets != self.tokenizer.pad_id).sum())
         torch.nn.utils.clip_grad_norm_(self.model.parameters(), config.clip)
         self.optimizer.step()
+        if self.average is not None:
+            self.average.update_parameters(self.model)
         return total / config.grad_accum, tokens
 
     def validate(self, valid_set: TokenDataset, step: int, best: float, started: float) -> float:
         """Score the validation split, log it, save ``last`` and (if better) ``best``."""
         pieces = [valid_set.piece(i) for i in range(len(valid_set))]
         with self.autocast:
-            nll = score(self.model, pieces, self.model.config.context, frame=self.tokenizer.frame)
+            nll = score(self.evaluated, pieces, self.model.config.context, frame=self.tokenizer.frame)
         self.log({"step": step, "val_nll": nll.per_token, "val_ppl": nll.perplexity, "val_tokens": nll.tokens,
                   "elapsed": time.perf_counter() - started})
         if not self.quiet:
@@ -207,8 +221,12 @@ class _Loop:
         return best
 
     def save(self, name: str, step: int, best: float, elapsed: float) -> None:
+        """``best`` holds the validated weights (the average, if kept); ``last`` what resuming needs."""
         training = {"step": step, "best_val_nll": best, "elapsed": elapsed, "train_config": self.config.to_json()}
-        save_checkpoint(self.run_dir / name, self.model, self.tokenizer, training, self.optimizer)
+        if name == "best":
+            save_checkpoint(self.run_dir / name, self.evaluated, self.tokenizer, training, self.optimizer)
+        else:
+            save_checkpoint(self.run_dir / name, self.model, self.tokenizer, training, self.optimizer, self.average)
 
     def log(self, row: dict[str, Any]) -> None:
         with open(self.run_dir / "metrics.jsonl", "a") as f:
