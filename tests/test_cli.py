@@ -98,7 +98,7 @@ def test_the_jsb_best_preset_brings_its_training_settings_and_options_still_over
                      "--steps", "1", "--minutes", "0.5", "--device", "cpu", "--context", "32", "--d-model", "32")
     saved = json.loads((run_dir / "run.json").read_text())
     assert code == 0
-    assert saved["train"]["batch_size"] == 4 and saved["train"]["eval_every"] == 500  # from the preset
+    assert saved["train"]["batch_size"] == 4 and saved["train"]["ema_decay"] == 0.998  # from the preset
     assert saved["train"]["steps"] == 1 and saved["train"]["max_minutes"] == 0.5  # given on the command line
-    assert saved["model"]["attention"] == "relative" and saved["model"]["positions"] == "none"
+    assert saved["model"]["attention"] == "rope" and saved["model"]["positions"] == "none"
     assert saved["model"]["context"] == 32 and saved["model"]["attention_dropout"] == 0.0

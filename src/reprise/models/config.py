@@ -98,7 +98,7 @@ PRESETS: dict[str, dict[str, Any]] = {
     # the best JSB Chorales model for 60 minutes of a 2-core CPU (docs/results.md);
     # its training settings are reprise.training.config.TRAIN_PRESETS["jsb-best"]
     "jsb-best": dict(context=512, d_model=128, n_layers=4, n_heads=4, dropout=0.1, attention_dropout=0.0,
-                     positions="none", attention="relative"),
+                     positions="none", attention="rope"),
 }
 
 

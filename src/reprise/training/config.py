@@ -42,5 +42,6 @@ class TrainConfig(JsonConfig):
 # (``reprise.models.config.PRESETS``); ``reprise train --preset NAME`` uses both.
 TRAIN_PRESETS: dict[str, dict[str, Any]] = {
     # measured best on JSB Chorales within 60 minutes of a 2-core CPU (docs/results.md)
-    "jsb-best": dict(steps=1_000_000, max_minutes=60.0, batch_size=4, lr=2e-3, warmup=100, eval_every=500),
+    "jsb-best": dict(steps=1_000_000, max_minutes=60.0, batch_size=4, lr=3e-3, warmup=100, eval_every=1000,
+                     ema_decay=0.998),
 }
