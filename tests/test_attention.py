@@ -30,6 +30,7 @@ VARIANTS = {
     "fourier": {},
     "rope": {},
     "alibi": {},
+    "hybrid": {"attention": "fourier,rope"},  # one kind per block
 }
 
 
@@ -45,7 +46,7 @@ def model(variant: str, dtype=torch.float64, **overrides) -> MusicTransformer:
 
 
 def test_every_kind_is_tested():
-    assert {VARIANTS[v].get("attention", v) for v in VARIANTS} == set(ATTENTION_KINDS)
+    assert {k for v in VARIANTS for k in VARIANTS[v].get("attention", v).split(",")} == set(ATTENTION_KINDS)
 
 
 def shaw_reference(q: torch.Tensor, table: torch.Tensor, n_keys: int) -> torch.Tensor:
@@ -164,7 +165,7 @@ def test_local_cache_keeps_at_most_two_blocks():
 def test_local_equals_full_attention_under_the_block_mask(relative, length):
     torch.manual_seed(4)
     cfg = config("local-relative" if relative else "local")
-    local = build_attention(cfg).double().eval()
+    local = build_attention(cfg, "local").double().eval()
     x = torch.randn(2, length, cfg.d_model, dtype=torch.float64)
     q, k, v = local.split_heads(x)
     logits = q @ k.transpose(-1, -2) / q.shape[-1] ** 0.5
@@ -187,7 +188,7 @@ def test_gradients_reach_every_parameter(variant):
         assert param.grad is not None and param.grad.abs().sum() > 0, name
 
 
-@pytest.mark.parametrize("variant", [v for v in VARIANTS if v != "fourier"])
+@pytest.mark.parametrize("variant", [v for v in VARIANTS if v not in ("fourier", "hybrid")])
 def test_weights_are_causal_distributions(variant):
     m = model(variant)
     x = torch.randn(2, 14, 24, dtype=torch.float64)
@@ -239,19 +240,22 @@ def test_attention_options_are_validated():
                          ({"attention": "full", "relative_chunk": 64}, "applies to attention 'relative'"),
                          ({"block_size": 0}, "block_size"),
                          ({"attention": "rope", "d_model": 15, "n_heads": 3}, "even"),
-                         ({"attention": "nope"}, "unknown attention")]:
+                         ({"attention": "nope"}, "unknown attention"),
+                         ({"attention": "rope,nope"}, "unknown attention 'nope'"),
+                         ({"attention": "fourier,rope", "n_layers": 3}, "2 kinds for 3 layers")]:
         with pytest.raises(RepriseError, match=message):
             ModelConfig(**bad)
 
 
 def test_full_attention_is_the_fused_default():
-    assert type(build_attention(ModelConfig())) is FullAttention
+    config = ModelConfig()
+    assert type(build_attention(config, config.attention)) is FullAttention
 
 
 @pytest.mark.parametrize("attention_dropout, random", [(None, True), (0.0, False)])
 def test_attention_dropout_defaults_to_dropout_and_can_be_turned_off(attention_dropout, random):
     options = dict(vocab_size=24, context=32, d_model=24, n_heads=3, attention="relative")
-    layer = build_attention(ModelConfig(dropout=0.5, attention_dropout=attention_dropout, **options)).train()
+    layer = build_attention(ModelConfig(dropout=0.5, attention_dropout=attention_dropout, **options), "relative").train()
     x = torch.randn(2, 20, 24)
     first, second = layer(x), layer(x)
     assert (not torch.equal(first, second)) is random

@@ -76,7 +76,8 @@ def prepare(source: str, out: Path, tokenizer: str | None, split: str, workers: 
 @click.option("--preset", type=click.Choice(sorted(PRESETS)), default="tiny", show_default=True,
               help="Model size (jsb-best: also its training settings); the options below override single fields.")
 @click.option("--positions", type=click.Choice(POSITIONS), help="Absolute positions [default: learned].")
-@click.option("--attention", type=click.Choice(sorted(ATTENTION_KINDS)), help="Attention kind [default: full].")
+@click.option("--attention", help=f"Attention kind ({', '.join(ATTENTION_KINDS)}), or one per layer separated by "
+              "commas, e.g. fourier,rope,rope,rope [default: full].")
 @click.option("--context", type=click.IntRange(8), help="Context length in tokens [default: from preset].")
 @click.option("--d-model", type=click.IntRange(8), help="Model width [default: from preset].")
 @click.option("--layers", "n_layers", type=click.IntRange(1), help="Number of blocks [default: from preset].")

@@ -16,7 +16,10 @@ class ModelConfig(JsonConfig):
     """Shape and kind of a decoder-only Music Transformer.
 
     ``positions`` chooses the absolute position signal added to token embeddings;
-    ``attention`` chooses the self-attention mechanism (see ``reprise.models.attention``).
+    ``attention`` chooses the self-attention mechanism (see ``reprise.models.attention``)
+    of every block, or of each block in turn when it lists one kind per block
+    separated by commas: ``fourier,rope,rope,rope`` is a hybrid whose first block
+    mixes tokens by a learned convolution and whose others attend by content.
 
     Relative attention (``relative``, ``relative-shaw``, ``local`` with
     ``local_relative``) learns one embedding per distance up to
@@ -52,9 +55,13 @@ class ModelConfig(JsonConfig):
 
         if self.positions not in POSITIONS:
             raise RepriseError(f"unknown positions {self.positions!r}; choose one of {', '.join(POSITIONS)}")
-        if self.attention not in ATTENTION_KINDS:
+        kinds = self.attention.split(",")
+        unknown = [kind for kind in kinds if kind not in ATTENTION_KINDS]
+        if unknown:
+            raise RepriseError(f"unknown attention {unknown[0]!r}; choose one of {', '.join(ATTENTION_KINDS)}")
+        if len(kinds) not in (1, self.n_layers):
             raise RepriseError(
-                f"unknown attention {self.attention!r}; choose one of {', '.join(ATTENTION_KINDS)}"
+                f"attention {self.attention!r} names {len(kinds)} kinds for {self.n_layers} layers: give one, or one per layer"
             )
         if self.d_model % self.n_heads:
             raise RepriseError(f"d_model {self.d_model} is not divisible by n_heads {self.n_heads}")
@@ -65,12 +72,18 @@ class ModelConfig(JsonConfig):
             raise RepriseError(f"max_relative_distance must be at least 1, not {self.max_relative_distance}")
         if self.relative_chunk < 0:
             raise RepriseError(f"relative_chunk must be 0 (off) or a number of queries, not {self.relative_chunk}")
-        if self.relative_chunk and self.attention != "relative":
+        if self.relative_chunk and "relative" not in self.layer_attention:
             raise RepriseError(f"relative_chunk applies to attention 'relative', not {self.attention!r}")
         if self.block_size < 1:
             raise RepriseError(f"block_size must be at least 1, not {self.block_size}")
-        if self.attention == "rope" and self.head_dim % 2:
+        if "rope" in self.layer_attention and self.head_dim % 2:
             raise RepriseError(f"rope rotates pairs of dimensions: head_dim {self.head_dim} must be even")
+
+    @property
+    def layer_attention(self) -> list[str]:
+        """The attention kind of each block, first to last."""
+        kinds = self.attention.split(",")
+        return kinds * self.n_layers if len(kinds) == 1 else kinds
 
     @property
     def attention_dropout_p(self) -> float:

@@ -38,10 +38,10 @@ class FeedForward(nn.Module):
 class Block(nn.Module):
     """Pre-LayerNorm transformer block: x + attn(ln(x)), then x + ff(ln(x))."""
 
-    def __init__(self, config: ModelConfig):
+    def __init__(self, config: ModelConfig, attention: str):
         super().__init__()
         self.ln_attn = nn.LayerNorm(config.d_model)
-        self.attn = build_attention(config)
+        self.attn = build_attention(config, attention)
         self.drop = nn.Dropout(config.dropout)
         self.ln_ff = nn.LayerNorm(config.d_model)
         self.ff = FeedForward(config)
@@ -60,7 +60,7 @@ class MusicTransformer(nn.Module):
         self.embed = nn.Embedding(config.vocab_size, config.d_model)
         self.positions = build_positions(config.positions, config.context, config.d_model)
         self.drop = nn.Dropout(config.dropout)
-        self.blocks = nn.ModuleList(Block(config) for _ in range(config.n_layers))
+        self.blocks = nn.ModuleList(Block(config, kind) for kind in config.layer_attention)
         self.ln_out = nn.LayerNorm(config.d_model)
         self.head = nn.Linear(config.d_model, config.vocab_size, bias=False)
         if config.tie_weights:

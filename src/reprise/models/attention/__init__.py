@@ -1,4 +1,5 @@
-"""Self-attention mechanisms, one file per idea, chosen by ``ModelConfig.attention``.
+"""Self-attention mechanisms, one file per idea, chosen by ``ModelConfig.attention``
+(one kind for every block, or one per block).
 
 Every mechanism is a module ``forward(x, cache=None) -> y`` over ``(batch, time,
 d_model)`` that never lets a position see later positions, plus
@@ -45,8 +46,8 @@ ATTENTION_KINDS: dict[str, type[nn.Module]] = {
 }
 
 
-def build_attention(config: "ModelConfig") -> nn.Module:
-    """The attention module that ``config.attention`` names."""
-    if config.attention == "relative" and config.relative_chunk:
+def build_attention(config: "ModelConfig", kind: str) -> nn.Module:
+    """The attention module of ``kind``, one of ``ATTENTION_KINDS``, shaped by ``config``."""
+    if kind == "relative" and config.relative_chunk:
         return ChunkedRelativeAttention(config)
-    return ATTENTION_KINDS[config.attention](config)
+    return ATTENTION_KINDS[kind](config)
