@@ -15,11 +15,12 @@ from reprise.models.config import ModelConfig
 from reprise.models.transformer import MusicTransformer
 from reprise.training.checkpoint import load_checkpoint, save_checkpoint
 
-POSITIONS = ["learned", "sinusoidal", "none"]
+POSITIONS = ["learned", "sinusoidal", "frame", "none"]
 
 
 def tiny_model(positions: str = "learned", **overrides) -> MusicTransformer:
     torch.manual_seed(0)
+    overrides.setdefault("frame", 4)
     config = ModelConfig(vocab_size=92, context=32, d_model=32, n_layers=2, n_heads=4, dropout=0.0,
                          positions=positions, **overrides)
     return MusicTransformer(config).eval()
@@ -48,6 +49,17 @@ def test_cached_decoding_equals_full_forward(positions):
         pieces = [model(ids[:, :10], caches)]  # prefill a primer, then one token at a time
         pieces += [model(ids[:, t : t + 1], caches) for t in range(10, 30)]
     torch.testing.assert_close(torch.cat(pieces, dim=1), full, rtol=1e-5, atol=1e-5)
+
+
+def test_frame_positions_tell_a_token_its_place_in_the_step_and_nothing_else():
+    model = tiny_model("frame")
+    signal = model.positions(start=6, length=10)  # positions 6..15: places 2, 3, 0, 1, 2, ...
+    torch.testing.assert_close(signal, model.positions.table.weight[torch.arange(6, 16) % 4])
+    same = torch.full((1, 8), 50)  # one token over and over: only positions can tell the voices apart
+    with torch.no_grad():
+        blind, framed = tiny_model("none")(same), model(same)
+    torch.testing.assert_close(blind[0, 1], blind[0, 0])
+    assert not torch.allclose(framed[0, 1], framed[0, 0], atol=1e-3)
 
 
 def test_cached_and_uncached_sampling_choose_the_same_tokens():
@@ -108,3 +120,5 @@ def test_bad_model_options_are_refused():
         ModelConfig(attention="nope")
     with pytest.raises(RepriseError, match="not divisible"):
         ModelConfig(d_model=30, n_heads=4)
+    with pytest.raises(RepriseError, match="frame must be at least 1 token, not 0"):
+        ModelConfig(positions="frame", frame=0)

@@ -8,14 +8,15 @@ from typing import Any
 from reprise import RepriseError
 from reprise.config import JsonConfig
 
-POSITIONS = ("learned", "sinusoidal", "none")
+POSITIONS = ("learned", "sinusoidal", "frame", "none")
 
 
 @dataclass
 class ModelConfig(JsonConfig):
     """Shape and kind of a decoder-only Music Transformer.
 
-    ``positions`` chooses the absolute position signal added to token embeddings;
+    ``positions`` chooses the absolute position signal added to token embeddings
+    (``frame``: a token's place in a frame of ``frame`` tokens, e.g. its voice);
     ``attention`` chooses the self-attention mechanism (see ``reprise.models.attention``)
     of every block, or of each block in turn when it lists one kind per block
     separated by commas: ``fourier,rope,rope,rope`` is a hybrid whose first block
@@ -42,6 +43,7 @@ class ModelConfig(JsonConfig):
     dropout: float = 0.1
     attention_dropout: float | None = None  # on the attention probabilities; default: dropout
     positions: str = "learned"
+    frame: int = 1  # tokens per time step, for positions "frame" (the chorale grid: 4)
     attention: str = "full"
     tie_weights: bool = True
     max_relative_distance: int | None = None
@@ -63,6 +65,8 @@ class ModelConfig(JsonConfig):
             raise RepriseError(
                 f"attention {self.attention!r} names {len(kinds)} kinds for {self.n_layers} layers: give one, or one per layer"
             )
+        if self.frame < 1:
+            raise RepriseError(f"frame must be at least 1 token, not {self.frame}")
         if self.d_model % self.n_heads:
             raise RepriseError(f"d_model {self.d_model} is not divisible by n_heads {self.n_heads}")
         self._check_attention_options()
@@ -110,8 +114,8 @@ PRESETS: dict[str, dict[str, Any]] = {
     "base": dict(context=1024, d_model=512, n_layers=8, n_heads=8, dropout=0.1),
     # the best JSB Chorales model for 60 minutes of a 2-core CPU (docs/results.md);
     # its training settings are reprise.training.config.TRAIN_PRESETS["jsb-best"]
-    "jsb-best": dict(context=512, d_model=128, n_layers=4, n_heads=4, dropout=0.1, attention_dropout=0.0,
-                     positions="none", attention="rope"),
+    "jsb-best": dict(context=1024, d_model=128, n_layers=6, n_heads=4, dropout=0.1, attention_dropout=0.0,
+                     positions="frame", frame=4, attention="rope"),
 }
 
 

@@ -1,4 +1,4 @@
-"""Absolute position signals added to token embeddings: learned or sinusoidal."""
+"""Absolute position signals added to token embeddings: learned, sinusoidal, or place in a frame."""
 
 from __future__ import annotations
 
@@ -18,6 +18,24 @@ class LearnedPositions(nn.Module):
     def forward(self, start: int, length: int) -> torch.Tensor:
         positions = torch.arange(start, start + length, device=self.table.weight.device)
         return self.table(positions)
+
+
+class FramePositions(nn.Module):
+    """One trained vector per place in a frame of ``frame`` tokens: in the chorale
+    grid, which voice a token belongs to, whatever step it is at.
+
+    Relative attention tells a token how far back its neighbours are, not that it
+    is the tenor; windows start on frame boundaries, so ``position % frame`` does.
+    """
+
+    def __init__(self, frame: int, d_model: int):
+        super().__init__()
+        self.frame = frame
+        self.table = nn.Embedding(frame, d_model)
+
+    def forward(self, start: int, length: int) -> torch.Tensor:
+        positions = torch.arange(start, start + length, device=self.table.weight.device)
+        return self.table(positions % self.frame)
 
 
 def frequencies(dim: int) -> torch.Tensor:
@@ -50,8 +68,10 @@ class SinusoidalPositions(nn.Module):
         return self.scale * torch.stack([theta.sin(), theta.cos()], dim=-1).flatten(1)[:, : self.d_model]
 
 
-def build_positions(kind: str, context: int, d_model: int) -> nn.Module | None:
-    """The module for ``kind`` (``learned``, ``sinusoidal``), or ``None`` for ``none``."""
+def build_positions(kind: str, context: int, d_model: int, frame: int) -> nn.Module | None:
+    """The module for ``kind`` (``learned``, ``sinusoidal``, ``frame``), or ``None`` for ``none``."""
     if kind == "none":
         return None
+    if kind == "frame":
+        return FramePositions(frame, d_model)
     return {"learned": LearnedPositions, "sinusoidal": SinusoidalPositions}[kind](context, d_model)

@@ -58,7 +58,7 @@ class MusicTransformer(nn.Module):
         super().__init__()
         self.config = config
         self.embed = nn.Embedding(config.vocab_size, config.d_model)
-        self.positions = build_positions(config.positions, config.context, config.d_model)
+        self.positions = build_positions(config.positions, config.context, config.d_model, config.frame)
         self.drop = nn.Dropout(config.dropout)
         self.blocks = nn.ModuleList(Block(config, kind) for kind in config.layer_attention)
         self.ln_out = nn.LayerNorm(config.d_model)
