@@ -95,10 +95,14 @@ def test_the_jsb_best_preset_brings_its_training_settings_and_options_still_over
                                                                                      tmp_path):
     run_dir = tmp_path / "run"
     code, _, _ = run(capsys, "train", "--preset", "jsb-best", "--data", small_chorales, "--run", run_dir,
-                     "--steps", "1", "--minutes", "0.5", "--device", "cpu", "--context", "32", "--d-model", "32")
+                     "--steps", "1", "--minutes", "0.5", "--device", "cpu", "--context", "32", "--d-model", "32",
+                     "--max-transpose", "2")
     saved = json.loads((run_dir / "run.json").read_text())
     assert code == 0
-    assert saved["train"]["batch_size"] == 4 and saved["train"]["ema_decay"] == 0.998  # from the preset
-    assert saved["train"]["steps"] == 1 and saved["train"]["max_minutes"] == 0.5  # given on the command line
-    assert saved["model"]["attention"] == "rope" and saved["model"]["positions"] == "none"
-    assert saved["model"]["context"] == 32 and saved["model"]["attention_dropout"] == 0.0
+    train, model = saved["train"], saved["model"]
+    assert train["batch_size"] == 2 and train["ema_decay"] == 0.998 and train["weight_decay"] == 0.5  # the preset's
+    assert train["precision"] == "bf16"
+    assert train["steps"] == 1 and train["max_minutes"] == 0.5 and train["max_transpose"] == 2  # the command line's
+    assert model["attention"] == "rope" and model["positions"] == "frame" and model["frame"] == 4
+    assert model["context"] == 32 and model["attention_dropout"] == 0.0
+    assert json.loads((run_dir / "best" / "tokenizer.json").read_text())["max_transpose"] == 2

@@ -122,3 +122,44 @@ def test_batches_start_on_frame_boundaries(small_chorales):
         row = row[row != dataset.tokenizer.pad_id]
         starts = [s for p in pieces for s in range(len(p)) if np.array_equal(p[s : s + len(row)], row)]
         assert any(s % 4 == 0 for s in starts), starts
+
+
+def test_bf16_precision_autocasts_on_cpu_and_keeps_float32_weights(small_chorales, tmp_path):
+    vocab = TokenDataset(small_chorales, "train").tokenizer.vocab_size
+    first_loss = {}
+    for precision in ("fp32", "bf16"):
+        trainer.train(tmp_path / precision, small_chorales, small_config(vocab),
+                      TrainConfig(steps=1, batch_size=4, eval_every=1, device="cpu", precision=precision), quiet=True)
+        first_loss[precision] = json.loads((tmp_path / precision / "metrics.jsonl").open().readline())["loss"]
+        weights = load_file(str(tmp_path / precision / "last" / "model.safetensors"))
+        assert {t.dtype for t in weights.values()} == {torch.float32}
+    # the same batch and weights: bfloat16 matmuls move the loss a little, and only a little
+    assert first_loss["bf16"] != first_loss["fp32"]
+    assert first_loss["bf16"] == pytest.approx(first_loss["fp32"], abs=0.02)
+    assert not trainer.uses_bf16("auto", torch.device("cpu")) and trainer.uses_bf16("auto", torch.device("cuda"))
+    with pytest.raises(RepriseError, match="unknown precision 'fp8'"):
+        trainer.uses_bf16("fp8", torch.device("cpu"))
+
+
+def test_max_transpose_widens_augmentation_and_is_saved_with_the_tokenizer(small_chorales, tmp_path):
+    vocab = TokenDataset(small_chorales, "train").tokenizer.vocab_size
+    trainer.train(tmp_path / "run", small_chorales, small_config(vocab),
+                  TrainConfig(steps=1, batch_size=2, eval_every=1, device="cpu", max_transpose=6), quiet=True)
+    _, tokenizer = load_checkpoint(tmp_path / "run" / "best")
+    assert tokenizer.max_transpose == 6
+    dataset = TokenDataset(small_chorales, "train")
+    dataset.tokenizer.max_transpose = tokenizer.max_transpose
+    shifts = set()
+    for seed in range(200):  # the same window, plain and augmented
+        plain, _ = dataset.batch(np.random.default_rng(seed), 1, 64)
+        moved, _ = dataset.batch(np.random.default_rng(seed), 1, 64, augment=True)
+        pitched = plain > dataset.tokenizer.silence_id
+        shifts |= set(np.unique(moved[pitched] - plain[pitched]).tolist())
+    assert max(map(abs, shifts)) in (4, 5, 6)  # beyond the default 3, within 6
+
+
+def test_frame_positions_must_match_the_tokenizers_frame(small_chorales, tmp_path):
+    vocab = TokenDataset(small_chorales, "train").tokenizer.vocab_size
+    config = ModelConfig(vocab_size=vocab, context=32, d_model=32, n_layers=1, n_heads=2, positions="frame", frame=3)
+    with pytest.raises(RepriseError, match="model frame 3 != the chorale-grid tokenizer's frame 4"):
+        trainer.train(tmp_path / "run", small_chorales, config, TrainConfig(steps=1, device="cpu"), quiet=True)

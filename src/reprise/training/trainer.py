@@ -49,6 +49,16 @@ def pick_device(name: str) -> torch.device:
     return torch.device(name)
 
 
+PRECISIONS = ("auto", "bf16", "fp32")
+
+
+def uses_bf16(precision: str, device: torch.device) -> bool:
+    """Whether ``precision`` means bfloat16 autocast on ``device`` (``auto``: on CUDA only)."""
+    if precision not in PRECISIONS:
+        raise RepriseError(f"unknown precision {precision!r}; choose one of {', '.join(PRECISIONS)}")
+    return precision == "bf16" or (precision == "auto" and device.type == "cuda")
+
+
 def lr_at(step: int, config: TrainConfig, elapsed: float = 0.0) -> float:
     """Linear warm-up to ``lr``, then cosine decay to ``lr * min_lr_ratio`` at the end.
 
@@ -92,8 +102,14 @@ def train(
         raise ValueError("a new run needs data_dir, model_config and train_config")
     train_set, valid_set = TokenDataset(data_dir, "train"), TokenDataset(data_dir, "valid")
     tokenizer = train_set.tokenizer
+    if train_config.max_transpose is not None:
+        if not hasattr(tokenizer, "max_transpose"):
+            raise RepriseError(f"{data_dir}: the {tokenizer.name} tokenizer does not transpose; drop max_transpose")
+        tokenizer.max_transpose = train_config.max_transpose  # saved with checkpoints: what training saw
     if model_config.vocab_size != tokenizer.vocab_size:
         raise RepriseError(f"model vocab {model_config.vocab_size} != tokenizer vocab {tokenizer.vocab_size}")
+    if getattr(model_config, "positions", None) == "frame" and model_config.frame != tokenizer.frame:
+        raise RepriseError(f"model frame {model_config.frame} != the {tokenizer.name} tokenizer's frame {tokenizer.frame}")
 
     device = pick_device(train_config.device)
     torch.manual_seed(train_config.seed)
@@ -133,7 +149,7 @@ class _Loop:
         self.run_dir, self.model, self.optimizer, self.average = run_dir, model, optimizer, average
         self.evaluated = average.module if average is not None else model  # what validation scores
         self.tokenizer, self.config, self.device, self.quiet = tokenizer, config, device, quiet
-        self.autocast = torch.autocast("cuda", dtype=torch.bfloat16, enabled=device.type == "cuda")
+        self.autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=uses_bf16(config.precision, device))
 
     def run(self, train_set: TokenDataset, valid_set: TokenDataset, step: int, best: float,
             elapsed: float) -> TrainResult:
