@@ -55,3 +55,39 @@ def test_only_reruns_one_entry_and_keeps_the_other_rows(jsb_json, tiny_entries, 
     assert again[0]["budget_minutes"] == 0.25 and again[0]["valid_nll"] == first[0]["valid_nll"]
     with pytest.raises(RepriseError, match="unknown benchmark entry 'gpt'; choose from markov, relative"):
         run_benchmark(jsb_json, tmp_path, budget_minutes=1, only=["gpt"])
+
+
+def _sweep_module():
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "jsb_sweep.py"
+    spec = importlib.util.spec_from_file_location("jsb_sweep", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_every_sweep_run_is_a_valid_configuration():
+    sweep = _sweep_module()
+    spec = json.loads((sweep.ROOT / "benchmarks" / "jsb_sweep.json").read_text())
+    names = [r["name"] for r in spec["runs"]]
+    assert len(set(names)) == len(names)
+    for run in spec["runs"]:
+        ModelConfig(**{**spec["base"]["model"], **run["change"].get("model", {})})
+        TrainConfig(**{**spec["base"]["train"], **run["change"].get("train", {})})
+        assert run["steps"] > 1000
+
+
+def test_a_sweep_run_trains_to_its_step_budget_and_reports_its_curve(small_chorales, tmp_path):
+    sweep = _sweep_module()
+    base = {"model": dict(vocab_size=92, context=32, d_model=16, n_layers=1, n_heads=2, positions="none",
+                          attention="rope"),
+            "train": dict(batch_size=2, warmup=1, eval_every=2)}
+    row = sweep.run_one("tiny", base, {"model": {"positions": "frame", "frame": 4}}, 4, small_chorales, tmp_path,
+                        "cpu")
+    assert [step for step, _ in row["curve"]] == [2, 4]
+    assert row["best_valid_nll"] == min(nll for _, nll in row["curve"]) and row["steps"] == 4
+    saved = json.loads((tmp_path / "runs" / "tiny" / "run.json").read_text())
+    assert saved["model"]["positions"] == "frame" and saved["train"]["max_minutes"] is None
+    assert "| tiny | positions=frame, frame=4 | 4 |" in sweep.table([row])
