@@ -125,8 +125,8 @@ def prepare(source: str, out: Path, tokenizer: str | None, split: str, workers: 
 @click.option("--max-transpose", type=click.IntRange(0),
               help="Augmentation: transpose windows by up to this many semitones [default: the dataset's, 3].")
 @click.option("--precision", type=click.Choice(["auto", "bf16", "fp32"]), default=_DEFAULTS.precision,
-              show_default=True, help="bf16: bfloat16 autocast, ~1.3x faster on CUDA and on CPUs with AVX512-BF16; "
-              "auto: bf16 on CUDA only.")
+              show_default=True, help="bf16: bfloat16 autocast, 1.3-1.6x faster on CPUs with AVX512-BF16 "
+              "(weights stay float32); auto: bf16 on CUDA only.")
 @click.option("--device", default=_DEFAULTS.device, show_default=True, help="auto, cpu, cuda, cuda:1, mps.")
 def train(data: Path | None, run_dir: Path, resume: bool, model: str, preset: str, **options) -> None:
     """Train a model on a prepared dataset, saving best/ and last/ checkpoints in --run.

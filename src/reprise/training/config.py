@@ -21,8 +21,8 @@ class TrainConfig(JsonConfig):
     Chorales ±6 lets a small model train longer before it overfits.
 
     ``precision`` ``bf16`` runs the forward pass under bfloat16 autocast (weights,
-    optimizer and loss stay float32): on CUDA and on CPUs with AVX512-BF16 or AMX
-    it trains about 1.3x faster; ``auto`` is bf16 on CUDA and float32 elsewhere.
+    optimizer and loss stay float32): on a CPU with AVX512-BF16 the small models
+    here train 1.3x to 1.6x faster; ``auto`` is bf16 on CUDA and float32 elsewhere.
 
     ``ema_decay`` > 0 keeps an exponential moving average of the weights, which
     is what gets validated and saved as ``best/``: averaging over the last
