@@ -21,7 +21,7 @@ from reprise.cli.benchmark import benchmark
 from reprise.cli.plot import plot, render
 from reprise.models.attention import ATTENTION_KINDS
 from reprise.models.config import POSITIONS, PRESETS
-from reprise.training.config import TrainConfig
+from reprise.training.config import PRECISIONS, TrainConfig
 
 if TYPE_CHECKING:
     from reprise.data.tokenizer import Tokenizer
@@ -124,7 +124,7 @@ def prepare(source: str, out: Path, tokenizer: str | None, split: str, workers: 
 @click.option("--no-augment", is_flag=True, help="Train without data augmentation.")
 @click.option("--max-transpose", type=click.IntRange(0),
               help="Augmentation: transpose windows by up to this many semitones [default: the dataset's, 3].")
-@click.option("--precision", type=click.Choice(["auto", "bf16", "fp32"]), default=_DEFAULTS.precision,
+@click.option("--precision", type=click.Choice(PRECISIONS), default=_DEFAULTS.precision,
               show_default=True, help="bf16: bfloat16 autocast, 1.3-1.6x faster on CPUs with AVX512-BF16 "
               "(weights stay float32); auto: bf16 on CUDA only.")
 @click.option("--device", default=_DEFAULTS.device, show_default=True, help="auto, cpu, cuda, cuda:1, mps.")

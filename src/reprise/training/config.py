@@ -7,6 +7,8 @@ from typing import Any
 
 from reprise.config import JsonConfig
 
+PRECISIONS = ("auto", "bf16", "fp32")
+
 
 @dataclass
 class TrainConfig(JsonConfig):

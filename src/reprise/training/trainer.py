@@ -27,7 +27,7 @@ from reprise.evaluation.nll import score
 from reprise.models import architecture_of, build_model, config_from_json
 from reprise.models.markov import MarkovChain
 from reprise.training.checkpoint import load_training_state, load_weights, save_checkpoint
-from reprise.training.config import TrainConfig
+from reprise.training.config import PRECISIONS, TrainConfig
 
 
 @dataclass
@@ -47,9 +47,6 @@ def pick_device(name: str) -> torch.device:
             return torch.device("cuda")
         return torch.device("mps" if torch.backends.mps.is_available() else "cpu")
     return torch.device(name)
-
-
-PRECISIONS = ("auto", "bf16", "fp32")
 
 
 def uses_bf16(precision: str, device: torch.device) -> bool:
