@@ -2,12 +2,21 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 JSB_JSON = SHARED / "jsb" / "Jsb16thSeparated.json"
+
+
+@pytest.fixture(scope="session")
+def device():
+    """The torch device model tests run on: $REPRISE_TEST_DEVICE (e.g. cuda), cpu by default."""
+    import torch
+
+    return torch.device(os.environ.get("REPRISE_TEST_DEVICE", "cpu"))
 
 
 @pytest.fixture(scope="session")

@@ -1,16 +1,20 @@
-"""The attention family: each kind against an independent reference, causality, caching, gradients."""
+"""The attention family: each kind against an independent reference, causality, caching, gradients, bf16.
+
+Model tests run on the ``device`` fixture ($REPRISE_TEST_DEVICE, cpu by default).
+"""
 
 from __future__ import annotations
+
+import json
 
 import pytest
 import torch
 
 from reprise import RepriseError
-from reprise.models.attention import ATTENTION_KINDS, build_attention
-from reprise.models.attention.chunked import _ChunkedRelativeAttention
+from reprise.models.attention import ATTENTION_KINDS, build_attention, relative
 from reprise.models.attention.fourier import causal_convolution, fnet_mixing
 from reprise.models.attention.full import FullAttention
-from reprise.models.attention.relative import RelativeEmbedding
+from reprise.models.attention.relative import RelativeEmbedding, relative_attention
 from reprise.models.attention.relative_shaw import ShawRelativeEmbedding
 from reprise.models.attention.rope import rotate
 from reprise.models.cache import LocalCache
@@ -23,7 +27,6 @@ VARIANTS = {
     "full": {},
     "relative": {},
     "relative-shared": {"attention": "relative", "relative_shared_heads": True, "max_relative_distance": 5},
-    "relative-chunked": {"attention": "relative", "relative_chunk": 7},
     "relative-shaw": {},
     "local": {"block_size": 6},
     "local-relative": {"attention": "local", "block_size": 6, "local_relative": True},
@@ -35,42 +38,58 @@ VARIANTS = {
 
 
 def config(variant: str, **overrides) -> ModelConfig:
-    options = {"attention": variant, **VARIANTS[variant], **overrides}
-    return ModelConfig(vocab_size=24, context=32, d_model=24, n_layers=2, n_heads=3, dropout=0.0,
-                       positions="none", **options)
+    options = {"vocab_size": 24, "context": 32, "d_model": 24, "n_layers": 2, "n_heads": 3, "dropout": 0.0,
+               "positions": "none", "attention": variant, **VARIANTS[variant], **overrides}
+    return ModelConfig(**options)
 
 
-def model(variant: str, dtype=torch.float64, **overrides) -> MusicTransformer:
+def model(variant: str, dtype=torch.float64, device="cpu", **overrides) -> MusicTransformer:
     torch.manual_seed(0)
-    return MusicTransformer(config(variant, **overrides)).to(dtype).eval()
+    return MusicTransformer(config(variant, **overrides)).to(device, dtype).eval()
+
+
+def random_ids(batch: int, length: int, seed: int, device="cpu") -> torch.Tensor:
+    return torch.randint(0, 24, (batch, length), generator=torch.Generator().manual_seed(seed)).to(device)
+
+
+@pytest.fixture
+def small_chunks(monkeypatch):
+    """Relative attention in chunks of 16 queries, so that short test sequences take several."""
+    monkeypatch.setattr(relative, "CHUNK_BYTES", 1)
 
 
 def test_every_kind_is_tested():
     assert {k for v in VARIANTS for k in VARIANTS[v].get("attention", v).split(",")} == set(ATTENTION_KINDS)
 
 
-def shaw_reference(q: torch.Tensor, table: torch.Tensor, n_keys: int) -> torch.Tensor:
-    """Shaw et al.'s relative logits by explicit loops over query/key pairs (no code shared with reprise)."""
+def shaw_reference(q: torch.Tensor, table: torch.Tensor, n_keys: int, after: torch.Tensor | None = None) -> torch.Tensor:
+    """Shaw et al.'s relative logits by explicit loops over query/key pairs (no code shared with reprise).
+
+    Causal without ``after`` (embeddings of keys after the query), else over every pair.
+    """
     b, h, t, d = q.shape
-    out = torch.zeros(b, h, t, n_keys, dtype=q.dtype)
+    out = torch.zeros(b, h, t, n_keys, dtype=q.dtype, device=q.device)
     for i in range(t):
-        for k in range(n_keys - t + i + 1):
-            distance = min(n_keys - t + i - k, table.shape[1] - 1)
-            out[:, :, i, k] = (q[:, :, i] * table[:, distance]).sum(-1) / d**0.5
+        for k in range(n_keys if after is not None else n_keys - t + i + 1):
+            distance = n_keys - t + i - k
+            row = table[:, min(distance, table.shape[1] - 1)] if distance >= 0 else after[:, min(-distance, after.shape[1]) - 1]
+            out[:, :, i, k] = (q[:, :, i] * row).sum(-1) / d**0.5
     return out
 
 
 @pytest.mark.parametrize("heads,groups", [(1, 1), (4, 4), (4, 1)])
-@pytest.mark.parametrize("queries,keys", [(1, 1), (5, 5), (9, 9), (3, 11), (1, 8)])
+@pytest.mark.parametrize("queries,keys,causal", [(1, 1, True), (5, 5, True), (9, 9, True), (3, 11, True), (1, 8, True),
+                                                 (1, 1, False), (5, 5, False), (9, 9, False)])
 @pytest.mark.parametrize("max_distance", [1, 3, 20])
-def test_skewed_and_shaw_logits_equal_the_definition(heads, groups, queries, keys, max_distance):
+def test_skewed_and_shaw_logits_equal_the_definition(heads, groups, queries, keys, causal, max_distance):
     torch.manual_seed(0)
-    skewed = RelativeEmbedding(groups, 6, max_distance).double()
-    shaw = ShawRelativeEmbedding(groups, 6, max_distance).double()
+    skewed = RelativeEmbedding(groups, 6, max_distance, causal).double()
+    shaw = ShawRelativeEmbedding(groups, 6, max_distance, causal).double()
     shaw.load_state_dict(skewed.state_dict())
     q = torch.randn(2, heads, queries, 6, dtype=torch.float64)
-    visible = torch.ones(queries, keys, dtype=torch.bool).tril(keys - queries)
-    expected = shaw_reference(q, skewed.table.detach(), keys)
+    visible = torch.ones(queries, keys, dtype=torch.bool).tril(keys - queries if causal else keys)
+    after = None if causal else skewed.table_after.detach()
+    expected = shaw_reference(q, skewed.table.detach(), keys, after)
     torch.testing.assert_close(skewed(q, keys)[..., visible], expected[..., visible], rtol=0, atol=1e-12)
     torch.testing.assert_close(shaw(q, keys)[..., visible], expected[..., visible], rtol=0, atol=1e-12)
 
@@ -93,7 +112,7 @@ def test_shaw_backward_passes_gradcheck():
     shaw = ShawRelativeEmbedding(2, 3, 4).double()
     q = torch.randn(2, 2, 5, 3, dtype=torch.float64, requires_grad=True)
     assert torch.autograd.gradcheck(lambda q, table: shaw.__class__.forward(_with_table(shaw, table), q, 7),
-                                    (q, shaw.table.detach().clone().requires_grad_()))
+                                    (q, shaw.table.detach().clone().requires_grad_()), fast_mode=True)
 
 
 def _with_table(module: RelativeEmbedding, table: torch.Tensor) -> RelativeEmbedding:
@@ -103,36 +122,60 @@ def _with_table(module: RelativeEmbedding, table: torch.Tensor) -> RelativeEmbed
     return clone
 
 
-@pytest.mark.parametrize("queries,keys,chunk", [(8, 8, 3), (6, 9, 4), (5, 5, 5)])
-def test_chunked_backward_passes_gradcheck(queries, keys, chunk):
+@pytest.mark.parametrize("causal,queries,keys", [(True, 20, 20), (True, 18, 25), (True, 1, 9), (False, 20, 20)])
+@pytest.mark.parametrize("groups", [1, 2])
+@pytest.mark.parametrize("dropout", [0.0, 0.3])
+def test_relative_attention_passes_gradcheck(small_chunks, causal, queries, keys, groups, dropout):
     torch.manual_seed(3)
-    q = torch.randn(1, 2, queries, 3, dtype=torch.float64, requires_grad=True)
-    k, v = (torch.randn(1, 2, keys, 3, dtype=torch.float64, requires_grad=True) for _ in range(2))
-    embeddings = torch.randn(2, keys, 3, dtype=torch.float64, requires_grad=True)
-    assert torch.autograd.gradcheck(lambda *a: _ChunkedRelativeAttention.apply(*a, chunk), (q, k, v, embeddings))
+    q = torch.randn(2, 2, queries, 3, dtype=torch.float64, requires_grad=True)
+    k, v = (torch.randn(2, 2, keys, 3, dtype=torch.float64, requires_grad=True) for _ in range(2))
+    embeddings = torch.randn(groups, keys if causal else 2 * keys - 1, 3, dtype=torch.float64, requires_grad=True)
+
+    def attention(*inputs: torch.Tensor) -> torch.Tensor:
+        torch.manual_seed(4)  # the same dropout masks at every call
+        return relative_attention(*inputs, causal=causal, dropout=dropout)
+
+    assert torch.autograd.gradcheck(attention, (q, k, v, embeddings), fast_mode=True)
 
 
+@pytest.mark.parametrize("causal", [True, False])
 @pytest.mark.parametrize("shared", [False, True])
-@pytest.mark.parametrize("length", [7, 20, 32])
-def test_chunked_path_equals_skewed_path_values_and_gradients(shared, length):
-    options = {"relative_shared_heads": shared, "max_relative_distance": 9}
-    skewed, chunked = model("relative", **options), model("relative-chunked", **options)
-    chunked.load_state_dict(skewed.state_dict())
-    ids = torch.randint(0, 24, (2, length), generator=torch.Generator().manual_seed(length))
+@pytest.mark.parametrize("length", [7, 33])
+def test_relative_equals_shaw_values_and_gradients(small_chunks, device, causal, shared, length):
+    cfg = config("relative", relative_shared_heads=shared, max_relative_distance=9)
+    torch.manual_seed(5)
+    fast = build_attention(cfg, "relative", causal).to(device, torch.float64)
+    shaw = build_attention(cfg, "relative-shaw", causal).to(device, torch.float64)
+    shaw.load_state_dict(fast.state_dict())
+    x = torch.randn(2, length, cfg.d_model, dtype=torch.float64, device=device)
     outputs = []
-    for m in (skewed, chunked):
-        logits = m(ids)
-        (logits * torch.linspace(-1, 1, 24, dtype=logits.dtype)).sum().backward()
-        outputs.append((logits, {n: p.grad for n, p in m.named_parameters()}))
+    for layer in (fast, shaw):
+        y = layer(x)
+        (y * torch.linspace(-1, 1, cfg.d_model, dtype=y.dtype, device=device)).sum().backward()
+        outputs.append((y, {n: p.grad for n, p in layer.named_parameters()}))
     torch.testing.assert_close(outputs[0][0], outputs[1][0], rtol=0, atol=1e-12)
     for name, grad in outputs[0][1].items():
         torch.testing.assert_close(grad, outputs[1][1][name], rtol=0, atol=1e-12, msg=name)
 
 
+@pytest.mark.parametrize("kind", ["relative", "relative-shaw"])
+def test_non_causal_relative_attention_sees_both_ways(device, kind):
+    torch.manual_seed(6)
+    layer = build_attention(config(kind), kind, causal=False).to(device, torch.float64)
+    x = torch.randn(1, 12, 24, dtype=torch.float64, device=device)
+    later, earlier = x.clone(), x.clone()
+    later[:, 8] += 1
+    earlier[:, 2] += 1
+    assert (layer(later) - layer(x))[:, :8].abs().min() > 0  # every position reads the future
+    assert (layer(earlier) - layer(x))[:, 3:].abs().min() > 0  # and the past
+    assert set(layer.state_dict()) == {"qkv.weight", "qkv.bias", "proj.weight", "proj.bias",
+                                       "position_bias.table", "position_bias.table_after"}
+
+
 @pytest.mark.parametrize("variant", VARIANTS)
-def test_no_future_leak(variant):
-    m = model(variant)
-    ids = torch.randint(0, 24, (2, 30), generator=torch.Generator().manual_seed(0))
+def test_no_future_leak(device, variant):
+    m = model(variant, device=device)
+    ids = random_ids(2, 30, 0, device)
     changed = ids.clone()
     changed[:, 17:] = (changed[:, 17:] + 5) % 24
     before, after = m(ids), m(changed)
@@ -141,9 +184,9 @@ def test_no_future_leak(variant):
 
 
 @pytest.mark.parametrize("variant", VARIANTS)
-def test_cached_decoding_equals_full_forward(variant):
-    m = model(variant)
-    ids = torch.randint(0, 24, (2, 31), generator=torch.Generator().manual_seed(1))
+def test_cached_decoding_equals_full_forward(device, variant):
+    m = model(variant, device=device)
+    ids = random_ids(2, 31, 1, device)
     caches = m.new_caches(2, 32)
     pieces = [m(ids[:, :9], caches), m(ids[:, 9:13], caches)]  # a prefill, then several tokens at once
     pieces += [m(ids[:, i : i + 1], caches) for i in range(13, 31)]
@@ -180,21 +223,38 @@ def test_local_equals_full_attention_under_the_block_mask(relative, length):
 
 
 @pytest.mark.parametrize("variant", VARIANTS)
-def test_gradients_reach_every_parameter(variant):
-    m = model(variant, dtype=torch.float32).train()
-    ids = torch.randint(0, 24, (2, 30), generator=torch.Generator().manual_seed(2))
+def test_gradients_reach_every_parameter(device, variant):
+    m = model(variant, dtype=torch.float32, device=device).train()
+    ids = random_ids(2, 30, 2, device)
     torch.nn.functional.cross_entropy(m(ids).flatten(0, 1), ids.roll(-1, 1).flatten()).backward()
     for name, param in m.named_parameters():
         assert param.grad is not None and param.grad.abs().sum() > 0, name
 
 
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_bf16_autocast_forward_and_backward_follow_float32(small_chunks, device, variant):
+    m = model(variant, dtype=torch.float32, device=device, d_model=48).train()
+    ids = random_ids(2, 30, 7, device)
+    results = []
+    for bf16 in (False, True):
+        m.zero_grad()
+        with torch.autocast(device.type, torch.bfloat16, enabled=bf16):
+            logits = m(ids)
+        torch.nn.functional.cross_entropy(logits.float().flatten(0, 1), ids.roll(-1, 1).flatten()).backward()
+        results.append((logits.float(), torch.cat([p.grad.flatten() for p in m.parameters()])))
+    (exact, exact_grad), (low, low_grad) = results
+    assert low.dtype == torch.float32 and torch.isfinite(low_grad).all()
+    assert (low - exact).abs().max() < 0.05 * exact.abs().max()  # bf16 keeps ~3 significant digits
+    assert torch.nn.functional.cosine_similarity(low_grad, exact_grad, dim=0) > 0.99
+
+
 @pytest.mark.parametrize("variant", [v for v in VARIANTS if v not in ("fourier", "hybrid")])
-def test_weights_are_causal_distributions(variant):
-    m = model(variant)
-    x = torch.randn(2, 14, 24, dtype=torch.float64)
+def test_weights_are_causal_distributions(device, variant):
+    m = model(variant, device=device)
+    x = torch.randn(2, 14, 24, dtype=torch.float64, device=device)
     w = m.blocks[0].attn.weights(x)
     assert w.shape == (2, 3, 14, 14)
-    torch.testing.assert_close(w.sum(-1), torch.ones(2, 3, 14, dtype=torch.float64))
+    torch.testing.assert_close(w.sum(-1), torch.ones(2, 3, 14, dtype=torch.float64, device=device))
     assert (w.triu(1) == 0).all()
 
 
@@ -236,8 +296,6 @@ def test_rope_scores_depend_only_on_relative_position():
 
 def test_attention_options_are_validated():
     for bad, message in [({"max_relative_distance": 0}, "max_relative_distance"),
-                         ({"relative_chunk": -1}, "relative_chunk"),
-                         ({"attention": "full", "relative_chunk": 64}, "applies to attention 'relative'"),
                          ({"block_size": 0}, "block_size"),
                          ({"attention": "rope", "d_model": 15, "n_heads": 3}, "even"),
                          ({"attention": "nope"}, "unknown attention"),
@@ -252,10 +310,26 @@ def test_full_attention_is_the_fused_default():
     assert type(build_attention(config, config.attention)) is FullAttention
 
 
-@pytest.mark.parametrize("attention_dropout, random", [(None, True), (0.0, False)])
-def test_attention_dropout_defaults_to_dropout_and_can_be_turned_off(attention_dropout, random):
-    options = dict(vocab_size=24, context=32, d_model=24, n_heads=3, attention="relative")
-    layer = build_attention(ModelConfig(dropout=0.5, attention_dropout=attention_dropout, **options), "relative").train()
+@pytest.mark.parametrize("kind, attention_dropout, random", [("full", None, True), ("full", 0.0, False),
+                                                              ("relative", None, False), ("relative", 0.3, True)])
+def test_attention_dropout_defaults_to_dropout_but_not_for_relative(kind, attention_dropout, random):
+    options = dict(vocab_size=24, context=32, d_model=24, n_heads=3, attention=kind)
+    layer = build_attention(ModelConfig(dropout=0.5, attention_dropout=attention_dropout, **options), kind).train()
     x = torch.randn(2, 20, 24)
     first, second = layer(x), layer(x)
     assert (not torch.equal(first, second)) is random
+
+
+def test_checkpoints_that_name_relative_chunk_still_load(tmp_path):
+    from reprise.data.chorale_grid import ChoraleGrid
+    from reprise.training.checkpoint import load_checkpoint, save_checkpoint
+
+    saved = model("relative", dtype=torch.float32)
+    save_checkpoint(tmp_path, saved, ChoraleGrid())
+    meta = json.loads((tmp_path / "model.json").read_text())
+    meta["config"]["relative_chunk"] = 128  # what reprise wrote before relative attention chose its chunks
+    (tmp_path / "model.json").write_text(json.dumps(meta))
+    loaded, _ = load_checkpoint(tmp_path)
+    ids = random_ids(2, 20, 8)
+    with torch.no_grad():
+        torch.testing.assert_close(loaded(ids), saved(ids), rtol=0, atol=0)

@@ -87,13 +87,11 @@ def prepare(source: str, out: Path, tokenizer: str | None, split: str, workers: 
 @click.option("--heads", "n_heads", type=click.IntRange(1), help="Attention heads [default: from preset].")
 @click.option("--dropout", type=click.FloatRange(0, 1), help="Dropout [default: from preset].")
 @click.option("--attention-dropout", type=click.FloatRange(0, 1),
-              help="Dropout of attention probabilities; 0 is much faster on CPU [default: --dropout].")
+              help="Dropout of attention probabilities; 0 is much faster on CPU [default: --dropout; 0 for relative].")
 @click.option("--max-relative-distance", type=click.IntRange(1),
               help="Relative attention: longest distance with its own embedding [default: context - 1].")
 @click.option("--shared-relative-heads", "relative_shared_heads", is_flag=True,
               help="Relative attention: one set of distance embeddings for all heads.")
-@click.option("--relative-chunk", type=click.IntRange(0),
-              help="Relative attention: queries per chunk of the O(L)-memory path; 0 = off [default: 0].")
 @click.option("--block-size", type=click.IntRange(1), help="Local attention: tokens per block [default: 128].")
 @click.option("--local-relative", is_flag=True, help="Local attention: add relative logits.")
 @click.option("--hidden", type=click.IntRange(1), default=512, show_default=True, help="LSTM: hidden units per layer.")

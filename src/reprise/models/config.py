@@ -26,12 +26,13 @@ class ModelConfig(JsonConfig):
     ``local_relative``) learns one embedding per distance up to
     ``max_relative_distance`` (default: ``context - 1``; longer distances share
     the last), per head or, with ``relative_shared_heads``, one set for all
-    heads. ``relative_chunk`` > 0 makes ``relative`` process that many queries at
-    a time with a hand-written backward: O(L) instead of O(L²) memory.
+    heads. (Checkpoints from before relative attention chose its own chunks of
+    queries name a ``relative_chunk``; it is ignored.)
     ``local`` attends within blocks of ``block_size`` tokens and the block before.
 
     ``attention_dropout`` 0 keeps dropout on the residual stream only: on CPU,
     SDPA's fused kernels have no dropout, and the unfused path trains ~1.5x slower.
+    Its default is ``dropout``, except for ``relative`` attention, where it is 0.
     """
 
     vocab_size: int = 128
@@ -48,7 +49,6 @@ class ModelConfig(JsonConfig):
     tie_weights: bool = True
     max_relative_distance: int | None = None
     relative_shared_heads: bool = False
-    relative_chunk: int = 0
     block_size: int = 128
     local_relative: bool = False
 
@@ -74,10 +74,6 @@ class ModelConfig(JsonConfig):
     def _check_attention_options(self) -> None:
         if self.max_relative_distance is not None and self.max_relative_distance < 1:
             raise RepriseError(f"max_relative_distance must be at least 1, not {self.max_relative_distance}")
-        if self.relative_chunk < 0:
-            raise RepriseError(f"relative_chunk must be 0 (off) or a number of queries, not {self.relative_chunk}")
-        if self.relative_chunk and "relative" not in self.layer_attention:
-            raise RepriseError(f"relative_chunk applies to attention 'relative', not {self.attention!r}")
         if self.block_size < 1:
             raise RepriseError(f"block_size must be at least 1, not {self.block_size}")
         if "rope" in self.layer_attention and self.head_dim % 2:

@@ -9,8 +9,8 @@ and ``weights(x) -> (batch, heads, time, time)`` attention probabilities for
 visualisation.
 
 - ``full``: causal SDPA (``full.py``);
-- ``relative``: the Music Transformer's skewed relative attention (``relative.py``),
-  query-chunked with a hand-written backward when ``relative_chunk`` is set (``chunked.py``);
+- ``relative``: the Music Transformer's skewed relative attention, query-chunked with a
+  hand-written backward (``relative.py``);
 - ``relative-shaw``: the direct O(L²·D) formulation, the reference (``relative_shaw.py``);
 - ``local``: blocks attending to themselves and the previous block (``local.py``);
 - ``fourier``: FNet-style Fourier mixing, made causal (``fourier.py``);
@@ -24,7 +24,6 @@ from typing import TYPE_CHECKING
 from torch import nn
 
 from reprise.models.attention.alibi import ALiBiAttention
-from reprise.models.attention.chunked import ChunkedRelativeAttention
 from reprise.models.attention.fourier import CausalFourierMixing
 from reprise.models.attention.full import FullAttention
 from reprise.models.attention.local import LocalAttention
@@ -46,8 +45,6 @@ ATTENTION_KINDS: dict[str, type[nn.Module]] = {
 }
 
 
-def build_attention(config: "ModelConfig", kind: str) -> nn.Module:
+def build_attention(config: "ModelConfig", kind: str, causal: bool = True) -> nn.Module:
     """The attention module of ``kind``, one of ``ATTENTION_KINDS``, shaped by ``config``."""
-    if kind == "relative" and config.relative_chunk:
-        return ChunkedRelativeAttention(config)
-    return ATTENTION_KINDS[kind](config)
+    return ATTENTION_KINDS[kind](config, causal=causal)

@@ -35,6 +35,6 @@ class ALiBi(nn.Module):
 class ALiBiAttention(FullAttention):
     """Causal attention with ALiBi's per-head linear distance penalty."""
 
-    def __init__(self, config: "ModelConfig"):
-        super().__init__(config)
+    def __init__(self, config: "ModelConfig", causal: bool = True):
+        super().__init__(config, causal)
         self.position_bias = ALiBi(config.n_heads)

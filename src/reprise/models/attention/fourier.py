@@ -64,7 +64,7 @@ def causal_convolution(x: torch.Tensor, taps: torch.Tensor) -> torch.Tensor:
 class CausalFourierMixing(nn.Module):
     """FNet for decoders: causal FFT convolution over time, then the real DFT over hidden."""
 
-    def __init__(self, config: "ModelConfig"):
+    def __init__(self, config: "ModelConfig", causal: bool = True):
         super().__init__()
         self.taps = nn.Parameter(torch.randn(config.context, config.d_model) * 0.02)
 

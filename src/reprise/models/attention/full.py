@@ -42,8 +42,9 @@ class FullAttention(nn.Module):
     queries are always the last of the ``n_keys`` positions.
     """
 
-    def __init__(self, config: "ModelConfig"):
+    def __init__(self, config: "ModelConfig", causal: bool = True):
         super().__init__()
+        self.causal = causal
         self.n_heads = config.n_heads
         self.qkv = nn.Linear(config.d_model, 3 * config.d_model)
         self.proj = nn.Linear(config.d_model, config.d_model)

@@ -25,8 +25,8 @@ if TYPE_CHECKING:
 class LocalAttention(FullAttention):
     """Block-local causal attention, optionally with relative logits."""
 
-    def __init__(self, config: "ModelConfig"):
-        super().__init__(config)
+    def __init__(self, config: "ModelConfig", causal: bool = True):
+        super().__init__(config, causal)
         self.block = config.block_size
         if config.local_relative:
             self.position_bias = RelativeEmbedding.from_config(config)

@@ -12,22 +12,37 @@ embeddings per head. The Music Transformer's observation: with ``E`` the
 ``(L, D_h)`` embeddings of distances ``L-1, ..., 1, 0``, every term needed is an
 entry of ``Q·Eᵀ`` (``L×L``), only in the wrong column: row ``i`` holds the term
 for distance ``d`` at column ``L-1-d``, while key ``k = i-d`` wants it at
-column ``k``. The *skew* moves every row into place with one pad, one reshape
-and one slice: no ``L×L×D_h`` gather, only the ``L×L`` logits::
+column ``k``. The *skew* moves every row into place (:func:`skew`: a strided
+view, no copy)::
 
     S_rel = skew(Q·Eᵀ);   attention = softmax((Q·Kᵀ + S_rel) / sqrt(D_h)) · V
 
-Embeddings are learned per layer, per head or shared by all heads
-(``relative_shared_heads``). During cached decoding a new query needs one row of
-``Q·Eᵀ``: O(t·D_h) per head and step.
+Non-causal attention (an encoder's) needs distances in both directions: ``E``
+then embeds ``L-1, ..., 0, ..., -(L-1)`` (``2L-1`` rows; negative distances have
+their own embeddings) and the same skew applies.
+
+Training goes through :class:`_RelativeAttention`, a hand-written forward and
+backward over chunks of queries (as FlashAttention does): each chunk meets only
+the keys it may see (the causal upper triangle is skipped), its probabilities
+are kept for the backward pass, and the skew's adjoint is a strided view too.
+It computes 9 products of ``L×L×D_h`` size per layer where causal SDPA computes
+7 (``docs/speed.md``). Embeddings are learned per layer, per head or shared by
+all heads (``relative_shared_heads``). During cached decoding a new query needs
+one row of ``Q·Eᵀ``: O(t·D_h) per head and step.
+
+Dropout on the attention probabilities (``attention_dropout``) defaults to 0
+here, whatever ``dropout`` is: the model's other dropouts still regularise, and
+a set value is honoured at the cost of a mask per chunk.
 """
 
 from __future__ import annotations
 
+import math
+from collections.abc import Iterator
+from functools import cache
 from typing import TYPE_CHECKING
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from reprise.models.attention.full import FullAttention
@@ -35,59 +50,256 @@ from reprise.models.attention.full import FullAttention
 if TYPE_CHECKING:
     from reprise.models.config import ModelConfig
 
+CHUNK_BYTES = 8 * 2**20  # the logits of one chunk of queries, for all heads: cache-sized
+MIN_CHUNKS = 8
 
-def skew(rel: torch.Tensor) -> torch.Tensor:
-    """Move each relative logit to the key it belongs to.
 
-    ``rel[..., i, j] = q_i·e_(N-1-j)`` for ``T`` queries that are the last of
-    ``N`` keys. Returns ``out[..., i, k] = rel[..., i, k - i + T - 1]``: the
-    term of query ``i`` (position ``N - T + i``) for the distance to key ``k``.
-    Entries of keys after the query are junk, for the causal mask to remove.
-    Padding one column on the left and reading the ``(T, N + 1)`` block as
-    ``(N + 1, T)`` shifts row ``i`` by ``T - 1 - i``; after the pad, only views.
+def skew(rel: torch.Tensor, keys: int) -> torch.Tensor:
+    """Move each relative logit to the key it belongs to: a strided view of ``rel``, no copy.
+
+    ``rel[..., i, j] = q_i·e_(D-j)`` for ``T`` consecutive queries, ``D`` the
+    distance of the last query to the first key and ``rel`` contiguous in its
+    last two dimensions. Returns ``out[..., i, k] = rel[..., i, k - i + T - 1]``,
+    the term of query ``i`` for key ``k``: a window of ``keys`` columns that moves
+    one column left per row. Causal attention has ``keys`` columns (distances
+    ``keys - 1 .. 0``; entries of keys after the query are junk, for the causal
+    mask to remove), non-causal ``keys + T - 1`` (down to distance ``-(keys - 1)``).
     """
-    *lead, t, n = rel.shape
-    padded = F.pad(rel, (1, 0))
-    return padded.view(*lead, n + 1, t)[..., 1:, :].view(*lead, t, n)
+    *lead, queries, width = rel.shape
+    return rel.as_strided((*lead, queries, keys), (*rel.stride()[:-2], width - 1, 1),
+                          rel.storage_offset() + queries - 1)
 
 
-def skewed_logits(q: torch.Tensor, embeddings: torch.Tensor) -> torch.Tensor:
-    """``skew(Q·Eᵀ) / sqrt(D_h)`` for queries ``(..., H, T, D_h)`` and embeddings ``(G, N, D_h)``, G in {1, H}."""
-    return skew((q * q.shape[-1] ** -0.5) @ embeddings.transpose(-1, -2))
+@cache
+def _native_half_matmul(device_type: str) -> bool:
+    """Whether bfloat16 matrix products run natively (not emulated through float32) on this device."""
+    if device_type != "cpu":
+        return True
+    capabilities = torch.cpu.get_capabilities()
+    return bool(capabilities.get("avx512_bf16") or capabilities.get("amx_bf16"))
+
+
+def compute_dtype(x: torch.Tensor) -> torch.dtype:
+    """The precision to attend in: ``x``'s, except bfloat16 on CPUs that only emulate it (float32 is faster there)."""
+    if x.dtype == torch.bfloat16 and not _native_half_matmul(x.device.type):
+        return torch.float32
+    return x.dtype
+
+
+def _chunk_size(batch: int, queries: int, keys: int, itemsize: int) -> int:
+    """Queries per chunk: enough for large products, few enough that a chunk's logits stay cache-sized
+    and that causal chunks skip most of the future."""
+    return max(16, min(-(-queries // MIN_CHUNKS), CHUNK_BYTES // (batch * keys * itemsize)) // 16 * 16)
+
+
+def _chunks(queries: int, keys: int, causal: bool, size: int) -> Iterator[tuple[slice, int, slice]]:
+    """``(query rows, keys they see, rows of the embeddings they need)`` per chunk of ``size`` queries.
+
+    The queries are the last of the keys; the embeddings embed distances ``keys - 1`` down to 0
+    (causal) or to ``-(keys - 1)`` (non-causal, where queries and keys are the same positions).
+    """
+    for start in range(0, queries, size):
+        stop = min(start + size, queries)
+        if causal:
+            seen = keys - queries + stop
+            yield slice(start, stop), seen, slice(keys - seen, keys)
+        else:
+            yield slice(start, stop), keys, slice(keys - stop, 2 * keys - 1 - start)
+
+
+class _Scratch:
+    """Flat buffers that every chunk reuses: a fresh tensor of several MiB costs page faults each time."""
+
+    def __init__(self, like: torch.Tensor):
+        self.like = like
+        self.buffers: dict[str, torch.Tensor] = {}
+
+    def reserve(self, name: str, numel: int) -> torch.Tensor:
+        """The buffer ``name``, of at least ``numel`` elements."""
+        if name not in self.buffers or self.buffers[name].numel() < numel:
+            self.buffers[name] = self.like.new_empty(numel)
+        return self.buffers[name]
+
+    def view(self, name: str, *shape: int) -> torch.Tensor:
+        """A contiguous ``shape`` view of the buffer ``name``."""
+        return self.reserve(name, math.prod(shape))[: math.prod(shape)].view(shape)
+
+
+@cache
+def _future(size: int, device: torch.device) -> torch.Tensor:
+    """``(size, size)``: which keys follow each query, for the last ``size`` queries and keys."""
+    return torch.ones(size, size, dtype=torch.bool, device=device).triu_(1)
+
+
+def _probabilities(q: torch.Tensor, k: torch.Tensor, embeddings: torch.Tensor, causal: bool,
+                   scratch: _Scratch, out: torch.Tensor) -> None:
+    """Write ``softmax(Q·Kᵀ + skew(Q·Eᵀ))`` ``(G·R, C, N)`` of queries ``(G, R, C, D_h)`` and keys ``(G, R, N, D_h)``."""
+    g, r, c, dh = q.shape
+    rel = torch.bmm(q.reshape(g, r * c, dh), embeddings.transpose(1, 2), out=scratch.view("rel", g, r * c, embeddings.shape[1]))
+    torch.baddbmm(skew(rel.view(g, r, c, -1), k.shape[-2]).flatten(0, 1), q.flatten(0, 1),
+                  k.flatten(0, 1).transpose(1, 2), out=out)
+    if causal:  # only the last C keys (a C×C corner) can follow a query of the chunk
+        out[..., -c:].masked_fill_(_future(c, q.device), float("-inf"))
+    torch.softmax(out, -1, out=out)
+
+
+def _logit_gradients(storage: torch.Tensor, groups: int, shape: tuple[int, int, int],
+                     width: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Views of ``storage`` for the logits' gradient ``(G·R, C, N)``, and the skew's adjoint of it.
+
+    The gradient is to be written into the first view; the second, ``(G, R·C, width)``, then
+    reads the gradient of ``Q·Eᵀ``: ``out[i, j] = grad[i, j + i - (C - 1)]``, zero where that is
+    outside ``0..N-1``. Each row of ``C - 1 + width`` slots holds a gradient row after ``C - 1``
+    zeros; one more slot per row makes that adjoint a plain strided matrix. ``storage`` needs
+    ``G·R·C·(C + width)`` elements; this zeroes the slots around the gradient.
+    """
+    gr, c, n = shape
+    row = width + c - 1
+    block = c * (row + 1)
+    storage.as_strided((gr, c, c - 1), (block, row, 1)).zero_()
+    storage.as_strided((gr, c, row - (c - 1) - n), (block, row, 1), c - 1 + n).zero_()
+    logits = storage.as_strided(shape, (block, row, 1), c - 1)
+    return logits, storage.as_strided((groups, gr // groups * c, width), (gr // groups * block, row + 1, 1))
+
+
+class _RelativeAttention(torch.autograd.Function):
+    """``softmax(Q·Kᵀ + skew(Q·Eᵀ)) · V`` (queries scaled by ``D_h^-0.5``), chunk by chunk of queries.
+
+    ``q``, ``k``, ``v``: ``(G, R, T, D_h)``, contiguous, for ``G`` groups of heads that share the
+    ``(G, W, D_h)`` embeddings (distances as :func:`_chunks` says) and ``R`` rows of each group
+    (batch × heads of the group). Saved for the backward pass: the inputs, the output and every
+    chunk's probabilities (about half an ``L×L`` matrix per head), in one tensor.
+    """
+
+    @staticmethod
+    def forward(ctx, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, embeddings: torch.Tensor,
+                causal: bool, dropout: float) -> torch.Tensor:
+        g, r, t, dh = q.shape
+        q = q * dh**-0.5
+        plan = list(_chunks(t, k.shape[-2], causal, _chunk_size(g * r, t, k.shape[-2], q.element_size())))
+        spans = [g * r * (rows.stop - rows.start) * seen for rows, seen, _ in plan]
+        training = any(ctx.needs_input_grad)
+        probs = q.new_empty(sum(spans) if training else max(spans))
+        masks = torch.empty_like(probs) if dropout else probs[:0]
+        out, scratch, offset = torch.empty_like(q), _Scratch(q), 0
+        for (rows, seen, distances), span in zip(plan, spans):
+            p = probs[offset : offset + span].view(g * r, -1, seen)
+            _probabilities(q[:, :, rows], k[:, :, :seen], embeddings[:, distances], causal, scratch, p)
+            if dropout:  # the survivors' scale folded into the mask
+                p = p * masks[offset : offset + span].view(p.shape).bernoulli_(1 - dropout).div_(1 - dropout)
+            out[:, :, rows] = torch.bmm(p, v[:, :, :seen].flatten(0, 1), out=scratch.view("out", *p.shape[:2], dh)).view(g, r, -1, dh)
+            offset += span if training else 0
+        ctx.save_for_backward(q, k, v, embeddings, out, probs, masks)
+        ctx.causal, ctx.plan, ctx.spans = causal, plan, spans
+        return out
+
+    @staticmethod
+    def backward(ctx, grad_out: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
+        q, k, v, embeddings, out, probs, masks = ctx.saved_tensors
+        g, r, _, dh = q.shape
+        grad_out = grad_out.contiguous()
+        delta = (grad_out * out).sum(-1, keepdim=True).flatten(0, 1)  # rowsum(P ∘ dP), FlashAttention's shortcut
+        dq, dk, dv, de = torch.empty_like(q), torch.zeros_like(k), torch.zeros_like(v), torch.zeros_like(embeddings)
+        scratch, offset = _Scratch(q), 0
+        for (rows, seen, distances), span in zip(ctx.plan, ctx.spans):
+            p = probs[offset : offset + span].view(g * r, -1, seen)
+            c, w = p.shape[1], distances.stop - distances.start
+            qc, ec, do = q[:, :, rows], embeddings[:, distances], grad_out[:, :, rows].flatten(0, 1)
+            dp = torch.bmm(do, v[:, :, :seen].flatten(0, 1).transpose(1, 2), out=scratch.view("dp", *p.shape))
+            if masks.numel():
+                mask = masks[offset : offset + span].view(p.shape)
+                dp.mul_(mask)
+            # slices accumulate through a product written apart: baddbmm_ on one runs matrix by matrix
+            dv[:, :, :seen] += torch.bmm((p * mask if masks.numel() else p).transpose(1, 2), do,
+                                         out=scratch.view("part", g * r, seen, dh)).view(g, r, seen, dh)
+            ds, drel = _logit_gradients(scratch.reserve("ds", g * r * c * (c + w)), g, p.shape, w)
+            torch.mul(dp.sub_(delta[:, rows]), p, out=ds)
+            dk[:, :, :seen] += torch.bmm(ds.transpose(1, 2), qc.flatten(0, 1),
+                                         out=scratch.view("part", g * r, seen, dh)).view(g, r, seen, dh)
+            dqc = torch.bmm(ds, k[:, :, :seen].flatten(0, 1), out=scratch.view("dq", g * r, c, dh))
+            dq[:, :, rows] = dqc.view(g, -1, dh).baddbmm_(drel, ec).view(qc.shape)
+            de[:, distances] += torch.bmm(drel.transpose(1, 2), qc.reshape(g, -1, dh), out=scratch.view("part", g, w, dh))
+            offset += span
+        return dq.mul_(dh**-0.5), dk, dv, de, None, None
+
+
+def relative_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, embeddings: torch.Tensor,
+                       causal: bool = True, dropout: float = 0.0) -> torch.Tensor:
+    """Relative attention of queries ``(B, H, T, D_h)``, the last ``T`` of keys and values ``(B, H, N, D_h)``.
+
+    ``embeddings`` ``(G, W, D_h)``, ``G`` dividing ``H``, embed distances ``N - 1`` down to 0 (causal,
+    ``W = N``) or to ``-(N - 1)`` (non-causal, ``T = N``, ``W = 2N - 1``). Runs in
+    :func:`compute_dtype` and returns ``q``'s dtype.
+    """
+    b, h, t, dh = q.shape
+    groups = embeddings.shape[0]
+    if not causal and t != k.shape[-2]:
+        raise ValueError(f"non-causal relative attention needs as many queries as keys, not {t} and {k.shape[-2]}")
+    dtype = compute_dtype(q)
+
+    def grouped(x: torch.Tensor) -> torch.Tensor:  # (B, H, ., D_h) -> (G, H/G·B, ., D_h), contiguous
+        return x.to(dtype).transpose(0, 1).reshape(groups, h // groups * b, x.shape[-2], dh).contiguous()
+
+    with torch.autocast(q.device.type, enabled=False):
+        out = _RelativeAttention.apply(grouped(q), grouped(k), grouped(v), embeddings.to(dtype), causal, dropout)
+    return out.view(h, b, t, dh).transpose(0, 1).to(q.dtype)
 
 
 class RelativeEmbedding(nn.Module):
-    """Learned embeddings of distances ``0..max_distance``; the skewed relative logits.
+    """Learned embeddings of distances; the skewed relative logits.
 
-    ``table[g, d]`` is distance ``d``'s embedding for head group ``g`` (one group
-    per head, or one for all heads); longer distances share ``max_distance``'s.
+    ``table[g, d]`` is distance ``d``'s embedding (``0 <= d <= max_distance``) for head group
+    ``g`` (one group per head, or one for all heads); longer distances share
+    ``max_distance``'s. Non-causal attention also learns ``table_after[g, d - 1]`` for keys
+    ``d`` positions after the query.
     """
 
-    def __init__(self, groups: int, head_dim: int, max_distance: int):
+    def __init__(self, groups: int, head_dim: int, max_distance: int, causal: bool = True):
         super().__init__()
         self.max_distance = max_distance
+        self.causal = causal
         self.table = nn.Parameter(torch.randn(groups, max_distance + 1, head_dim) * 0.02)
+        self.table_after = None if causal else nn.Parameter(torch.randn(groups, max_distance, head_dim) * 0.02)
 
     @classmethod
-    def from_config(cls, config: "ModelConfig") -> "RelativeEmbedding":
+    def from_config(cls, config: "ModelConfig", causal: bool = True) -> "RelativeEmbedding":
         groups = 1 if config.relative_shared_heads else config.n_heads
-        return cls(groups, config.head_dim, config.relative_distance)
+        return cls(groups, config.head_dim, config.relative_distance, causal)
+
+    def distance_table(self) -> torch.Tensor:
+        """Every embedding, ``(G, M + 1, D_h)`` causal or ``(G, 2M + 1, D_h)``: distances 0..M, then -1..-M."""
+        return self.table if self.table_after is None else torch.cat([self.table, self.table_after], 1)
+
+    def rows(self, distance: torch.Tensor) -> torch.Tensor:
+        """The rows of :meth:`distance_table` that embed ``distance`` (clipped to ``±max_distance``)."""
+        clipped = distance.clamp(-self.max_distance, self.max_distance)
+        return torch.where(clipped >= 0, clipped, self.max_distance - clipped)
 
     def embeddings(self, n_keys: int) -> torch.Tensor:
-        """``(G, n_keys, D_h)``: row ``j`` embeds distance ``n_keys - 1 - j`` (clipped)."""
-        distance = torch.arange(n_keys - 1, -1, -1, device=self.table.device).clamp_(max=self.max_distance)
-        return self.table[:, distance]
+        """``(G, W, D_h)``: distances ``n_keys - 1`` down to 0 (causal, ``W = n_keys``) or to ``-(n_keys - 1)``."""
+        last = 0 if self.causal else -(n_keys - 1)
+        distance = torch.arange(n_keys - 1, last - 1, -1, device=self.table.device)
+        return self.distance_table()[:, self.rows(distance)]
 
     def forward(self, q: torch.Tensor, n_keys: int) -> torch.Tensor:
         """Relative logits ``(..., T, n_keys)``, scaled like ``q·k / sqrt(D_h)``."""
-        return skewed_logits(q, self.embeddings(n_keys))
+        embeddings = self.embeddings(n_keys).to(q.dtype)
+        return skew((q * q.shape[-1] ** -0.5) @ embeddings.transpose(-1, -2), n_keys)
 
 
 class RelativeAttention(FullAttention):
-    """Causal attention whose logits add the skewed relative term (then PyTorch's SDPA)."""
+    """Attention whose logits add the skewed relative term, through :func:`relative_attention`."""
 
     embedding: type[RelativeEmbedding] = RelativeEmbedding
 
-    def __init__(self, config: "ModelConfig"):
-        super().__init__(config)
-        self.position_bias = self.embedding.from_config(config)
+    def __init__(self, config: "ModelConfig", causal: bool = True):
+        super().__init__(config, causal)
+        self.position_bias = self.embedding.from_config(config, causal)
+        self.dropout = config.attention_dropout or 0.0  # not ``dropout``'s value: see the module's docstring
+
+    def attend(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
+               mask: torch.Tensor | None = None) -> torch.Tensor:
+        if mask is not None:
+            raise ValueError("relative attention takes no mask: it is causal or not")
+        embeddings = self.position_bias.embeddings(k.shape[-2])
+        return relative_attention(q, k, v, embeddings, self.causal, self.dropout if self.training else 0.0)

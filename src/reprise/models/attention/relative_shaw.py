@@ -17,8 +17,9 @@ backward pass while making its gradient: twice the memory.
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 
-from reprise.models.attention.full import distances
+from reprise.models.attention.full import causal_mask, distances
 from reprise.models.attention.relative import RelativeAttention, RelativeEmbedding
 
 
@@ -28,12 +29,12 @@ def _grouped(x: torch.Tensor, groups: int) -> torch.Tensor:
 
 
 class _ShawLogits(torch.autograd.Function):
-    """``logits[b, h, i, k] = q[b, h, i] · table[g(h), distance[i, k]]`` through the explicit ``R``."""
+    """``logits[b, h, i, k] = q[b, h, i] · table[g(h), row[i, k]]`` through the explicit ``R``, in ``q``'s dtype."""
 
     @staticmethod
     def forward(ctx, q: torch.Tensor, table: torch.Tensor, distance: torch.Tensor) -> torch.Tensor:
         ctx.save_for_backward(q, table, distance)
-        r = table[:, distance]
+        r = table[:, distance].to(q.dtype)
         return torch.einsum("bgnid,gikd->bgnik", _grouped(q, table.shape[0]), r).flatten(1, 2)
 
     @staticmethod
@@ -42,12 +43,12 @@ class _ShawLogits(torch.autograd.Function):
         groups = table.shape[0]
         grad_q = grad_table = None
         if ctx.needs_input_grad[0]:
-            r = table[:, distance]
+            r = table[:, distance].to(q.dtype)
             grad_q = torch.einsum("bgnik,gikd->bgnid", _grouped(grad, groups), r).flatten(1, 2)
             del r
         if ctx.needs_input_grad[1]:
             grad_r = torch.einsum("bgnik,bgnid->gikd", _grouped(grad, groups), _grouped(q, groups))
-            grad_table = torch.zeros_like(table).index_add_(1, distance.flatten(), grad_r.flatten(1, 2))
+            grad_table = torch.zeros_like(table).index_add_(1, distance.flatten(), grad_r.flatten(1, 2).to(table.dtype))
         return grad_q, grad_table, None
 
 
@@ -55,11 +56,21 @@ class ShawRelativeEmbedding(RelativeEmbedding):
     """The same learned embeddings as :class:`RelativeEmbedding`, turned into logits the direct way."""
 
     def forward(self, q: torch.Tensor, n_keys: int) -> torch.Tensor:
-        distance = distances(q.shape[-2], n_keys, q.device).clamp_(0, self.max_distance)
-        return _ShawLogits.apply(q * q.shape[-1] ** -0.5, self.table, distance)
+        distance = distances(q.shape[-2], n_keys, q.device)
+        if self.causal:  # keys after the query are masked: any row will do
+            distance.clamp_(min=0)
+        return _ShawLogits.apply(q * q.shape[-1] ** -0.5, self.distance_table(), self.rows(distance))
 
 
 class ShawRelativeAttention(RelativeAttention):
-    """Relative attention with the O(L²·D) direct logits (``relative-shaw``)."""
+    """Relative attention with the O(L²·D) direct logits (``relative-shaw``), then SDPA."""
 
     embedding = ShawRelativeEmbedding
+
+    def attend(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
+               mask: torch.Tensor | None = None) -> torch.Tensor:
+        t, n = q.shape[-2], k.shape[-2]
+        bias = self.position_bias(q, n)
+        if self.causal:
+            bias = bias.masked_fill(~causal_mask(t, n, q.device), float("-inf"))
+        return F.scaled_dot_product_attention(q, k, v, attn_mask=bias, dropout_p=self.dropout if self.training else 0.0)
