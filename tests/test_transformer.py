@@ -18,21 +18,21 @@ from reprise.training.checkpoint import load_checkpoint, save_checkpoint
 POSITIONS = ["learned", "sinusoidal", "frame", "none"]
 
 
-def tiny_model(positions: str = "learned", **overrides) -> MusicTransformer:
+def tiny_model(positions: str = "learned", device="cpu", **overrides) -> MusicTransformer:
     torch.manual_seed(0)
     overrides.setdefault("frame", 4)
     config = ModelConfig(vocab_size=92, context=32, d_model=32, n_layers=2, n_heads=4, dropout=0.0,
                          positions=positions, **overrides)
-    return MusicTransformer(config).eval()
+    return MusicTransformer(config).to(device).eval()
 
 
 @pytest.mark.parametrize("positions", POSITIONS)
-def test_changing_future_tokens_never_changes_earlier_logits(positions):
-    model = tiny_model(positions)
-    ids = torch.randint(4, 92, (2, 32))
+def test_changing_future_tokens_never_changes_earlier_logits(device, positions):
+    model = tiny_model(positions, device)
+    ids = torch.randint(4, 92, (2, 32), device=device)
     cut = 13
     altered = ids.clone()
-    altered[:, cut:] = torch.randint(4, 92, (2, 32 - cut))
+    altered[:, cut:] = torch.randint(4, 92, (2, 32 - cut), device=device)
     with torch.no_grad():
         a, b = model(ids), model(altered)
     torch.testing.assert_close(a[:, :cut], b[:, :cut], rtol=0, atol=0)
@@ -40,9 +40,9 @@ def test_changing_future_tokens_never_changes_earlier_logits(positions):
 
 
 @pytest.mark.parametrize("positions", POSITIONS)
-def test_cached_decoding_equals_full_forward(positions):
-    model = tiny_model(positions)
-    ids = torch.randint(4, 92, (3, 30))
+def test_cached_decoding_equals_full_forward(device, positions):
+    model = tiny_model(positions, device)
+    ids = torch.randint(4, 92, (3, 30), device=device)
     with torch.no_grad():
         full = model(ids)
         caches = model.new_caches(3, 32)
@@ -98,12 +98,12 @@ def test_top_k_and_top_p_keep_only_the_likeliest_tokens():
     assert cold[0, 0] > 0.5
 
 
-def test_save_then_load_gives_identical_logits(tmp_path):
-    model = tiny_model("sinusoidal")
+def test_save_then_load_gives_identical_logits(device, tmp_path):
+    model = tiny_model("sinusoidal", device)
     tokenizer = ChoraleGrid()
     save_checkpoint(tmp_path / "ckpt", model, tokenizer)
-    loaded, loaded_tokenizer = load_checkpoint(tmp_path / "ckpt")
-    ids = torch.randint(4, 92, (2, 32))
+    loaded, loaded_tokenizer = load_checkpoint(tmp_path / "ckpt", device)
+    ids = torch.randint(4, 92, (2, 32), device=device)
     with torch.no_grad():
         torch.testing.assert_close(loaded(ids), model(ids), rtol=0, atol=0)
     assert loaded_tokenizer == tokenizer
