@@ -55,7 +55,7 @@ def random_ids(batch: int, length: int, seed: int, device="cpu") -> torch.Tensor
 @pytest.fixture
 def small_chunks(monkeypatch):
     """Relative attention in chunks of 16 queries, so that short test sequences take several."""
-    monkeypatch.setattr(relative, "CHUNK_BYTES", 1)
+    monkeypatch.setattr(relative, "CHUNK_ROWS", 16)
 
 
 def test_every_kind_is_tested():

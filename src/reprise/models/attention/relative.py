@@ -38,20 +38,21 @@ a set value is honoured at the cost of a mask per chunk.
 from __future__ import annotations
 
 import math
+import threading
 from collections.abc import Iterator
 from functools import cache
 from typing import TYPE_CHECKING
 
 import torch
 from torch import nn
+from torch.autograd.function import once_differentiable
 
 from reprise.models.attention.full import FullAttention
 
 if TYPE_CHECKING:
     from reprise.models.config import ModelConfig
 
-CHUNK_BYTES = 8 * 2**20  # the logits of one chunk of queries, for all heads: cache-sized
-MIN_CHUNKS = 8
+CHUNK_ROWS = 64
 
 
 def skew(rel: torch.Tensor, keys: int) -> torch.Tensor:
@@ -86,10 +87,10 @@ def compute_dtype(x: torch.Tensor) -> torch.dtype:
     return x.dtype
 
 
-def _chunk_size(batch: int, queries: int, keys: int, itemsize: int) -> int:
-    """Queries per chunk: enough for large products, few enough that a chunk's logits stay cache-sized
-    and that causal chunks skip most of the future."""
-    return max(16, min(-(-queries // MIN_CHUNKS), CHUNK_BYTES // (batch * keys * itemsize)) // 16 * 16)
+def _chunk_size(queries: int) -> int:
+    """Queries per chunk: a sixteenth of them, so that causal chunks skip nearly half of the
+    products, but at least ``CHUNK_ROWS`` (measured fastest on a 2-core CPU at 512 to 2048)."""
+    return min(queries, max(CHUNK_ROWS, -(-queries // 256) * 16))
 
 
 def _chunks(queries: int, keys: int, causal: bool, size: int) -> Iterator[tuple[slice, int, slice]]:
@@ -107,22 +108,57 @@ def _chunks(queries: int, keys: int, causal: bool, size: int) -> Iterator[tuple[
             yield slice(start, stop), keys, slice(keys - stop, 2 * keys - 1 - start)
 
 
+class _Recycler:
+    """Storage that finished backward passes hand back, for the next forward pass's probabilities.
+
+    A training step keeps about half an ``L×L`` matrix of probabilities per head and layer (72 MiB
+    a layer at L = 1024 in the issue-15 shape). Allocations that large bypass the C allocator's
+    free lists, and every page of a fresh one faults on first touch: that cost relative attention
+    about a sixth of its time. Reusing the last step's storage avoids it. A buffer comes back only
+    after the backward pass that needed it; if an older graph still reads it (``retain_graph``),
+    autograd's version check fails loudly instead of computing with overwritten values.
+    """
+
+    def __init__(self, keep: int = 64):
+        self.keep = keep
+        self.free: list[torch.Tensor] = []
+        self.lock = threading.Lock()
+
+    def take(self, numel: int, like: torch.Tensor) -> torch.Tensor:
+        """A flat tensor of at least ``numel`` elements of ``like``'s dtype and device (the smallest kept one)."""
+        with self.lock:
+            fits = [i for i, t in enumerate(self.free)
+                    if t.numel() >= numel and t.dtype == like.dtype and t.device == like.device]
+            if fits:
+                return self.free.pop(min(fits, key=lambda i: self.free[i].numel()))
+        return like.new_empty(numel)
+
+    def give(self, tensor: torch.Tensor) -> None:
+        """Hand back a tensor from :meth:`take` that nothing will read again."""
+        with self.lock:
+            self.free = [*self.free, tensor][-self.keep :]
+
+    def clear(self) -> None:
+        """Free everything kept (it is at most the probabilities of one training step)."""
+        with self.lock:
+            self.free = []
+
+
+RECYCLER = _Recycler()
+
+
 class _Scratch:
-    """Flat buffers that every chunk reuses: a fresh tensor of several MiB costs page faults each time."""
+    """Flat buffers that every chunk reuses: a fresh tensor of several MiB costs page faults each time.
 
-    def __init__(self, like: torch.Tensor):
-        self.like = like
-        self.buffers: dict[str, torch.Tensor] = {}
+    Each buffer is allocated once, at the size of the largest chunk's tensors (``sizes``).
+    """
 
-    def reserve(self, name: str, numel: int) -> torch.Tensor:
-        """The buffer ``name``, of at least ``numel`` elements."""
-        if name not in self.buffers or self.buffers[name].numel() < numel:
-            self.buffers[name] = self.like.new_empty(numel)
-        return self.buffers[name]
+    def __init__(self, like: torch.Tensor, **sizes: int):
+        self.buffers = {name: like.new_empty(numel) for name, numel in sizes.items()}
 
     def view(self, name: str, *shape: int) -> torch.Tensor:
         """A contiguous ``shape`` view of the buffer ``name``."""
-        return self.reserve(name, math.prod(shape))[: math.prod(shape)].view(shape)
+        return self.buffers[name][: math.prod(shape)].view(shape)
 
 
 @cache
@@ -176,12 +212,14 @@ class _RelativeAttention(torch.autograd.Function):
                 causal: bool, dropout: float) -> torch.Tensor:
         g, r, t, dh = q.shape
         q = q * dh**-0.5
-        plan = list(_chunks(t, k.shape[-2], causal, _chunk_size(g * r, t, k.shape[-2], q.element_size())))
+        plan = list(_chunks(t, k.shape[-2], causal, _chunk_size(t)))
         spans = [g * r * (rows.stop - rows.start) * seen for rows, seen, _ in plan]
         training = any(ctx.needs_input_grad)
-        probs = q.new_empty(sum(spans) if training else max(spans))
+        probs = RECYCLER.take(sum(spans) if training else max(spans), q)
         masks = torch.empty_like(probs) if dropout else probs[:0]
-        out, scratch, offset = torch.empty_like(q), _Scratch(q), 0
+        c, width = plan[0][0].stop, max(distances.stop - distances.start for *_, distances in plan)
+        scratch = _Scratch(q, rel=g * r * c * width, out=g * r * c * dh)
+        out, offset = torch.empty_like(q), 0
         for (rows, seen, distances), span in zip(plan, spans):
             p = probs[offset : offset + span].view(g * r, -1, seen)
             _probabilities(q[:, :, rows], k[:, :, :seen], embeddings[:, distances], causal, scratch, p)
@@ -189,18 +227,24 @@ class _RelativeAttention(torch.autograd.Function):
                 p = p * masks[offset : offset + span].view(p.shape).bernoulli_(1 - dropout).div_(1 - dropout)
             out[:, :, rows] = torch.bmm(p, v[:, :, :seen].flatten(0, 1), out=scratch.view("out", *p.shape[:2], dh)).view(g, r, -1, dh)
             offset += span if training else 0
+        if not training:
+            RECYCLER.give(probs)
         ctx.save_for_backward(q, k, v, embeddings, out, probs, masks)
         ctx.causal, ctx.plan, ctx.spans = causal, plan, spans
         return out
 
     @staticmethod
+    @once_differentiable
     def backward(ctx, grad_out: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
         q, k, v, embeddings, out, probs, masks = ctx.saved_tensors
         g, r, _, dh = q.shape
         grad_out = grad_out.contiguous()
         delta = (grad_out * out).sum(-1, keepdim=True).flatten(0, 1)  # rowsum(P ∘ dP), FlashAttention's shortcut
         dq, dk, dv, de = torch.empty_like(q), torch.zeros_like(k), torch.zeros_like(v), torch.zeros_like(embeddings)
-        scratch, offset = _Scratch(q), 0
+        c, n = ctx.plan[0][0].stop, k.shape[-2]
+        width = max(distances.stop - distances.start for *_, distances in ctx.plan)
+        scratch = _Scratch(q, dp=g * r * c * n, ds=g * r * c * (c + width), dq=g * r * c * dh)
+        offset = 0
         for (rows, seen, distances), span in zip(ctx.plan, ctx.spans):
             p = probs[offset : offset + span].view(g * r, -1, seen)
             c, w = p.shape[1], distances.stop - distances.start
@@ -209,17 +253,15 @@ class _RelativeAttention(torch.autograd.Function):
             if masks.numel():
                 mask = masks[offset : offset + span].view(p.shape)
                 dp.mul_(mask)
-            # slices accumulate through a product written apart: baddbmm_ on one runs matrix by matrix
-            dv[:, :, :seen] += torch.bmm((p * mask if masks.numel() else p).transpose(1, 2), do,
-                                         out=scratch.view("part", g * r, seen, dh)).view(g, r, seen, dh)
-            ds, drel = _logit_gradients(scratch.reserve("ds", g * r * c * (c + w)), g, p.shape, w)
+            dv[:, :, :seen].flatten(0, 1).baddbmm_((p * mask if masks.numel() else p).transpose(1, 2), do)
+            ds, drel = _logit_gradients(scratch.buffers["ds"], g, p.shape, w)
             torch.mul(dp.sub_(delta[:, rows]), p, out=ds)
-            dk[:, :, :seen] += torch.bmm(ds.transpose(1, 2), qc.flatten(0, 1),
-                                         out=scratch.view("part", g * r, seen, dh)).view(g, r, seen, dh)
+            dk[:, :, :seen].flatten(0, 1).baddbmm_(ds.transpose(1, 2), qc.flatten(0, 1))
             dqc = torch.bmm(ds, k[:, :, :seen].flatten(0, 1), out=scratch.view("dq", g * r, c, dh))
             dq[:, :, rows] = dqc.view(g, -1, dh).baddbmm_(drel, ec).view(qc.shape)
-            de[:, distances] += torch.bmm(drel.transpose(1, 2), qc.reshape(g, -1, dh), out=scratch.view("part", g, w, dh))
+            de[:, distances].baddbmm_(drel.transpose(1, 2), qc.reshape(g, -1, dh))
             offset += span
+        RECYCLER.give(probs)
         return dq.mul_(dh**-0.5), dk, dv, de, None, None
 
 
