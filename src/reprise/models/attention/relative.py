@@ -39,6 +39,7 @@ from __future__ import annotations
 
 import math
 import threading
+import weakref
 from collections.abc import Iterator
 from functools import cache
 from typing import TYPE_CHECKING
@@ -109,14 +110,13 @@ def _chunks(queries: int, keys: int, causal: bool, size: int) -> Iterator[tuple[
 
 
 class _Recycler:
-    """Storage that finished backward passes hand back, for the next forward pass's probabilities.
+    """Storage of probabilities that autograd has let go of, for the next forward pass.
 
     A training step keeps about half an ``L×L`` matrix of probabilities per head and layer (72 MiB
     a layer at L = 1024 in the issue-15 shape). Allocations that large bypass the C allocator's
     free lists, and every page of a fresh one faults on first touch: that cost relative attention
-    about a sixth of its time. Reusing the last step's storage avoids it. A buffer comes back only
-    after the backward pass that needed it; if an older graph still reads it (``retain_graph``),
-    autograd's version check fails loudly instead of computing with overwritten values.
+    about a sixth of its time. So the storage is lent (:meth:`lend`) and comes back here only when
+    autograd frees the view it saved, after the backward pass (later with ``retain_graph``).
     """
 
     def __init__(self, keep: int = 64):
@@ -134,12 +134,18 @@ class _Recycler:
         return like.new_empty(numel)
 
     def give(self, tensor: torch.Tensor) -> None:
-        """Hand back a tensor from :meth:`take` that nothing will read again."""
+        """Keep ``tensor`` (from :meth:`take`, which nothing reads any more) for a later :meth:`take`."""
         with self.lock:
             self.free = [*self.free, tensor][-self.keep :]
 
+    def lend(self, tensor: torch.Tensor) -> torch.Tensor:
+        """A view of ``tensor`` whose end (when nothing holds the view) gives ``tensor`` back."""
+        view = tensor.view(-1)
+        weakref.finalize(view, self.give, tensor)
+        return view
+
     def clear(self) -> None:
-        """Free everything kept (it is at most the probabilities of one training step)."""
+        """Free everything kept (at most the probabilities of one training step)."""
         with self.lock:
             self.free = []
 
@@ -216,6 +222,7 @@ class _RelativeAttention(torch.autograd.Function):
         spans = [g * r * (rows.stop - rows.start) * seen for rows, seen, _ in plan]
         training = any(ctx.needs_input_grad)
         probs = RECYCLER.take(sum(spans) if training else max(spans), q)
+        probs = RECYCLER.lend(probs) if training else probs
         masks = torch.empty_like(probs) if dropout else probs[:0]
         c, width = plan[0][0].stop, max(distances.stop - distances.start for *_, distances in plan)
         scratch = _Scratch(q, rel=g * r * c * width, out=g * r * c * dh)
@@ -261,7 +268,6 @@ class _RelativeAttention(torch.autograd.Function):
             dq[:, :, rows] = dqc.view(g, -1, dh).baddbmm_(drel, ec).view(qc.shape)
             de[:, distances].baddbmm_(drel.transpose(1, 2), qc.reshape(g, -1, dh))
             offset += span
-        RECYCLER.give(probs)
         return dq.mul_(dh**-0.5), dk, dv, de, None, None
 
 
