@@ -35,11 +35,17 @@ class TensorCache:
 
 
 class KVCache:
-    """Keys and values ``(batch, heads, time, head_dim)`` of one attention layer."""
+    """Keys and values ``(batch, heads, time, head_dim)`` of one attention layer.
 
-    def __init__(self, batch: int, heads: int, capacity: int, head_dim: int, device, dtype):
-        self.keys = TensorCache((batch, heads, capacity, head_dim), device, dtype)
-        self.values = TensorCache((batch, heads, capacity, head_dim), device, dtype)
+    ``heads_first`` stores them ``(heads, batch, time, head_dim)`` (and returns transposed
+    views), for attention that groups the batch under each head.
+    """
+
+    def __init__(self, batch: int, heads: int, capacity: int, head_dim: int, device, dtype, heads_first: bool = False):
+        shape = (heads, batch, capacity, head_dim) if heads_first else (batch, heads, capacity, head_dim)
+        self.heads_first = heads_first
+        self.keys = TensorCache(shape, device, dtype)
+        self.values = TensorCache(shape, device, dtype)
 
     @property
     def length(self) -> int:
@@ -47,6 +53,9 @@ class KVCache:
 
     def append(self, keys: torch.Tensor, values: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Store new keys and values; return all of them so far."""
+        if self.heads_first:
+            keys, values = self.keys.append(keys.transpose(0, 1)), self.values.append(values.transpose(0, 1))
+            return keys.transpose(0, 1), values.transpose(0, 1)
         return self.keys.append(keys), self.values.append(values)
 
 

@@ -49,6 +49,7 @@ from torch import nn
 from torch.autograd.function import once_differentiable
 
 from reprise.models.attention.full import FullAttention
+from reprise.models.cache import KVCache
 
 if TYPE_CHECKING:
     from reprise.models.config import ModelConfig
@@ -207,7 +208,7 @@ def _logit_gradients(storage: torch.Tensor, groups: int, shape: tuple[int, int, 
 class _RelativeAttention(torch.autograd.Function):
     """``softmax(Q·Kᵀ + skew(Q·Eᵀ)) · V`` (queries scaled by ``D_h^-0.5``), chunk by chunk of queries.
 
-    ``q``, ``k``, ``v``: ``(G, R, T, D_h)``, contiguous, for ``G`` groups of heads that share the
+    ``q``, ``k``, ``v``: ``(G, R, T, D_h)`` with mergeable ``G`` and ``R``, for ``G`` groups of heads that share the
     ``(G, W, D_h)`` embeddings (distances as :func:`_chunks` says) and ``R`` rows of each group
     (batch × heads of the group). Saved for the backward pass: the inputs, the output and every
     chunk's probabilities (about half an ``L×L`` matrix per head), in one tensor.
@@ -247,7 +248,7 @@ class _RelativeAttention(torch.autograd.Function):
         g, r, _, dh = q.shape
         grad_out = grad_out.contiguous()
         delta = (grad_out * out).sum(-1, keepdim=True).flatten(0, 1)  # rowsum(P ∘ dP), FlashAttention's shortcut
-        dq, dk, dv, de = torch.empty_like(q), torch.zeros_like(k), torch.zeros_like(v), torch.zeros_like(embeddings)
+        dq, dk, dv, de = (torch.zeros(t.shape, dtype=t.dtype, device=t.device) for t in (q, k, v, embeddings))
         c, n = ctx.plan[0][0].stop, k.shape[-2]
         width = max(distances.stop - distances.start for *_, distances in ctx.plan)
         scratch = _Scratch(q, dp=g * r * c * n, ds=g * r * c * (c + width), dq=g * r * c * dh)
@@ -285,8 +286,9 @@ def relative_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, embedd
         raise ValueError(f"non-causal relative attention needs as many queries as keys, not {t} and {k.shape[-2]}")
     dtype = compute_dtype(q)
 
-    def grouped(x: torch.Tensor) -> torch.Tensor:  # (B, H, ., D_h) -> (G, H/G·B, ., D_h), contiguous
-        return x.to(dtype).transpose(0, 1).reshape(groups, h // groups * b, x.shape[-2], dh).contiguous()
+    def grouped(x: torch.Tensor) -> torch.Tensor:  # (B, H, ., D_h) -> (G, H/G·B, ., D_h), a copy unless heads first
+        x = x.to(dtype).transpose(0, 1).reshape(groups, h // groups * b, x.shape[-2], dh)
+        return x if x.stride(0) == x.shape[1] * x.stride(1) and x.stride(-1) == 1 else x.contiguous()
 
     with torch.autocast(q.device.type, enabled=False):
         out = _RelativeAttention.apply(grouped(q), grouped(k), grouped(v), embeddings.to(dtype), causal, dropout)
@@ -308,6 +310,7 @@ class RelativeEmbedding(nn.Module):
         self.causal = causal
         self.table = nn.Parameter(torch.randn(groups, max_distance + 1, head_dim) * 0.02)
         self.table_after = None if causal else nn.Parameter(torch.randn(groups, max_distance, head_dim) * 0.02)
+        self._gathered: tuple | None = None  # (version, length, embeddings): see embeddings()
 
     @classmethod
     def from_config(cls, config: "ModelConfig", causal: bool = True) -> "RelativeEmbedding":
@@ -324,7 +327,21 @@ class RelativeEmbedding(nn.Module):
         return torch.where(clipped >= 0, clipped, self.max_distance - clipped)
 
     def embeddings(self, n_keys: int) -> torch.Tensor:
-        """``(G, W, D_h)``: distances ``n_keys - 1`` down to 0 (causal, ``W = n_keys``) or to ``-(n_keys - 1)``."""
+        """``(G, W, D_h)``: distances ``n_keys - 1`` down to 0 (causal, ``W = n_keys``) or to ``-(n_keys - 1)``.
+
+        Without gradients (decoding, one token at a time) this slices one gathered table, kept
+        until the embeddings change, instead of gathering ``n_keys`` rows at every token.
+        """
+        if torch.is_grad_enabled() and self.table.requires_grad:
+            return self._gather(n_keys)
+        version = (self.table.data_ptr(), self.table._version, self.table_after is None or self.table_after._version)
+        if self._gathered is None or self._gathered[0] != version or self._gathered[1] < n_keys:
+            longest = max(n_keys, 2 * self._gathered[1] if self._gathered and self._gathered[0] == version else 0)
+            self._gathered = (version, longest, self._gather(longest))
+        _, longest, table = self._gathered
+        return table[:, longest - n_keys : longest + (0 if self.causal else n_keys - 1)]
+
+    def _gather(self, n_keys: int) -> torch.Tensor:
         last = 0 if self.causal else -(n_keys - 1)
         distance = torch.arange(n_keys - 1, last - 1, -1, device=self.table.device)
         return self.distance_table()[:, self.rows(distance)]
@@ -345,9 +362,16 @@ class RelativeAttention(FullAttention):
         self.position_bias = self.embedding.from_config(config, causal)
         self.dropout = config.attention_dropout or 0.0  # not ``dropout``'s value: see the module's docstring
 
+    def new_cache(self, batch: int, capacity: int, device, dtype) -> KVCache:
+        """Keys and values stored heads first: the layout :func:`relative_attention` reads without a copy."""
+        return KVCache(batch, self.n_heads, capacity, self.qkv.out_features // 3 // self.n_heads, device, dtype,
+                       heads_first=True)
+
     def attend(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
                mask: torch.Tensor | None = None) -> torch.Tensor:
         if mask is not None:
             raise ValueError("relative attention takes no mask: it is causal or not")
+        if self.causal and q.shape[-2] <= CHUNK_ROWS and not (torch.is_grad_enabled() and q.requires_grad):
+            return super().attend(q, k, v)  # decoding a few tokens: one fused SDPA call, the relative logits its mask
         embeddings = self.position_bias.embeddings(k.shape[-2])
         return relative_attention(q, k, v, embeddings, self.causal, self.dropout if self.training else 0.0)
