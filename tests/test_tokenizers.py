@@ -35,7 +35,7 @@ def erk_scores() -> list[symusic.Score]:
         pytest.skip(f"{ERK} is absent (the shared data folder beside the repo)")
     with zipfile.ZipFile(ERK) as archive:
         names = sorted(n for n in archive.namelist() if n.endswith(".krn"))[:6]
-        return [read_item(Item(n, "kern", archive.read(n), "")) for n in names]
+        return [read_item(Item(n, "kern", archive.read(n)))[0] for n in names]
 
 
 def _round_trip(tokenizer, ids, tmp_path) -> np.ndarray:
