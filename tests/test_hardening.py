@@ -61,6 +61,87 @@ def reasons(data: Path) -> dict[str, str]:
     return {s["name"]: s["reason"] for s in read_manifest(data)["skipped"]}
 
 
+# -- 5: a damaged checkpoint is one line naming the file ----------------------------------------------
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory) -> Path:
+    """A tiny transformer's checkpoint with its optimizer state."""
+    tokenizer = Performance()
+    model = build_model(ModelConfig(vocab_size=tokenizer.vocab_size, context=16, d_model=16, n_layers=1, n_heads=2))
+    optimizer = torch.optim.AdamW(model.parameters())
+    model(torch.ones(1, 4, dtype=torch.long)).sum().backward()
+    optimizer.step()
+    path = tmp_path_factory.mktemp("ckpt") / "run" / "last"
+    save_checkpoint(path, model, tokenizer, {"step": 1}, optimizer)
+    return path
+
+
+def _cut(name: str, keep: float):
+    return lambda d: (d / name).write_bytes((d / name).read_bytes()[: int(len((d / name).read_bytes()) * keep)])
+
+
+def _edit(name: str, change):
+    return lambda d: (d / name).write_text(json.dumps(change(json.loads((d / name).read_text()))))
+
+
+DAMAGE = {
+    "model.safetensors cut to its header's first bytes": ("model.safetensors", _cut("model.safetensors", 0.0005)),
+    "model.safetensors truncated": ("model.safetensors", _cut("model.safetensors", 0.9)),
+    "model.json truncated": ("model.json", _cut("model.json", 0.5)),
+    "model.json not an object": ("model.json", lambda d: (d / "model.json").write_text("[1, 2]")),
+    "model.json without its config": ("model.json", _edit("model.json", lambda m: {"architecture": m["architecture"]})),
+    "model.json of a wider model": ("model.safetensors", _edit("model.json", lambda m: {
+        **m, "config": {**m["config"], "d_model": 256, "n_layers": 4}})),
+    "model.json of a narrower model": ("model.safetensors", _edit("model.json", lambda m: {
+        **m, "config": {**m["config"], "d_model": 8}})),
+    "tokenizer.json truncated": ("tokenizer.json", _cut("tokenizer.json", 0.5)),
+    "tokenizer.json not UTF-8": ("tokenizer.json", lambda d: (d / "tokenizer.json").write_bytes(b"\xff\xfe{")),
+    "tokenizer.json missing a field": ("tokenizer.json", _edit("tokenizer.json", lambda t: {"name": t["name"]})),
+    "tokenizer.json of another vocabulary": ("tokenizer.json", lambda d: (d / "tokenizer.json").write_text(
+        json.dumps(ChoraleGrid().to_json()))),
+    "tokenizer.json missing": ("tokenizer.json", lambda d: (d / "tokenizer.json").unlink()),
+}
+
+
+@pytest.mark.parametrize("case", DAMAGE)
+def test_a_damaged_checkpoint_is_one_line_naming_the_file(checkpoint, tmp_path, capsys, case):
+    culprit, damage = DAMAGE[case]
+    damaged = tmp_path / "run" / "last"
+    shutil.copytree(checkpoint, damaged)
+    damage(damaged)
+    with pytest.raises(RepriseError) as caught:
+        load_checkpoint(damaged)
+    message = str(caught.value)
+    assert str(damaged / culprit) in message and "\n" not in message, message
+    assert main(["generate", "--checkpoint", str(tmp_path / "run"), "--length", "4", "--out", str(tmp_path)]) == 1
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and culprit in err and "Traceback" not in err
+
+
+@pytest.mark.parametrize("culprit, damage", [
+    ("training.json", _cut("training.json", 0.5)),
+    ("training.json", _edit("training.json", lambda t: {**t, "param_groups": [{"lr": 1}]})),
+    ("optimizer.safetensors", _cut("optimizer.safetensors", 0.7)),
+])
+def test_a_damaged_training_state_is_one_line_naming_the_file(checkpoint, tmp_path, culprit, damage):
+    damaged = tmp_path / "last"
+    shutil.copytree(checkpoint, damaged)
+    damage(damaged)
+    model, _ = load_checkpoint(damaged)
+    with pytest.raises(RepriseError) as caught:
+        load_training_state(damaged, torch.optim.AdamW(model.parameters()))
+    assert str(damaged / culprit) in str(caught.value) and "\n" not in str(caught.value), str(caught.value)
+
+
+def test_an_intact_checkpoint_still_loads_with_its_weights(checkpoint):
+    model, tokenizer = load_checkpoint(checkpoint)
+    again, _ = load_checkpoint(checkpoint)
+    assert tokenizer.vocab_size == model.config.vocab_size
+    for (name, a), (_, b) in zip(model.state_dict().items(), again.state_dict().items()):
+        assert torch.equal(a, b), name
+    assert not all(torch.equal(a, b) for a, b in zip(model.state_dict().values(),
+                                                      build_model(model.config).state_dict().values()))
+
+
 # -- 6: sizes are checked before reading; the main process reads no file ----------------------------------
 def _zip_with(path: Path, members: dict[str, bytes | int]) -> Path:
     """A zip of ``members``: bytes as they are, an int as that many zero bytes (compressing to almost nothing)."""

@@ -16,18 +16,22 @@ interruption at any moment leaves the previous checkpoint intact.
 from __future__ import annotations
 
 import json
+import math
 import shutil
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import torch
+from safetensors import safe_open
 from safetensors.torch import load_file, load_model, save_file, save_model
 
 from reprise import RepriseError
-from reprise.data.dataset import load_tokenizer
-from reprise.data.tokenizer import Tokenizer
+from reprise.data.tokenizer import Tokenizer, tokenizer_from_json
 from reprise.models import architecture_of, build_model, config_from_json
+
+T = TypeVar("T")
 
 
 def save_checkpoint(
@@ -70,18 +74,28 @@ def resolve(path: Path) -> Path:
 
 
 def load_checkpoint(path: Path, device: str | torch.device = "cpu") -> tuple[torch.nn.Module, Tokenizer]:
-    """The model (in eval mode) and tokenizer stored at ``path``."""
+    """The model (in eval mode) and tokenizer stored at ``path``.
+
+    Every file is checked before it is used: a truncated or edited checkpoint
+    gives a one-line :class:`RepriseError` naming the file and what is wrong.
+    """
     directory = resolve(path)
-    meta = json.loads((directory / "model.json").read_text())
-    model = build_model(config_from_json(meta["architecture"], meta["config"])).to(device)
+    config = _model_config(directory / "model.json")
+    tokenizer = _checked(directory / "tokenizer.json", lambda: tokenizer_from_json(_read_json(directory / "tokenizer.json")))
+    if tokenizer.vocab_size != config.vocab_size:
+        raise RepriseError(f"{directory / 'tokenizer.json'}: {tokenizer.vocab_size} tokens, but the model in "
+                           f"model.json reads {config.vocab_size}")
+    _check_size(config, directory)
+    model = build_model(config).to(device)
     load_weights(model, directory)
-    return model.eval(), load_tokenizer(directory)
+    return model.eval(), tokenizer
 
 
 def load_weights(model: torch.nn.Module, directory: Path) -> None:
     """Load ``model.safetensors`` from a checkpoint directory into ``model``, in place."""
     device = next(model.parameters()).device
-    load_model(model, str(Path(directory) / "model.safetensors"), device=str(device))
+    path = Path(directory) / "model.safetensors"
+    _checked(path, lambda: load_model(model, str(path), device=str(device)))
 
 
 def load_training_state(
@@ -94,15 +108,13 @@ def load_training_state(
     if average is not None:
         if not (directory / "average.safetensors").is_file():
             raise RepriseError(f"{directory}: no weight average to resume (average.safetensors is missing)")
-        load_model(average, str(directory / "average.safetensors"), device=str(next(average.parameters()).device))
-    training = json.loads((directory / "training.json").read_text())
-    tensors = load_file(str(directory / "optimizer.safetensors"))
-    torch.set_rng_state(tensors.pop("rng.torch"))
-    state: dict[int, dict[str, torch.Tensor]] = {}
-    for key, value in tensors.items():
-        index, name = key.split(".", 2)[1:]
-        state.setdefault(int(index), {})[name] = value
-    optimizer.load_state_dict({"state": state, "param_groups": training["param_groups"]})
+        path = directory / "average.safetensors"
+        _checked(path, lambda: load_model(average, str(path), device=str(next(average.parameters()).device)))
+    training = _read_json(directory / "training.json")
+    path = directory / "optimizer.safetensors"
+    state = _checked(path, lambda: _unflatten_optimizer(load_file(str(path))))
+    _checked(directory / "training.json",
+             lambda: optimizer.load_state_dict({"state": state, "param_groups": training["param_groups"]}))
     return training
 
 
@@ -117,5 +129,57 @@ def _flatten_optimizer(optimizer: torch.optim.Optimizer) -> tuple[dict[str, torc
     return tensors, state_dict["param_groups"]
 
 
+def _unflatten_optimizer(tensors: dict[str, torch.Tensor]) -> dict[int, dict[str, torch.Tensor]]:
+    """Restore the RNG state from :func:`_flatten_optimizer`'s tensors and return the optimizer state."""
+    torch.set_rng_state(tensors.pop("rng.torch"))
+    state: dict[int, dict[str, torch.Tensor]] = {}
+    for key, value in tensors.items():
+        index, name = key.split(".", 2)[1:]
+        state.setdefault(int(index), {})[name] = value
+    return state
+
+
 def _write_json(path: Path, data: dict[str, Any]) -> None:
     path.write_text(json.dumps(data, indent=1))
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    """A checkpoint's JSON object; a one-line :class:`RepriseError` naming ``path`` if it is missing or broken."""
+    try:
+        data = json.loads(path.read_bytes())
+    except FileNotFoundError as err:
+        raise RepriseError(f"{path}: missing from the checkpoint") from err
+    except (UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise RepriseError(f"{path}: not valid JSON ({err}); the file is damaged") from err
+    if not isinstance(data, dict):
+        raise RepriseError(f"{path}: expected a JSON object, found {type(data).__name__}; the file is damaged")
+    return data
+
+
+def _checked(path: Path, read: Callable[[], T]) -> T:
+    """``read()``, with any failure to make sense of ``path``'s content turned into a one-line error naming it."""
+    try:
+        return read()
+    except RepriseError as err:
+        raise RepriseError(f"{path}: {err}" if str(path) not in str(err) else str(err)) from err
+    except Exception as err:  # safetensors, torch and the configs raise many kinds on damaged files
+        message = " ".join(str(err).split())[:200]
+        raise RepriseError(f"{path}: damaged or not from this version of reprise ({type(err).__name__}: {message})") from err
+
+
+def _model_config(path: Path) -> Any:
+    """The model config stored in ``model.json``, checked."""
+    meta = _read_json(path)
+    return _checked(path, lambda: config_from_json(meta["architecture"], meta["config"]))
+
+
+def _check_size(config: Any, directory: Path) -> None:
+    """Refuse a config whose model has more parameters than ``model.safetensors`` holds values, before
+    building it: a damaged ``model.json`` must not make us allocate a model of any size."""
+    with torch.device("meta"):  # shapes only, no memory
+        wanted = _checked(directory / "model.json", lambda: sum(p.numel() for p in build_model(config).parameters()))
+    weights = directory / "model.safetensors"
+    with _checked(weights, lambda: safe_open(str(weights), "pt")) as f:
+        held = sum(math.prod(f.get_slice(key).get_shape()) for key in f.keys())
+    if wanted > held:
+        raise RepriseError(f"{weights}: holds {held:,} values, but model.json describes a model of {wanted:,} parameters")
