@@ -262,3 +262,35 @@ def test_midi_errors_keep_their_whole_reason(tmp_path, monkeypatch):
     monkeypatch.setattr(sources, "symusic", SimpleNamespace(Score=SimpleNamespace(from_midi=no_colon)))
     with pytest.raises(RepriseError, match=r"^not a readable MIDI file \(bad file\)$"):
         sources.READERS["midi"](data)
+
+
+class Elsewhere(torch.Tensor):
+    """A CPU tensor standing for one on an accelerator: torch refuses to combine it with an ordinary
+    tensor, as it refuses to combine tensors on two devices."""
+
+    @classmethod
+    def __torch_function__(cls, func, types, args=(), kwargs=None):
+        tensors = [t for t in tree_flatten((args, kwargs or {}))[0] if isinstance(t, torch.Tensor)]
+        if any(type(t) is torch.Tensor and t.dim() for t in tensors) and any(isinstance(t, cls) for t in tensors):
+            raise RuntimeError(f"{func.__name__}: expected all tensors to be on the same device")
+        return super().__torch_function__(func, types, args, kwargs)
+
+
+def _devices() -> list[str]:
+    return ["cpu"] + (["cuda"] if torch.cuda.is_available() else []) + \
+        (["mps"] if torch.backends.mps.is_available() else [])
+
+
+@pytest.mark.parametrize("device", ["elsewhere", *_devices()])
+def test_markov_cached_decoding_keeps_to_the_inputs_device(device):
+    chain = MarkovChain(MarkovConfig(vocab_size=12, order=2))
+    rng = np.random.default_rng(0)
+    chain.fit([np.r_[1, rng.integers(3, 12, 50), 2] for _ in range(5)])
+    ids = torch.as_tensor(np.r_[1, rng.integers(3, 12, 9)])[None].repeat(2, 1)
+    place = (lambda t: t.as_subclass(Elsewhere)) if device == "elsewhere" else (lambda t: t.to(device))
+    full = chain(place(ids))
+    caches = chain.new_caches(2, 16)
+    steps = [chain(place(ids[:, :4]), caches)] + [chain(place(ids[:, t : t + 1]), caches) for t in range(4, 10)]
+    cached = torch.cat([s.cpu() for s in steps], dim=1)
+    torch.testing.assert_close(cached, full.cpu())
+    assert all(s.device.type == full.device.type == place(ids).device.type for s in steps)
