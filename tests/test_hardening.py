@@ -294,3 +294,30 @@ def test_markov_cached_decoding_keeps_to_the_inputs_device(device):
     cached = torch.cat([s.cpu() for s in steps], dim=1)
     torch.testing.assert_close(cached, full.cpu())
     assert all(s.device.type == full.device.type == place(ids).device.type for s in steps)
+
+
+def test_attention_of_a_long_piece_is_summed_window_by_window(tmp_path):
+    from reprise.visualization.attention import note_attention
+
+    tokenizer = ChoraleGrid(voice_ranges=[(60, 79), (53, 72), (48, 67), (36, 60)])
+    steps = np.arange(500)[:, None]
+    grid = np.array([low for low, _ in tokenizer.voice_ranges]) + (steps * 7 + np.arange(4)) % 12
+    ids = tokenizer.encode_grid(grid, eos=False)  # 2,001 tokens, 2,000 notes: every voice moves at every step
+    torch.manual_seed(0)
+    model = build_model(ModelConfig(vocab_size=tokenizer.vocab_size, context=32, d_model=16, n_layers=2, n_heads=2,
+                                    frame=4)).eval()
+    tracemalloc.start()
+    try:
+        result = note_attention(model, tokenizer, ids, max_bytes=2**20)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 8 << 20, f"{peak / 2**20:.0f} MB; layers x heads x tokens^2 floats would be 64 MB"
+    n = len(result.notes)
+    assert n <= 256 and result.weights.nbytes <= 2**20  # 256 notes = 1 MB at 2 layers x 2 heads
+    assert result.caveat.startswith("the first 256 of 2,000 notes")
+    whole = note_attention(model, tokenizer, ids[: 1 + 64 * 4])  # the same first 64 steps, not cut
+    assert not whole.caveat and len(whole.notes) == n
+    np.testing.assert_allclose(result.weights, whole.weights, atol=1e-6)
+    with pytest.raises(RepriseError, match="the piece has 256 notes \\(the first 256 of 2,000 notes"):
+        result.pick(300)

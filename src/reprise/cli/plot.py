@@ -51,6 +51,8 @@ def attention(midi: Path, checkpoint: Path, note: int, layer: str, head: str, ou
 
     model, tokenizer = load_checkpoint(checkpoint)
     result = note_attention(model, tokenizer, tokenizer.encode_midi(midi))
+    if result.caveat:
+        click.echo(f"note: the piece is too long to show whole; showing {result.caveat}", err=True)
     query = result.pick(note)
     folder = out or midi.parent
     click.echo(plot_attention(result, query, folder / f"{midi.stem}.attention.png", layer, head,
