@@ -321,3 +321,16 @@ def test_attention_of_a_long_piece_is_summed_window_by_window(tmp_path):
     np.testing.assert_allclose(result.weights, whole.weights, atol=1e-6)
     with pytest.raises(RepriseError, match="the piece has 256 notes \\(the first 256 of 2,000 notes"):
         result.pick(300)
+
+
+# -- 10: a CI run cannot go green without the shared data ------------------------------------------------
+def test_missing_shared_data_skips_locally_but_fails_under_ci(monkeypatch, tmp_path):
+    from conftest import shared
+
+    monkeypatch.delenv("CI", raising=False)
+    with pytest.raises(pytest.skip.Exception):
+        shared(tmp_path / "absent")
+    monkeypatch.setenv("CI", "true")
+    with pytest.raises(pytest.fail.Exception, match="absent .*CI=true needs it"):
+        shared(tmp_path / "absent")
+    assert shared(tmp_path) == tmp_path

@@ -16,7 +16,7 @@ from reprise.data.performance import NOTE_OFF, NOTE_ON, TIME_SHIFT, VELOCITY, Pe
 from reprise.data.sources import read_item, select_tracks, Item
 from reprise.data.tokenizer import tokenizer_from_json
 
-from conftest import SHARED
+from conftest import SHARED, shared
 
 POP909 = SHARED / "pop909"
 ERK = SHARED / "erk" / "erk.zip"
@@ -24,15 +24,13 @@ ERK = SHARED / "erk" / "erk.zip"
 
 @pytest.fixture(scope="module")
 def pop_files():
-    if not POP909.is_dir():
-        pytest.skip(f"{POP909} is absent (the shared data folder beside the repo)")
+    shared(POP909)
     return [POP909 / f"{n:03d}.mid" for n in (1, 9, 250)]
 
 
 @pytest.fixture(scope="module")
 def erk_scores() -> list[symusic.Score]:
-    if not ERK.is_file():
-        pytest.skip(f"{ERK} is absent (the shared data folder beside the repo)")
+    shared(ERK)
     with zipfile.ZipFile(ERK) as archive:
         names = sorted(n for n in archive.namelist() if n.endswith(".krn"))[:6]
         return [read_item(Item(n, "kern", archive.read(n)))[0] for n in names]
