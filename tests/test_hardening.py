@@ -334,3 +334,51 @@ def test_missing_shared_data_skips_locally_but_fails_under_ci(monkeypatch, tmp_p
     with pytest.raises(pytest.fail.Exception, match="absent .*CI=true needs it"):
         shared(tmp_path / "absent")
     assert shared(tmp_path) == tmp_path
+
+
+def test_kern_without_parts_is_a_piece_without_notes():
+    score, _ = sources.read_item(sources.Item("comment.krn", "kern", b"!! nothing but a comment\n"))
+    with pytest.raises(RepriseError, match="^no notes$"):  # was AttributeError: 'Score' has no 'partName'
+        sources.select_tracks(score)
+
+
+# -- what fuzzing found (tests/test_fuzz.py): tokenizers that crashed, encoded nothing, or did not round-trip ----
+def _score(*tracks: list[tuple[int, int, int]], drums: tuple[int, ...] = ()) -> symusic.Score:
+    """A score at 4 ticks per quarter (one tick per 16th) with one track per list of (start, length, pitch)."""
+    score = symusic.Score(4)
+    for i, notes in enumerate(tracks):
+        track = symusic.Track(f"t{i}", 0, i in drums)
+        for start, length, pitch in notes:
+            track.notes.append(symusic.Note(start, length, pitch, 80))
+        score.tracks.append(track)
+    return score
+
+
+def _round_trip(tokenizer, score: symusic.Score) -> tuple[np.ndarray, np.ndarray]:
+    ids = tokenizer.encode_score(score)
+    return ids, tokenizer.encode_score(symusic.Score.from_midi(tokenizer.decode(ids).dumps_midi()))
+
+
+def test_tokenizers_refuse_scores_without_usable_notes():
+    from reprise.data.miditok_adapter import TSD
+
+    with pytest.raises(RepriseError, match="^no notes$"):  # was IndexError from an empty pitched track
+        Performance().encode_score(_score([]))
+    with pytest.raises(RepriseError, match="no notes in tsd's pitch range"):  # was BOS TimeSig_4/4 EOS
+        TSD().encode_score(_score([(0, 4, 0)]))
+    with pytest.raises(RepriseError, match="needs 4 voice tracks with notes, found 3"):  # a drum was a voice
+        ChoraleGrid().encode_score(_score([(0, 4, 60)], [(0, 4, 55)], [(0, 4, 50)], [(0, 4, 36)], drums=(3,)))
+
+
+def test_grids_read_back_their_own_output():
+    from reprise.data.melody_grid import MelodyGrid
+
+    voices = _score([(0, 1, 60), (0, 1, 64)], [(0, 1, 63)], [(0, 1, 50)], [(0, 1, 40)])  # a chord in voice 1
+    ids, again = _round_trip(ChoraleGrid(), voices)
+    np.testing.assert_array_equal(again, ids)  # voices were ordered by their notes' mean, 62 < 63, then 64 > 63
+    silent = _score([(0, 0, 60)], [(0, 0, 55)], [(0, 0, 50)], [(0, 0, 45)])
+    assert len(ChoraleGrid().encode_score(silent)) == 1 + 4 + 1  # one step; was BOS EOS, every note lost
+    overlapping = _score([(0, 10, 60), (2, 1, 62)])  # the second onset ends the first note
+    ids, again = _round_trip(MelodyGrid(), overlapping)
+    np.testing.assert_array_equal(again, ids)  # ids ended in 7 rests that decoding dropped
+    assert len(ids) == 1 + 3 + 1

@@ -282,7 +282,7 @@ def music21_to_score(score) -> symusic.Score:
     out = symusic.Score(TICKS_PER_QUARTER)
     parts = list(score.parts) or [score]
     for part in parts:
-        track = symusic.Track(name=str(part.partName or ""), program=0)
+        track = symusic.Track(name=str(getattr(part, "partName", None) or ""), program=0)  # a Score has none
         for element in part.stripTies().flatten().notes:
             start = round(float(element.offset) * TICKS_PER_QUARTER)
             length = round(float(element.quarterLength) * TICKS_PER_QUARTER)
