@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from reprise import RepriseError
+from reprise.errors import RepriseError
 from reprise.models.attention import ATTENTION_KINDS, build_attention
 from reprise.models.attention.chunked import _ChunkedRelativeAttention
 from reprise.models.attention.fourier import causal_convolution, fnet_mixing

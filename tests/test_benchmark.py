@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from reprise import RepriseError
+from reprise.errors import RepriseError
 from reprise.data.dataset import TokenDataset
 from reprise.evaluation import jsb_benchmark
 from reprise.evaluation.jsb_benchmark import Entry, run_benchmark

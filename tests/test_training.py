@@ -9,9 +9,10 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from reprise import RepriseError
+from reprise.errors import RepriseError
 from reprise.data.dataset import TokenDataset
 from reprise.evaluation.nll import score, windows
+from reprise.device import uses_bf16
 from reprise.models.config import ModelConfig
 from reprise.training import trainer
 from reprise.training.checkpoint import load_checkpoint
@@ -136,9 +137,9 @@ def test_bf16_precision_autocasts_on_cpu_and_keeps_float32_weights(small_chorale
     # the same batch and weights: bfloat16 matmuls move the loss a little, and only a little
     assert first_loss["bf16"] != first_loss["fp32"]
     assert first_loss["bf16"] == pytest.approx(first_loss["fp32"], abs=0.02)
-    assert not trainer.uses_bf16("auto", torch.device("cpu")) and trainer.uses_bf16("auto", torch.device("cuda"))
+    assert not uses_bf16("auto", torch.device("cpu")) and uses_bf16("auto", torch.device("cuda"))
     with pytest.raises(RepriseError, match="unknown precision 'fp8'"):
-        trainer.uses_bf16("fp8", torch.device("cpu"))
+        uses_bf16("fp8", torch.device("cpu"))
 
 
 def test_max_transpose_widens_augmentation_and_is_saved_with_the_tokenizer(small_chorales, tmp_path):

@@ -114,7 +114,7 @@ def test_save_then_load_gives_identical_logits(tmp_path):
 
 
 def test_bad_model_options_are_refused():
-    from reprise import RepriseError
+    from reprise.errors import RepriseError
 
     with pytest.raises(RepriseError, match="unknown attention 'nope'"):
         ModelConfig(attention="nope")

@@ -169,7 +169,7 @@ def test_note_arcs_sum_token_attention_and_reach_only_earlier_notes(model, token
 
 
 def test_models_without_attention_are_refused_with_a_reason(tokenizer, grid):
-    from reprise import RepriseError
+    from reprise.errors import RepriseError
     from reprise.models.markov import MarkovChain, MarkovConfig
 
     chain = MarkovChain(MarkovConfig(vocab_size=tokenizer.vocab_size, order=1))

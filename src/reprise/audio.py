@@ -30,7 +30,7 @@ from typing import BinaryIO
 
 import numpy as np
 
-from reprise import RepriseError
+from reprise.errors import RepriseError
 from reprise.midi import read_midi
 
 SYNTHS = ("auto", "fluidsynth", "midirenderer")

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import symusic
 
-from reprise import RepriseError
+from reprise.errors import RepriseError
 
 
 def read_midi(path: Path) -> symusic.Score:

@@ -16,12 +16,13 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from reprise import RepriseError
+from reprise.errors import RepriseError
 from reprise.cli.benchmark import benchmark
 from reprise.cli.plot import plot, render
 from reprise.models.attention import ATTENTION_KINDS
 from reprise.models.config import POSITIONS, PRESETS
-from reprise.training.config import PRECISIONS, TrainConfig
+from reprise.device import PRECISIONS
+from reprise.training.config import TrainConfig
 
 if TYPE_CHECKING:
     from reprise.data.tokenizer import Tokenizer
@@ -215,7 +216,7 @@ def generate(checkpoint: Path, out: Path, primer_midi, primer_data, primer_piece
     from reprise.generation.output import write_samples
     from reprise.generation.sampling import SamplingConfig
     from reprise.training.checkpoint import load_checkpoint
-    from reprise.training.trainer import pick_device
+    from reprise.device import pick_device
 
     model, tokenizer = load_checkpoint(checkpoint, pick_device(device))
     primer = _primer(tokenizer, primer_midi, primer_data, primer_piece, primer_split, primer_length)
@@ -241,7 +242,7 @@ def evaluate(checkpoint: Path, data: Path, split: str, stride: int | None, devic
     from reprise.data.dataset import TokenDataset
     from reprise.evaluation.nll import score
     from reprise.training.checkpoint import load_checkpoint
-    from reprise.training.trainer import pick_device
+    from reprise.device import pick_device
 
     model, tokenizer = load_checkpoint(checkpoint, pick_device(device))
     dataset = TokenDataset(data, split)

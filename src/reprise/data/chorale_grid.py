@@ -18,13 +18,12 @@ from typing import Any
 import numpy as np
 import symusic
 
-from reprise import RepriseError
+from reprise.constants import TICKS_PER_QUARTER, TICKS_PER_STEP
+from reprise.errors import RepriseError
 from reprise.data.tokenizer import Tokenizer, random_shift, register
 
 VOICES = ("Soprano", "Alto", "Tenor", "Bass")
 SILENCE = -1  # pitch value for "this voice is silent" in grids, as in the JSB JSON
-TICKS_PER_QUARTER = 480
-TICKS_PER_STEP = TICKS_PER_QUARTER // 4
 STEPS_PER_BAR = 16
 
 

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from reprise import RepriseError
+from reprise.errors import RepriseError
 from reprise.data.chorale_grid import SILENCE, VOICES
 
 SCORE_SUFFIXES = {".mxl", ".xml", ".musicxml", ".krn"}

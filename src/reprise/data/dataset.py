@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from reprise import RepriseError
+from reprise.errors import RepriseError
 from reprise.data.tokenizer import Tokenizer, tokenizer_from_json
 
 SPLITS = ("train", "valid", "test")

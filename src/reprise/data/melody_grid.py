@@ -20,12 +20,11 @@ from typing import Any
 import numpy as np
 import symusic
 
-from reprise import RepriseError
+from reprise.constants import TICKS_PER_QUARTER, TICKS_PER_STEP
+from reprise.errors import RepriseError
 from reprise.data.tokenizer import Tokenizer, random_shift, register
 
 HOLD, REST, FIRST_PITCH = 3, 4, 5
-TICKS_PER_QUARTER = 480
-TICKS_PER_STEP = TICKS_PER_QUARTER // 4
 
 
 @dataclass

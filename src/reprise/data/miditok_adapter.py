@@ -21,7 +21,7 @@ import miditok
 import numpy as np
 import symusic
 
-from reprise import RepriseError
+from reprise.errors import RepriseError
 from reprise.data.performance import clip_restruck
 from reprise.data.tokenizer import Tokenizer, random_shift, register
 

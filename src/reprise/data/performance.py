@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 import symusic
 
-from reprise import RepriseError
+from reprise.errors import RepriseError
 from reprise.data.tokenizer import Tokenizer, random_shift, register
 
 STEPS_PER_SECOND = 100

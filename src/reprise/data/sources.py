@@ -26,8 +26,9 @@ from typing import Any
 import numpy as np
 import symusic
 
-from reprise import RepriseError
-from reprise.data.chorale_grid import TICKS_PER_QUARTER, grid_to_score
+from reprise.errors import RepriseError
+from reprise.constants import TICKS_PER_QUARTER
+from reprise.data.chorale_grid import grid_to_score
 from reprise.data.chorales import SCORE_SUFFIXES, load_jsb_json
 from reprise.data.chorales import _read_chorale as _chorale_grid
 

@@ -21,7 +21,7 @@ from typing import Any, ClassVar
 import numpy as np
 import symusic
 
-from reprise import RepriseError
+from reprise.errors import RepriseError
 
 
 class Tokenizer(ABC):

@@ -18,7 +18,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from reprise import RepriseError
+from reprise.errors import RepriseError
 from reprise.data.dataset import TokenDataset
 from reprise.data.prepare import prepare
 from reprise.evaluation.nll import score

@@ -11,7 +11,7 @@ from typing import Any
 
 from torch import nn
 
-from reprise import RepriseError
+from reprise.errors import RepriseError
 from reprise.models.config import ModelConfig
 from reprise.models.lstm import LSTMConfig, LSTMLanguageModel
 from reprise.models.markov import MarkovChain, MarkovConfig

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from typing import Any
 
-from reprise import RepriseError
+from reprise.errors import RepriseError
 from reprise.config import JsonConfig
 
 POSITIONS = ("learned", "sinusoidal", "frame", "none")

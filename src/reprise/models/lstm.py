@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from reprise import RepriseError
+from reprise.errors import RepriseError
 from reprise.config import JsonConfig
 
 

@@ -22,7 +22,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from reprise import RepriseError
+from reprise.errors import RepriseError
 from reprise.config import JsonConfig
 
 

@@ -24,7 +24,7 @@ from typing import Any
 import torch
 from safetensors.torch import load_file, load_model, save_file, save_model
 
-from reprise import RepriseError
+from reprise.errors import RepriseError
 from reprise.data.dataset import load_tokenizer
 from reprise.data.tokenizer import Tokenizer
 from reprise.models import architecture_of, build_model, config_from_json

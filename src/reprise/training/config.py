@@ -7,9 +7,6 @@ from typing import Any
 
 from reprise.config import JsonConfig
 
-PRECISIONS = ("auto", "bf16", "fp32")
-
-
 @dataclass
 class TrainConfig(JsonConfig):
     """How long and how to optimise; the LR follows linear warm-up then cosine decay.

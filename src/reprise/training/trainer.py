@@ -21,13 +21,14 @@ import torch.nn.functional as F
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from tqdm import tqdm
 
-from reprise import RepriseError
+from reprise.errors import RepriseError
 from reprise.data.dataset import TokenDataset
 from reprise.evaluation.nll import score
 from reprise.models import architecture_of, build_model, config_from_json
 from reprise.models.markov import MarkovChain
 from reprise.training.checkpoint import load_training_state, load_weights, save_checkpoint
-from reprise.training.config import PRECISIONS, TrainConfig
+from reprise.device import autocast, pick_device
+from reprise.training.config import TrainConfig
 
 
 @dataclass
@@ -38,22 +39,6 @@ class TrainResult:
     step: int
     best_val_nll: float
     tokens_per_second: float
-
-
-def pick_device(name: str) -> torch.device:
-    """``auto`` means CUDA when present, else Apple's MPS, else CPU."""
-    if name == "auto":
-        if torch.cuda.is_available():
-            return torch.device("cuda")
-        return torch.device("mps" if torch.backends.mps.is_available() else "cpu")
-    return torch.device(name)
-
-
-def uses_bf16(precision: str, device: torch.device) -> bool:
-    """Whether ``precision`` means bfloat16 autocast on ``device`` (``auto``: on CUDA only)."""
-    if precision not in PRECISIONS:
-        raise RepriseError(f"unknown precision {precision!r}; choose one of {', '.join(PRECISIONS)}")
-    return precision == "bf16" or (precision == "auto" and device.type == "cuda")
 
 
 def lr_at(step: int, config: TrainConfig, elapsed: float = 0.0) -> float:
@@ -146,7 +131,7 @@ class _Loop:
         self.run_dir, self.model, self.optimizer, self.average = run_dir, model, optimizer, average
         self.evaluated = average.module if average is not None else model  # what validation scores
         self.tokenizer, self.config, self.device, self.quiet = tokenizer, config, device, quiet
-        self.autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=uses_bf16(config.precision, device))
+        self.autocast = autocast(config.precision, device)
 
     def run(self, train_set: TokenDataset, valid_set: TokenDataset, step: int, best: float,
             elapsed: float) -> TrainResult:

@@ -23,7 +23,7 @@ from matplotlib.path import Path as CurvePath
 from matplotlib.patches import PathPatch, Rectangle
 from matplotlib.lines import Line2D
 
-from reprise import RepriseError
+from reprise.errors import RepriseError
 from reprise.data.tokenizer import Tokenizer
 from reprise.models.transformer import MusicTransformer
 from reprise.visualization.pianoroll import (

@@ -14,7 +14,7 @@ from pathlib import Path
 import matplotlib.pyplot as plt
 import numpy as np
 
-from reprise import RepriseError
+from reprise.errors import RepriseError
 from reprise.visualization.pianoroll import save
 
 TRAIN_COLOUR, VALID_COLOUR = "#1f77b4", "#d62728"
