@@ -33,7 +33,7 @@ import torch
 
 from reprise.data.chorale_grid import ChoraleGrid
 from reprise.generation.generate import generate
-from reprise.models.config import preset
+from reprise.training.presets import preset
 from reprise.models.transformer import MusicTransformer
 
 CONTEXTS = (256, 1024, 2048)
@@ -84,8 +84,8 @@ def recomputed_seconds_per_token(model: MusicTransformer, ids: torch.Tensor, con
 def measure(new_tokens: int) -> dict:
     torch.manual_seed(0)
     tokenizer = ChoraleGrid()
-    config = preset("base", vocab_size=tokenizer.vocab_size, context=2048, attention="relative",
-                    positions="none", dropout=0.0)
+    config = preset("base").model_config(vocab_size=tokenizer.vocab_size, context=2048, attention="relative",
+                                         positions="none", dropout=0.0)
     model = MusicTransformer(config).eval()
     ids = torch.randint(4, tokenizer.vocab_size, (1, 2048 + RECOMPUTED_STEPS))
     rows = []

@@ -27,6 +27,7 @@ from pathlib import Path
 from reprise.data.prepare import prepare
 from reprise.models.config import ModelConfig
 from reprise.training.config import TrainConfig
+from reprise.training.metrics import read_metrics
 from reprise.training.trainer import train
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -39,10 +40,10 @@ def run_one(name: str, base: dict, change: dict, steps: int, data: Path, out: Pa
     config = replace(config, steps=steps, max_minutes=None, device=device)
     started = time.perf_counter()
     train(out / "runs" / name, data, model, config, quiet=True)
-    rows = [json.loads(line) for line in (out / "runs" / name / "metrics.jsonl").read_text().splitlines()]
-    curve = [(r["step"], round(r["val_nll"], 4)) for r in rows if "val_nll" in r]
+    train_rows, valid_rows = read_metrics(out / "runs" / name)
+    curve = [(r["step"], round(r["val_nll"], 4)) for r in valid_rows]
     best_step, best = min(curve, key=lambda point: point[1])
-    losses = [r["loss"] for r in rows if "loss" in r][-200:]
+    losses = [r["loss"] for r in train_rows][-200:]
     return {"name": name, "change": change, "steps": steps, "best_valid_nll": best, "best_step": best_step,
             "final_train_loss": round(sum(losses) / len(losses), 4), "seconds": round(time.perf_counter() - started),
             "curve": curve}

@@ -8,12 +8,12 @@ import pytest
 
 from reprise.errors import RepriseError
 from reprise.data.dataset import TokenDataset
-from reprise.evaluation import jsb_benchmark
-from reprise.evaluation.jsb_benchmark import Entry, run_benchmark
-from reprise.evaluation.nll import score
+from reprise.benchmark import jsb as jsb_benchmark
+from reprise.benchmark.jsb import Entry, run_benchmark
+from reprise.evaluation.nll import nll_of
 from reprise.models.config import ModelConfig
 from reprise.models.markov import MarkovConfig
-from reprise.training.checkpoint import load_checkpoint
+from reprise.models.checkpoint import load_checkpoint
 from reprise.training.config import TrainConfig
 
 TINY_TRAIN = TrainConfig(steps=4, batch_size=2, eval_every=2, warmup=1, device="cpu")
@@ -38,7 +38,7 @@ def test_every_entry_is_scored_on_valid_and_test_with_its_best_checkpoint(jsb_js
     for row in rows:
         model, tokenizer = load_checkpoint(tmp_path / "runs" / row["name"])
         pieces = [valid.piece(i) for i in range(len(valid))]
-        expected = score(model, pieces, model.config.context, frame=tokenizer.frame).per_token
+        expected = nll_of(model, pieces, model.config.context, frame=tokenizer.frame).per_token
         assert row["valid_nll"] == pytest.approx(expected, abs=1e-4)
         assert 0 < row["test_nll"] < 5 and row["steps"] >= 1 and row["budget_minutes"] == 0.5
     assert rows[1]["steps"] == 4  # the step limit came first

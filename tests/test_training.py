@@ -11,11 +11,11 @@ from safetensors.torch import load_file
 
 from reprise.errors import RepriseError
 from reprise.data.dataset import TokenDataset
-from reprise.evaluation.nll import score, windows
+from reprise.evaluation.nll import nll_of, windows
 from reprise.device import uses_bf16
 from reprise.models.config import ModelConfig
 from reprise.training import trainer
-from reprise.training.checkpoint import load_checkpoint
+from reprise.models.checkpoint import load_checkpoint
 from reprise.training.config import TrainConfig
 
 
@@ -37,7 +37,7 @@ def test_tiny_model_learns_far_below_the_unigram_entropy(small_chorales, tmp_pat
                                        augment=False, device="cpu"), quiet=True)
     model, _ = load_checkpoint(tmp_path / "run" / "last")
     pieces = [train_set.piece(i) for i in range(len(train_set))]
-    nll = score(model, pieces, config.context).per_token
+    nll = nll_of(model, pieces, config.context).per_token
     entropy = unigram_entropy(np.concatenate([p[1:] for p in pieces]))
     assert nll < 0.5 * entropy, (nll, entropy)
     assert result.best_val_nll < entropy
@@ -87,8 +87,8 @@ def test_weight_average_is_what_gets_validated_and_saved_as_best(small_chorales,
     raw, _ = load_checkpoint(tmp_path / "run" / "last")
     pieces = [valid.piece(i) for i in range(len(valid))]
     frame = valid.tokenizer.frame
-    assert score(best, pieces, config.context, frame=frame).per_token == pytest.approx(result.best_val_nll, abs=1e-6)
-    assert score(raw, pieces, config.context, frame=frame).per_token != pytest.approx(result.best_val_nll, abs=1e-4)
+    assert nll_of(best, pieces, config.context, frame=frame).per_token == pytest.approx(result.best_val_nll, abs=1e-6)
+    assert nll_of(raw, pieces, config.context, frame=frame).per_token != pytest.approx(result.best_val_nll, abs=1e-4)
 
 
 def test_checkpoints_hold_no_pickles(small_chorales, tmp_path):

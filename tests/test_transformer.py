@@ -13,7 +13,7 @@ from reprise.generation.generate import generate
 from reprise.generation.sampling import SamplingConfig, filter_logits
 from reprise.models.config import ModelConfig
 from reprise.models.transformer import MusicTransformer
-from reprise.training.checkpoint import load_checkpoint, save_checkpoint
+from reprise.models.checkpoint import load_checkpoint, save_checkpoint
 
 POSITIONS = ["learned", "sinusoidal", "frame", "none"]
 

@@ -25,7 +25,7 @@ from reprise.data.chorale_grid import SILENCE, TICKS_PER_STEP, ChoraleGrid, grid
 from reprise.data.tokenizer import Tokenizer, score_notes
 from reprise.models.config import ModelConfig
 from reprise.models.transformer import MusicTransformer
-from reprise.training.checkpoint import save_checkpoint
+from reprise.models.checkpoint import save_checkpoint
 from reprise.visualization.attention import note_attention, plot_attention, token_attention
 from reprise.visualization.attention_html import write_attention_html
 from reprise.visualization.curves import plot_curves

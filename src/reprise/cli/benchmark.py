@@ -22,7 +22,7 @@ def benchmark() -> None:
               help="Folder for the runs, results.json, results.md and results.png.")
 def jsb(data: Path, budget_minutes: float, only: tuple[str, ...], out: Path) -> None:
     """Train every architecture on JSB Chorales and score valid/test NLL per token."""
-    from reprise.evaluation.jsb_benchmark import run_benchmark
+    from reprise.benchmark.jsb import run_benchmark
 
     rows = run_benchmark(data, out, budget_minutes, list(only) or None)
     for row in rows:

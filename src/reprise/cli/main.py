@@ -10,19 +10,21 @@ from __future__ import annotations
 import json
 import re
 import sys
-from dataclasses import replace
+from dataclasses import fields
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import click
+from click.core import ParameterSource
 
-from reprise.errors import RepriseError
 from reprise.cli.benchmark import benchmark
 from reprise.cli.plot import plot, render
+from reprise.errors import RepriseError
 from reprise.models.attention import ATTENTION_KINDS
-from reprise.models.config import POSITIONS, PRESETS
+from reprise.models.config import POSITIONS
 from reprise.device import PRECISIONS
 from reprise.training.config import TrainConfig
+from reprise.training.presets import PRESETS
 
 if TYPE_CHECKING:
     from reprise.data.tokenizer import Tokenizer
@@ -78,7 +80,8 @@ def prepare(source: str, out: Path, tokenizer: str | None, split: str, workers: 
 @click.option("--model", type=click.Choice(["transformer", "lstm", "markov"]), default="transformer",
               show_default=True, help="The Music Transformer, or a baseline to compare it with.")
 @click.option("--preset", type=click.Choice(sorted(PRESETS)), default="tiny", show_default=True,
-              help="Model size (jsb-best: also its training settings); the options below override single fields.")
+              help="Model size and training settings (jsb-best: the tuned JSB model); the options below override "
+              "single fields.")
 @click.option("--positions", type=click.Choice(POSITIONS), help="Absolute positions [default: learned].")
 @click.option("--attention", help=f"Attention kind ({', '.join(ATTENTION_KINDS)}), or one per layer separated by "
               "commas, e.g. fourier,rope,rope,rope [default: full].")
@@ -124,12 +127,13 @@ def prepare(source: str, out: Path, tokenizer: str | None, split: str, workers: 
               help="Seeds initialisation, data order and dropout.")
 @click.option("--no-augment", is_flag=True, help="Train without data augmentation.")
 @click.option("--max-transpose", type=click.IntRange(0),
-              help="Augmentation: transpose windows by up to this many semitones [default: the dataset's, 3].")
+              help=f"Augmentation: transpose windows by up to this many semitones [default: {_DEFAULTS.max_transpose}].")
 @click.option("--precision", type=click.Choice(PRECISIONS), default=_DEFAULTS.precision,
               show_default=True, help="bf16: bfloat16 autocast, 1.3-1.6x faster on CPUs with AVX512-BF16 "
               "(weights stay float32); auto: bf16 on CUDA only.")
 @click.option("--device", default=_DEFAULTS.device, show_default=True, help="auto, cpu, cuda, cuda:1, mps.")
-def train(data: Path | None, run_dir: Path, resume: bool, model: str, preset: str, **options) -> None:
+def train(data: Path | None, run_dir: Path, resume: bool, model: str, preset: str, hidden: int, order: int,
+          no_augment: bool, **fields: Any) -> None:
     """Train a model on a prepared dataset, saving best/ and last/ checkpoints in --run.
 
     The Markov chain is "trained" by counting, in one pass over the data.
@@ -144,48 +148,44 @@ def train(data: Path | None, run_dir: Path, resume: bool, model: str, preset: st
         from reprise.data.dataset import TokenDataset
 
         tokenizer = TokenDataset(data, "train").tokenizer  # fails early on a bad --data
-        model_config = _model_config(model, preset, tokenizer, options)
-        result = run_train(run_dir, data, model_config, _train_config(preset, options))
+        given = _given(fields)
+        if _given({"no_augment": no_augment}):
+            given["augment"] = False
+        model_config = _model_config(model, preset, tokenizer, hidden, order, given)
+        train_config = PRESETS[preset].train_config(**{k: v for k, v in given.items() if k in _TRAIN_FIELDS})
+        result = run_train(run_dir, data, model_config, train_config)
     click.echo(
         f"finished at step {result.step}: best validation NLL {result.best_val_nll:.4f} nats/token, "
         f"{result.tokens_per_second:,.0f} training tokens/s; checkpoints in {result.run_dir}"
     )
 
 
-def _train_config(preset: str, options: dict) -> TrainConfig:
-    """The training config from the remaining options; a preset's settings fill those left at their default."""
-    from click.core import ParameterSource
+_TRAIN_FIELDS = {f.name for f in fields(TrainConfig)}
+_LSTM_FIELDS = {"context": "context", "d_model": "d_embed", "n_layers": "n_layers", "dropout": "dropout"}
 
-    from reprise.training.config import TRAIN_PRESETS
 
-    options["augment"] = not options.pop("no_augment")
+def _given(options: dict[str, Any]) -> dict[str, Any]:
+    """The options the user gave (on the command line or from the environment), by config field name.
+
+    Options left at their default take the preset's value, or else the config's own default.
+    """
     source = click.get_current_context().get_parameter_source
-    for name, value in TRAIN_PRESETS.get(preset, {}).items():
-        if source("no_augment" if name == "augment" else name) is ParameterSource.DEFAULT:
-            options[name] = value
-    return TrainConfig(**options)
+    return {name: value for name, value in options.items() if source(name) is not ParameterSource.DEFAULT}
 
 
-def _model_config(model: str, preset: str, tokenizer: Tokenizer, options: dict) -> Any:
-    """The model config for ``tokenizer``'s data from the train command's options, removing the ones it uses."""
-    from dataclasses import fields
-
-    from reprise.models.config import ModelConfig
-    from reprise.models.config import preset as make_preset
+def _model_config(model: str, preset: str, tokenizer: Tokenizer, hidden: int, order: int,
+                  given: dict[str, Any]) -> Any:
+    """The model config for ``tokenizer``'s data: the preset's shape with the given fields on top."""
     from reprise.models.lstm import LSTMConfig
     from reprise.models.markov import MarkovConfig
 
-    vocab_size = tokenizer.vocab_size
-    hidden, order = options.pop("hidden"), options.pop("order")
-    shape = {f.name: options.pop(f.name) for f in fields(ModelConfig) if f.name in options}
     if model == "markov":
-        return MarkovConfig(vocab_size=vocab_size, order=order)
+        return MarkovConfig(vocab_size=tokenizer.vocab_size, order=order)
     if model == "lstm":
-        lstm = LSTMConfig(vocab_size=vocab_size, hidden=hidden)
-        overrides = dict(context=shape["context"], d_embed=shape["d_model"], n_layers=shape["n_layers"],
-                         dropout=shape["dropout"])
-        return replace(lstm, **{k: v for k, v in overrides.items() if v is not None})
-    return make_preset(preset, vocab_size=vocab_size, frame=tokenizer.frame, **shape)
+        shape = {lstm: given[name] for name, lstm in _LSTM_FIELDS.items() if name in given}
+        return LSTMConfig(vocab_size=tokenizer.vocab_size, hidden=hidden, **shape)
+    shape = {k: v for k, v in given.items() if k not in _TRAIN_FIELDS}
+    return PRESETS[preset].model_config(**{**shape, "vocab_size": tokenizer.vocab_size, "frame": tokenizer.frame})
 
 
 @cli.command()
@@ -212,13 +212,11 @@ def generate(checkpoint: Path, out: Path, primer_midi, primer_data, primer_piece
     """Sample new music from a trained model, continuing a primer; writes MIDI, piano rolls (and WAV)."""
     import time
 
+    from reprise.api import load, write_samples
     from reprise.generation.generate import generate as run_generate
-    from reprise.generation.output import write_samples
     from reprise.generation.sampling import SamplingConfig
-    from reprise.training.checkpoint import load_checkpoint
-    from reprise.device import pick_device
 
-    model, tokenizer = load_checkpoint(checkpoint, pick_device(device))
+    model, tokenizer = load(checkpoint, device)
     primer = _primer(tokenizer, primer_midi, primer_data, primer_piece, primer_split, primer_length)
     n_new = _tokens(length, tokenizer, "--length")
     started = time.perf_counter()
@@ -239,19 +237,14 @@ def generate(checkpoint: Path, out: Path, primer_midi, primer_data, primer_piece
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:1, mps.")
 def evaluate(checkpoint: Path, data: Path, split: str, stride: int | None, device: str) -> None:
     """Mean negative log-likelihood per token (nats) and perplexity on a split."""
+    from reprise.api import load, score
     from reprise.data.dataset import TokenDataset
-    from reprise.evaluation.nll import score
-    from reprise.training.checkpoint import load_checkpoint
-    from reprise.device import pick_device
 
-    model, tokenizer = load_checkpoint(checkpoint, pick_device(device))
-    dataset = TokenDataset(data, split)
-    if dataset.tokenizer.to_json() != tokenizer.to_json():
-        raise RepriseError(f"{data}: tokenized differently from the checkpoint's training data")
-    nll = score(model, [dataset.piece(i) for i in range(len(dataset))], model.config.context, stride,
-                frame=tokenizer.frame)
+    model, tokenizer = load(checkpoint, device)
+    nll = score(model, tokenizer, data, split, stride)
     click.echo(json.dumps({"split": split, "nll_per_token": round(nll.per_token, 5),
-                           "perplexity": round(nll.perplexity, 4), "tokens": nll.tokens, "pieces": len(dataset)}))
+                           "perplexity": round(nll.perplexity, 4), "tokens": nll.tokens,
+                           "pieces": len(TokenDataset(data, split))}))
 
 
 @cli.command()

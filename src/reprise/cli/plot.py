@@ -45,7 +45,7 @@ def attention(midi: Path, checkpoint: Path, note: int, layer: str, head: str, ou
     The piece is read with the checkpoint's tokenizer; in the HTML page, hovering
     any note shows its arcs.
     """
-    from reprise.training.checkpoint import load_checkpoint
+    from reprise.models.checkpoint import load_checkpoint
     from reprise.visualization.attention import note_attention, plot_attention
     from reprise.visualization.attention_html import write_attention_html
 

@@ -21,6 +21,7 @@ from typing import Any, ClassVar
 import numpy as np
 import symusic
 
+from reprise.data.midi import read_midi
 from reprise.errors import RepriseError
 
 
@@ -56,10 +57,7 @@ class Tokenizer(ABC):
 
     def encode_midi(self, path: Path) -> np.ndarray:
         """Read a MIDI file into ids, ``BOS`` first and without ``EOS`` (a primer)."""
-        try:
-            score = symusic.Score(str(path))
-        except Exception as err:  # symusic raises plain RuntimeErrors for bad files
-            raise RepriseError(f"{path}: cannot read MIDI ({err})") from err
+        score = read_midi(path)
         try:
             return self.compress(self.encode_score(score))[:-1]
         except RepriseError as err:

@@ -57,7 +57,7 @@ def windows(length: int, context: int, stride: int, frame: int = 1) -> list[tupl
 
 
 @torch.no_grad()
-def score(
+def nll_of(
     model: torch.nn.Module,
     pieces: Iterable[np.ndarray],
     context: int,

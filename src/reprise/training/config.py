@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
 from reprise.config import JsonConfig
 
@@ -45,12 +44,3 @@ class TrainConfig(JsonConfig):
     precision: str = "auto"  # auto (bf16 on CUDA, else fp32), bf16 or fp32
     device: str = "auto"
 
-
-
-# Training settings that belong with the model preset of the same name
-# (``reprise.models.config.PRESETS``); ``reprise train --preset NAME`` uses both.
-TRAIN_PRESETS: dict[str, dict[str, Any]] = {
-    # measured best on JSB Chorales within 60 minutes of a 2-core CPU (docs/results.md)
-    "jsb-best": dict(steps=1_000_000, max_minutes=60.0, batch_size=2, lr=3e-3, warmup=100, eval_every=1000,
-                     weight_decay=0.5, max_transpose=6, ema_decay=0.998, precision="bf16"),
-}

@@ -23,12 +23,14 @@ from tqdm import tqdm
 
 from reprise.errors import RepriseError
 from reprise.data.dataset import TokenDataset
-from reprise.evaluation.nll import score
+from reprise.evaluation.nll import nll_of
 from reprise.models import architecture_of, build_model, config_from_json
 from reprise.models.markov import MarkovChain
-from reprise.training.checkpoint import load_training_state, load_weights, save_checkpoint
+from reprise.models.checkpoint import load_weights, save_checkpoint
+from reprise.training.checkpoint import load_training_state, save_training_checkpoint
 from reprise.device import autocast, pick_device
 from reprise.training.config import TrainConfig
+from reprise.training.metrics import append_metrics
 
 
 @dataclass
@@ -206,7 +208,7 @@ class _Loop:
         """Score the validation split, log it, save ``last`` and (if better) ``best``."""
         pieces = [valid_set.piece(i) for i in range(len(valid_set))]
         with self.autocast:
-            nll = score(self.evaluated, pieces, self.model.config.context, frame=self.tokenizer.frame)
+            nll = nll_of(self.evaluated, pieces, self.model.config.context, frame=self.tokenizer.frame)
         self.log({"step": step, "val_nll": nll.per_token, "val_ppl": nll.perplexity, "val_tokens": nll.tokens,
                   "elapsed": time.perf_counter() - started})
         if not self.quiet:
@@ -222,13 +224,13 @@ class _Loop:
         """``best`` holds the validated weights (the average, if kept); ``last`` what resuming needs."""
         training = {"step": step, "best_val_nll": best, "elapsed": elapsed, "train_config": self.config.to_json()}
         if name == "best":
-            save_checkpoint(self.run_dir / name, self.evaluated, self.tokenizer, training, self.optimizer)
+            save_training_checkpoint(self.run_dir / name, self.evaluated, self.tokenizer, training, self.optimizer)
         else:
-            save_checkpoint(self.run_dir / name, self.model, self.tokenizer, training, self.optimizer, self.average)
+            save_training_checkpoint(self.run_dir / name, self.model, self.tokenizer, training, self.optimizer,
+                                     self.average)
 
     def log(self, row: dict[str, Any]) -> None:
-        with open(self.run_dir / "metrics.jsonl", "a") as f:
-            f.write(json.dumps({**row, "time": time.time()}) + "\n")
+        append_metrics(self.run_dir, row)
 
 
 def _fit_counts(run_dir: Path, chain: MarkovChain, train_set: TokenDataset, valid_set: TokenDataset) -> TrainResult:
@@ -236,11 +238,10 @@ def _fit_counts(run_dir: Path, chain: MarkovChain, train_set: TokenDataset, vali
     started = time.perf_counter()
     chain.fit(train_set.piece(i) for i in range(len(train_set)))
     rate = train_set.n_tokens() / (time.perf_counter() - started)
-    nll = score(chain, [valid_set.piece(i) for i in range(len(valid_set))], chain.config.context,
+    nll = nll_of(chain, [valid_set.piece(i) for i in range(len(valid_set))], chain.config.context,
                 frame=train_set.tokenizer.frame)
-    with open(run_dir / "metrics.jsonl", "a") as f:
-        f.write(json.dumps({"step": 1, "val_nll": nll.per_token, "val_ppl": nll.perplexity,
-                            "elapsed": time.perf_counter() - started}) + "\n")
+    append_metrics(run_dir, {"step": 1, "val_nll": nll.per_token, "val_ppl": nll.perplexity,
+                             "elapsed": time.perf_counter() - started})
     for name in ("best", "last"):
         save_checkpoint(run_dir / name, chain, train_set.tokenizer)
     return TrainResult(run_dir, 1, nll.per_token, rate)

@@ -14,11 +14,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-import matplotlib.pyplot as plt
 import numpy as np
 import symusic
 import torch
 from matplotlib.axes import Axes
+from matplotlib.figure import Figure
 from matplotlib.path import Path as CurvePath
 from matplotlib.patches import PathPatch, Rectangle
 from matplotlib.lines import Line2D
@@ -132,8 +132,8 @@ def plot_attention(attention: NoteAttention, query: int, out: Path, layer: str =
     """Draw the arcs from note index ``query`` to the notes it attends to, one panel per layer, into ``out``."""
     panels = view(attention.weights, layer, head)
     width, height = roll_figsize(attention.score, 3.2)
-    fig, axes = plt.subplots(len(panels), 1, figsize=(width, 0.9 + height * len(panels)), dpi=110,
-                             sharex=True, squeeze=False)
+    fig = Figure(figsize=(width, 0.9 + height * len(panels)), dpi=110)
+    axes = fig.subplots(len(panels), 1, sharex=True, squeeze=False)
     for ax, (panel_title, heads) in zip(axes[:, 0], panels):
         draw_roll(ax, attention.score, alpha=0.35)
         for _, colour, matrix in heads:

@@ -13,18 +13,15 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-import matplotlib
+from matplotlib.figure import Figure
+import symusic
+from matplotlib.artist import Artist
+from matplotlib.axes import Axes
+from matplotlib.collections import PatchCollection
+from matplotlib.patches import Patch, Rectangle
 
-matplotlib.use("Agg")  # files only; never needs a display
-import matplotlib.pyplot as plt  # noqa: E402
-import symusic  # noqa: E402
-from matplotlib.artist import Artist  # noqa: E402
-from matplotlib.axes import Axes  # noqa: E402
-from matplotlib.collections import PatchCollection  # noqa: E402
-from matplotlib.patches import Patch, Rectangle  # noqa: E402
-
-from reprise.data.tokenizer import score_notes  # noqa: E402
-from reprise.midi import read_midi  # noqa: E402
+from reprise.data.tokenizer import score_notes
+from reprise.data.midi import read_midi
 
 NOTE_NAMES = ("C", "C#", "D", "D#", "E", "F", "F#", "G", "G#", "A", "A#", "B")
 BLACK_KEYS = {1, 3, 6, 8, 10}
@@ -86,7 +83,8 @@ def draw_roll(ax: Axes, score: symusic.Score, alpha: float = 1.0) -> list[RollNo
 def plot_pianoroll(midi: Path | symusic.Score, out: Path, title: str | None = None) -> Path:
     """Draw ``midi`` (a file or a score) as a piano roll into the PNG ``out``."""
     score = midi if isinstance(midi, symusic.Score) else read_midi(midi)
-    fig, ax = plt.subplots(figsize=roll_figsize(score), dpi=110)
+    fig = Figure(figsize=roll_figsize(score), dpi=110)
+    ax = fig.subplots()
     notes = draw_roll(ax, score)
     name = title or (Path(midi).name if not isinstance(midi, symusic.Score) else "piano roll")
     ax.set_title(f"{name}: {len(notes)} notes, {math.ceil(ax.get_xlim()[1] - 1e-9)} bars", loc="left")
@@ -109,12 +107,16 @@ def add_track_legend(ax: Axes, score: symusic.Score, extra: Sequence[Artist] = (
         ax.legend(handles=handles, loc="upper left", bbox_to_anchor=(1.005, 1), fontsize=8, frameon=False)
 
 
-def save(fig: plt.Figure, out: Path) -> Path:
-    """Write ``fig`` to ``out`` (creating its folder) and free it."""
+def save(fig: Figure, out: Path) -> Path:
+    """Write ``fig`` to ``out`` (creating its folder).
+
+    Figures here are plain :class:`~matplotlib.figure.Figure` objects, not pyplot's:
+    drawing files never touches the global backend (a notebook's inline plots keep
+    working) and nothing needs closing.
+    """
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(out)
-    plt.close(fig)
     return out
 
 
