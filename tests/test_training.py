@@ -11,7 +11,7 @@ from safetensors.torch import load_file
 
 from reprise.errors import RepriseError
 from reprise.data.dataset import TokenDataset
-from reprise.evaluation.nll import nll_of, windows
+from reprise.evaluation.nll import nll_of
 from reprise.device import uses_bf16
 from reprise.models.config import ModelConfig
 from reprise.training import trainer
@@ -98,18 +98,6 @@ def test_checkpoints_hold_no_pickles(small_chorales, tmp_path):
     for name in ("best", "last"):
         files = sorted(p.name for p in (tmp_path / "run" / name).iterdir())
         assert files == ["model.json", "model.safetensors", "optimizer.safetensors", "tokenizer.json", "training.json"]
-
-
-@pytest.mark.parametrize("frame", [1, 4])
-def test_windows_score_every_token_exactly_once(frame):
-    for length in (5, 64, 65, 66, 200, 1001):
-        scored = []
-        for start, end, first in windows(length, context=64, stride=16, frame=frame):
-            assert end - start - 1 <= 64 and first > start and start % frame == 0
-            # each scored token sees >= context - stride tokens, less the frame alignment
-            assert first - start - 1 >= min(48 - (frame - 1), first - 1)
-            scored += range(first, end)
-        assert scored == list(range(1, length))
 
 
 def test_batches_start_on_frame_boundaries(small_chorales):

@@ -23,6 +23,7 @@ import numpy as np
 
 from reprise.errors import RepriseError
 from reprise.data.tokenizer import Tokenizer, tokenizer_from_json
+from reprise.data.windows import crop_start
 
 SPLITS = ("train", "valid", "test")
 
@@ -135,8 +136,7 @@ class TokenDataset:
         window = np.full((batch_size, context + 1), self.tokenizer.pad_id, dtype=np.int64)
         for row, i in enumerate(chosen):
             ids = self.piece(i)
-            n_starts = 1 + max(0, len(ids) - 1 - context + frame - 1) // frame
-            start = 0 if n_starts == 1 else int(rng.integers(n_starts)) * frame
+            start = crop_start(len(ids), context, frame, rng)
             ids = ids[start : start + context + 1]
             ids = self.tokenizer.augment(ids, rng)[: context + 1] if augment else ids
             window[row, : len(ids)] = ids

@@ -13,6 +13,7 @@ import torch
 from torch import nn
 
 from reprise.data.tokenizer import Tokenizer
+from reprise.data.windows import slide_start
 from reprise.generation.sampling import SamplingConfig, sample
 
 
@@ -47,10 +48,10 @@ def generate(
     banned = torch.zeros(tokenizer.vocab_size, dtype=torch.bool, device=device)
     banned[[tokenizer.pad_id, tokenizer.bos_id, tokenizer.eos_id]] = True
 
-    start, logits = _window_start(seq.shape[1], context, frame), None
+    start, logits = slide_start(seq.shape[1], context, frame), None
     for i in range(n_new):
         if seq.shape[1] - start > context:  # the window is full: slide it
-            start, logits = _window_start(seq.shape[1], context, frame), None
+            start, logits = slide_start(seq.shape[1], context, frame), None
         if logits is None:  # prefill the window (every step when not caching)
             caches = model.new_caches(num_samples, context) if use_cache else None
             logits = model(seq[:, start:], caches)[:, -1]
@@ -60,18 +61,6 @@ def generate(
         full = seq.shape[1] - start > context
         logits = None if caches is None or full or i == n_new - 1 else model(token[:, None], caches)[:, -1]
     return seq.cpu().numpy()
-
-
-def _window_start(length: int, context: int, frame: int) -> int:
-    """Where the attended window starts: 0 while it fits, else the last half-context on a frame boundary.
-
-    The window then stays put, growing token by token, until it fills the
-    context again; cached and uncached decoding slide it at the same steps.
-    """
-    if length <= context:
-        return 0
-    start = length - max(frame, context // 2)
-    return start - start % frame
 
 
 def _disallowed(tokenizer: Tokenizer, position: int, banned: torch.Tensor) -> torch.Tensor:

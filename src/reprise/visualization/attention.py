@@ -25,6 +25,7 @@ from matplotlib.lines import Line2D
 
 from reprise.errors import RepriseError
 from reprise.data.tokenizer import Tokenizer
+from reprise.data.windows import reading_windows
 from reprise.models.transformer import MusicTransformer
 from reprise.visualization.pianoroll import (
     RollNote,
@@ -90,14 +91,9 @@ def token_attention(model: MusicTransformer, ids: np.ndarray, frame: int = 1) ->
     if not isinstance(model, MusicTransformer):
         raise RepriseError(f"a {type(model).__name__} has no attention to show; use a transformer checkpoint")
     ids = np.asarray(ids)
-    context, n = model.config.context, len(ids)
-    hop = max(frame, context // 2 // frame * frame)
-    window_of = np.maximum(0, (np.arange(n) - context) // hop + 1)
+    n = len(ids)
     out = np.zeros((model.config.n_layers, model.config.n_heads, n, n), dtype=np.float32)
-    for k in np.unique(window_of):
-        start = int(k) * hop
-        stop = min(n, start + context)
-        rows = np.flatnonzero(window_of == k)
+    for start, stop, rows in reading_windows(n, model.config.context, frame):
         weights = _hooked_weights(model, ids[start:stop])
         out[:, :, rows, start:stop] = weights[:, :, rows - start]
     return out
