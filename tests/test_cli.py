@@ -105,4 +105,19 @@ def test_the_jsb_best_preset_brings_its_training_settings_and_options_still_over
     assert train["steps"] == 1 and train["max_minutes"] == 0.5 and train["max_transpose"] == 2  # the command line's
     assert model["attention"] == "rope" and model["positions"] == "frame" and model["frame"] == 4
     assert model["context"] == 32 and model["attention_dropout"] == 0.0
-    assert json.loads((run_dir / "best" / "tokenizer.json").read_text())["max_transpose"] == 2
+    assert "max_transpose" not in json.loads((run_dir / "best" / "tokenizer.json").read_text())  # a training setting
+
+
+def test_evaluate_accepts_runs_trained_with_max_transpose_and_any_stride(capsys, small_chorales, tmp_path):
+    """Regressions: evaluate refused such checkpoints ("tokenized differently"), and crashed on strides above
+    the context or of context - 1 with the chorale grid's 4-token frames."""
+    run_dir = tmp_path / "run"
+    code, _, _ = run(capsys, "train", "--data", small_chorales, "--run", run_dir, "--steps", "1", "--batch-size", "2",
+                     "--device", "cpu", "--max-transpose", "5", *SMALL_MODEL, "--positions", "frame")
+    assert code == 0
+    reports = []
+    for stride in ([], ["--stride", "31"], ["--stride", "100"]):
+        code, out, err = run(capsys, "evaluate", "--checkpoint", run_dir, "--data", small_chorales, *stride)
+        assert code == 0, err
+        reports.append(json.loads(out))
+    assert len({r["tokens"] for r in reports}) == 1  # every token scored once, whatever the stride

@@ -15,6 +15,7 @@ import symusic
 
 from reprise.cli.main import main
 from reprise.data import sources
+from reprise.data.augment import Augmentation
 from reprise.data.dataset import TokenDataset, read_manifest
 from reprise.data.prepare import CRASHED, prepare
 
@@ -112,8 +113,8 @@ def test_kern_zip_with_melody_grid_and_augmented_batches(tmp_path):
     train = TokenDataset(data, "train")
     moved = 0
     for seed in range(8):  # the first window of a batch is the same with and without augmentation
-        plain = train.batch(np.random.default_rng(seed), 4, 64, augment=False)[0][0]
-        varied = train.batch(np.random.default_rng(seed), 4, 64, augment=True)[0][0]
+        plain = train.batch(np.random.default_rng(seed), 4, 64, augment=None)[0][0]
+        varied = train.batch(np.random.default_rng(seed), 4, 64, augment=Augmentation())[0][0]
         np.testing.assert_array_equal(plain < 5, varied < 5)  # only pitches move; holds, rests, specials stay
         assert len(set(varied[varied >= 5] - plain[plain >= 5])) == 1 and varied.max() < train.tokenizer.vocab_size
         moved += (plain != varied).any()

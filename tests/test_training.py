@@ -11,6 +11,7 @@ from safetensors.torch import load_file
 
 from reprise.errors import RepriseError
 from reprise.data.dataset import TokenDataset
+from reprise.data.tokenizer import tokenizer_from_json
 from reprise.evaluation.nll import nll_of
 from reprise.device import uses_bf16
 from reprise.models.config import ModelConfig
@@ -130,21 +131,27 @@ def test_bf16_precision_autocasts_on_cpu_and_keeps_float32_weights(small_chorale
         uses_bf16("fp8", torch.device("cpu"))
 
 
-def test_max_transpose_widens_augmentation_and_is_saved_with_the_tokenizer(small_chorales, tmp_path):
+def test_max_transpose_widens_augmentation_and_stays_out_of_the_tokenizer(small_chorales, tmp_path):
     vocab = TokenDataset(small_chorales, "train").tokenizer.vocab_size
-    trainer.train(tmp_path / "run", small_chorales, small_config(vocab),
-                  TrainConfig(steps=1, batch_size=2, eval_every=1, device="cpu", max_transpose=6), quiet=True)
+    config = TrainConfig(steps=1, batch_size=2, eval_every=1, device="cpu", max_transpose=6)
+    trainer.train(tmp_path / "run", small_chorales, small_config(vocab), config, quiet=True)
     _, tokenizer = load_checkpoint(tmp_path / "run" / "best")
-    assert tokenizer.max_transpose == 6
     dataset = TokenDataset(small_chorales, "train")
-    dataset.tokenizer.max_transpose = tokenizer.max_transpose
+    assert tokenizer.to_json() == dataset.tokenizer.to_json()  # a training choice, not part of the encoding
+    assert json.loads((tmp_path / "run" / "run.json").read_text())["train"]["max_transpose"] == 6
     shifts = set()
     for seed in range(200):  # the same window, plain and augmented
         plain, _ = dataset.batch(np.random.default_rng(seed), 1, 64)
-        moved, _ = dataset.batch(np.random.default_rng(seed), 1, 64, augment=True)
+        moved, _ = dataset.batch(np.random.default_rng(seed), 1, 64, augment=config.augmentation())
         pitched = plain > dataset.tokenizer.silence_id
         shifts |= set(np.unique(moved[pitched] - plain[pitched]).tolist())
     assert max(map(abs, shifts)) in (4, 5, 6)  # beyond the default 3, within 6
+
+
+def test_old_tokenizer_files_with_max_transpose_still_load(small_chorales):
+    data = json.loads((small_chorales / "tokenizer.json").read_text())
+    old = tokenizer_from_json({**data, "max_transpose": 6})
+    assert old.to_json() == tokenizer_from_json(data).to_json() and "max_transpose" not in old.to_json()
 
 
 def test_frame_positions_must_match_the_tokenizers_frame(small_chorales, tmp_path):

@@ -20,7 +20,7 @@ import symusic
 
 from reprise.constants import TICKS_PER_QUARTER, TICKS_PER_STEP
 from reprise.errors import RepriseError
-from reprise.data.tokenizer import Tokenizer, random_shift, register
+from reprise.data.tokenizer import Tokenizer, known_fields, register, shift_bounds
 
 VOICES = ("Soprano", "Alto", "Tenor", "Bass")
 SILENCE = -1  # pitch value for "this voice is silent" in grids, as in the JSB JSON
@@ -35,7 +35,6 @@ class ChoraleGrid(Tokenizer):
     pitch_max: int = 108
     voice_ranges: list[tuple[int, int]] = field(default_factory=lambda: [(21, 108)] * 4)
     tempo_qpm: float = 80.0
-    max_transpose: int = 3
 
     name = "chorale-grid"
     frame = 4
@@ -122,8 +121,8 @@ class ChoraleGrid(Tokenizer):
             ranges.append((int(sounding.min()), int(sounding.max())))
         self.voice_ranges = ranges
 
-    def augment(self, ids: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-        """Transpose the window, keeping every voice inside its (fitted) voice range.
+    def transpose_bounds(self, ids: np.ndarray) -> tuple[int, int] | None:
+        """Shifts that keep every voice inside its (fitted) voice range.
 
         Windows start at ``BOS`` or on a step boundary, so token ``j`` belongs to
         voice ``(j - 1) % 4``.
@@ -131,20 +130,22 @@ class ChoraleGrid(Tokenizer):
         voice = (np.arange(len(ids)) - 1) % 4
         pitched = ids > self.silence_id
         if not pitched.any():
-            return ids
+            return None
         used = [v for v in range(4) if pitched[voice == v].any()]
         lows = np.array([ids[pitched & (voice == v)].min() for v in used]) - 4 + self.pitch_min
         highs = np.array([ids[pitched & (voice == v)].max() for v in used]) - 4 + self.pitch_min
         ranges = np.array([self.voice_ranges[v] for v in used])
-        shift = random_shift(lows, highs, ranges[:, 0], ranges[:, 1], self.max_transpose, rng)
-        return np.where(pitched, ids + shift, ids)
+        return shift_bounds(lows, highs, ranges[:, 0], ranges[:, 1])
+
+    def transposed(self, ids: np.ndarray, shift: int) -> np.ndarray:
+        return np.where(ids > self.silence_id, ids + shift, ids)
 
     def to_json(self) -> dict[str, Any]:
         return {"name": self.name, **asdict(self)}
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> "ChoraleGrid":
-        fields = {k: v for k, v in data.items() if k != "name"}
+        fields = known_fields(cls, data)
         fields["voice_ranges"] = [tuple(r) for r in fields["voice_ranges"]]
         return cls(**fields)
 

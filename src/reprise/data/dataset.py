@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 
 from reprise.errors import RepriseError
+from reprise.data.augment import Augmentation
 from reprise.data.tokenizer import Tokenizer, tokenizer_from_json
 from reprise.data.windows import crop_start
 
@@ -120,13 +121,13 @@ class TokenDataset:
         return int(self.offsets[-1])
 
     def batch(
-        self, rng: np.random.Generator, batch_size: int, context: int, augment: bool = False
+        self, rng: np.random.Generator, batch_size: int, context: int, augment: Augmentation | None = None
     ) -> tuple[np.ndarray, np.ndarray]:
         """``(inputs, targets)`` of shape ``(batch, context)``; padding targets are ``pad_id``.
 
         Pieces are drawn in proportion to their length, and a window starts at
         ``BOS`` or on a frame boundary, so that every token is equally likely to be
-        trained on and structured encodings stay aligned.
+        trained on and structured encodings stay aligned. ``augment`` varies each window.
         """
         if len(self) == 0:
             raise RepriseError(f"{self.directory}: the {self.split} split has no pieces")
@@ -138,7 +139,7 @@ class TokenDataset:
             ids = self.piece(i)
             start = crop_start(len(ids), context, frame, rng)
             ids = ids[start : start + context + 1]
-            ids = self.tokenizer.augment(ids, rng)[: context + 1] if augment else ids
+            ids = augment(ids, self.tokenizer, rng)[: context + 1] if augment else ids
             window[row, : len(ids)] = ids
         return window[:, :-1], window[:, 1:]
 

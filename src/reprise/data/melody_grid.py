@@ -22,19 +22,18 @@ import symusic
 
 from reprise.constants import TICKS_PER_QUARTER, TICKS_PER_STEP
 from reprise.errors import RepriseError
-from reprise.data.tokenizer import Tokenizer, random_shift, register
+from reprise.data.tokenizer import Tokenizer, known_fields, register, shift_bounds
 
 HOLD, REST, FIRST_PITCH = 3, 4, 5
 
 
 @dataclass
 class MelodyGrid(Tokenizer):
-    """16th-note melody tokenizer; augments by transposition inside its pitch range."""
+    """16th-note melody tokenizer; transposes inside its pitch range."""
 
     pitch_min: int = 21
     pitch_max: int = 108
     tempo_qpm: float = 100.0
-    max_transpose: int = 3
 
     name = "melody-grid"
 
@@ -75,20 +74,22 @@ class MelodyGrid(Tokenizer):
         score.tracks.append(track)
         return score
 
-    def augment(self, ids: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    def transpose_bounds(self, ids: np.ndarray) -> tuple[int, int] | None:
         pitched = ids >= FIRST_PITCH
         if not pitched.any():
-            return ids
-        shift = random_shift(ids[pitched].min(keepdims=True), ids[pitched].max(keepdims=True),
-                             [FIRST_PITCH], [self.vocab_size - 1], self.max_transpose, rng)
-        return np.where(pitched, ids + shift, ids)
+            return None
+        return shift_bounds(ids[pitched].min(keepdims=True), ids[pitched].max(keepdims=True),
+                            [FIRST_PITCH], [self.vocab_size - 1])
+
+    def transposed(self, ids: np.ndarray, shift: int) -> np.ndarray:
+        return np.where(ids >= FIRST_PITCH, ids + shift, ids)
 
     def to_json(self) -> dict[str, Any]:
         return {"name": self.name, **asdict(self)}
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> "MelodyGrid":
-        return cls(**{k: v for k, v in data.items() if k != "name"})
+        return cls(**known_fields(cls, data))
 
 
 register(MelodyGrid)

@@ -86,10 +86,6 @@ def train(
         raise ValueError("a new run needs data_dir, model_config and train_config")
     train_set, valid_set = TokenDataset(data_dir, "train"), TokenDataset(data_dir, "valid")
     tokenizer = train_set.tokenizer
-    if train_config.max_transpose is not None:
-        if not hasattr(tokenizer, "max_transpose"):
-            raise RepriseError(f"{data_dir}: the {tokenizer.name} tokenizer does not transpose; drop max_transpose")
-        tokenizer.max_transpose = train_config.max_transpose  # saved with checkpoints: what training saw
     if model_config.vocab_size != tokenizer.vocab_size:
         raise RepriseError(f"model vocab {model_config.vocab_size} != tokenizer vocab {tokenizer.vocab_size}")
     if getattr(model_config, "positions", None) == "frame" and model_config.frame != tokenizer.frame:
@@ -134,6 +130,7 @@ class _Loop:
         self.evaluated = average.module if average is not None else model  # what validation scores
         self.tokenizer, self.config, self.device, self.quiet = tokenizer, config, device, quiet
         self.autocast = autocast(config.precision, device)
+        self.augmentation = config.augmentation()
 
     def run(self, train_set: TokenDataset, valid_set: TokenDataset, step: int, best: float,
             elapsed: float) -> TrainResult:
@@ -187,7 +184,7 @@ class _Loop:
         total, tokens = 0.0, 0
         for micro in range(config.grad_accum):
             rng = np.random.default_rng([config.seed, step, micro])
-            inputs, targets = train_set.batch(rng, config.batch_size, self.model.config.context, config.augment)
+            inputs, targets = train_set.batch(rng, config.batch_size, self.model.config.context, self.augmentation)
             inputs = torch.from_numpy(inputs).to(self.device)
             targets = torch.from_numpy(targets).to(self.device)
             with self.autocast:
