@@ -22,6 +22,7 @@ import torch
 import torch.nn.functional as F
 
 from reprise.data.windows import scoring_windows
+from reprise.models import in_eval_mode
 
 
 @dataclass
@@ -41,6 +42,7 @@ class NLL:
 
 
 @torch.no_grad()
+@in_eval_mode
 def nll_of(
     model: torch.nn.Module,
     pieces: Iterable[np.ndarray],
@@ -52,8 +54,6 @@ def nll_of(
     """Summed NLL of ``pieces`` (arrays of ids, ``BOS`` first) under ``model``; windows start on ``frame``s."""
     stride = stride or max(1, context // 2)
     device = next(model.parameters()).device
-    was_training = model.training
-    model.eval()
     jobs = [(ids, w) for ids in pieces for w in scoring_windows(len(ids), context, stride, frame)]
     total, count = 0.0, 0
     for i in range(0, len(jobs), batch_size):
@@ -69,5 +69,4 @@ def nll_of(
         nll = F.cross_entropy(logits.flatten(0, 1), targets.to(device).flatten(), reduction="sum")
         total += nll.item()
         count += int((targets != -100).sum())
-    model.train(was_training)
     return NLL(total, count)

@@ -15,9 +15,11 @@ from torch import nn
 from reprise.data.tokenizer import Tokenizer
 from reprise.data.windows import slide_start
 from reprise.generation.sampling import SamplingConfig, sample
+from reprise.models import in_eval_mode
 
 
 @torch.no_grad()
+@in_eval_mode
 def generate(
     model: nn.Module,
     tokenizer: Tokenizer,
@@ -35,12 +37,11 @@ def generate(
 
     Special tokens are never sampled, so every sample has exactly ``n_new`` new
     tokens; the tokenizer's :meth:`~Tokenizer.allowed_next` keeps structured
-    encodings well-formed.
+    encodings well-formed. The model runs in eval mode and is left in the mode it was in.
     """
     sampling = sampling or SamplingConfig()
     device = next(model.parameters()).device
     generator = torch.Generator(device=device).manual_seed(seed)
-    model.eval()
     seq = torch.as_tensor(primer, dtype=torch.long, device=device)
     seq = seq.repeat(num_samples, 1) if seq.dim() == 1 else seq
     num_samples = seq.shape[0]

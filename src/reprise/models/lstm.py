@@ -4,6 +4,9 @@ ids -> embedding -> stacked LSTM (dropout between layers) -> logits. It offers
 the same interface as the transformer (``forward(ids, caches)``,
 ``new_caches``), so training, sampling and scoring treat both alike; its
 "cache" is the recurrent state, which is all an LSTM needs to continue.
+
+Shapes in comments: B batch, T time (queries), S source (keys), H heads, D model width,
+Dh head dim (D / H), V vocabulary.
 """
 
 from __future__ import annotations

@@ -10,6 +10,9 @@ It has the transformer's interface (``forward(ids, caches)`` returning
 log-probabilities as logits, ``new_caches``), so scoring, sampling and
 checkpoints treat it like the neural models; its counts are tensors, saved in
 safetensors.
+
+Shapes in comments: B batch, T time (queries), S source (keys), H heads, D model width,
+Dh head dim (D / H), V vocabulary.
 """
 
 from __future__ import annotations

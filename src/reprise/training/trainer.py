@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import math
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,6 +32,8 @@ from reprise.training.checkpoint import load_training_state, save_training_check
 from reprise.device import autocast, pick_device
 from reprise.training.config import TrainConfig
 from reprise.training.metrics import append_metrics
+
+LOG_INTERVAL_S = 60  # progress-bar updates when stderr is not a terminal (a log file)
 
 
 @dataclass
@@ -149,7 +152,7 @@ class _Loop:
                 tokens_done += tokens
                 rate = tokens_done / (time.perf_counter() - session_start)
                 bar.update(1 if config.max_minutes is None else min(bar.total, time.perf_counter() - started) - bar.n)
-                bar.set_postfix(step=step, loss=f"{loss:.3f}", tok_s=f"{rate:,.0f}", best_val=f"{best:.3f}")
+                bar.set_postfix(step=step, loss=f"{loss:.3f}", tok_s=f"{rate:,.0f}", best_val=f"{best:.3f}", refresh=False)
                 self.log({"step": step, "loss": loss, "lr": lr, "tokens_per_s": rate,
                           "elapsed": time.perf_counter() - started})
                 if step % config.eval_every == 0:
@@ -166,12 +169,13 @@ class _Loop:
 
     def progress_bar(self, step: int, elapsed: float) -> tqdm:
         """Counts steps, or seconds when the run has a time budget, so the ETA is right either way."""
+        # on a terminal the bar redraws in place; in a log file every redraw is a new line, so update rarely
+        common = dict(desc="train", disable=self.quiet, dynamic_ncols=True,
+                      mininterval=0.1 if sys.stderr.isatty() else LOG_INTERVAL_S)
         if self.config.max_minutes is None:
-            return tqdm(total=self.config.steps, initial=step, desc="train", unit="step", disable=self.quiet,
-                        dynamic_ncols=True)
-        return tqdm(total=round(60 * self.config.max_minutes), initial=elapsed, desc="train", unit="s",
-                    disable=self.quiet, dynamic_ncols=True, bar_format="{l_bar}{bar}| {n:.0f}/{total}s "
-                    "[{elapsed}<{remaining}{postfix}]")
+            return tqdm(total=self.config.steps, initial=step, unit="step", **common)
+        return tqdm(total=round(60 * self.config.max_minutes), initial=elapsed, unit="s",
+                    bar_format="{l_bar}{bar}| {n:.0f}/{total}s [{elapsed}<{remaining}{postfix}]", **common)
 
     def out_of_time(self, started: float) -> bool:
         limit = self.config.max_minutes
