@@ -44,18 +44,29 @@ def run_one(name: str, base: dict, change: dict, steps: int, data: Path, out: Pa
     curve = [(r["step"], round(r["val_nll"], 4)) for r in valid_rows]
     best_step, best = min(curve, key=lambda point: point[1])
     losses = [r["loss"] for r in train_rows][-200:]
-    return {"name": name, "change": change, "steps": steps, "best_valid_nll": best, "best_step": best_step,
-            "final_train_loss": round(sum(losses) / len(losses), 4), "seconds": round(time.perf_counter() - started),
-            "curve": curve}
+    return {
+        "name": name,
+        "change": change,
+        "steps": steps,
+        "best_valid_nll": best,
+        "best_step": best_step,
+        "final_train_loss": round(sum(losses) / len(losses), 4),
+        "seconds": round(time.perf_counter() - started),
+        "curve": curve,
+    }
 
 
 def table(rows: list[dict]) -> str:
-    lines = ["| run | change | steps | best valid NLL | at step | train loss (last 200) |",
-             "|---|---|---:|---:|---:|---:|"]
+    lines = [
+        "| run | change | steps | best valid NLL | at step | train loss (last 200) |",
+        "|---|---|---:|---:|---:|---:|",
+    ]
     for r in rows:
         change = ", ".join(f"{k}={v}" for part in r["change"].values() for k, v in part.items()) or "none"
-        lines.append(f"| {r['name']} | {change} | {r['steps']:,} | {r['best_valid_nll']:.4f} | "
-                     f"{r['best_step']:,} | {r['final_train_loss']:.4f} |")
+        lines.append(
+            f"| {r['name']} | {change} | {r['steps']:,} | {r['best_valid_nll']:.4f} | "
+            f"{r['best_step']:,} | {r['final_train_loss']:.4f} |"
+        )
     return "\n".join(lines)
 
 
@@ -75,8 +86,10 @@ def main() -> None:
         data = prepare(str(args.data), args.out / "data")
     # a GPU context does not survive fork; each run gets a fresh process
     with ProcessPoolExecutor(args.parallel, mp_context=multiprocessing.get_context("spawn")) as pool:
-        jobs = [pool.submit(run_one, r["name"], spec["base"], r.get("change", {}), r["steps"], data, args.out,
-                            args.device) for r in runs]
+        jobs = [
+            pool.submit(run_one, r["name"], spec["base"], r.get("change", {}), r["steps"], data, args.out, args.device)
+            for r in runs
+        ]
         rows = [job.result() for job in jobs]
     (args.out / "results.json").write_text(json.dumps(rows, indent=1))
     (args.out / "results.md").write_text(table(rows) + "\n")

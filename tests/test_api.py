@@ -34,8 +34,13 @@ def readme_example() -> str:
 
 def test_the_readme_example_loads_generates_writes_and_scores(small_chorales, tmp_path, monkeypatch, capsys):
     vocab = TokenDataset(small_chorales, "train").tokenizer.vocab_size
-    train(tmp_path / "runs" / "bach", small_chorales, ModelConfig(vocab_size=vocab, **TINY),
-          TrainConfig(steps=2, batch_size=2, eval_every=2, device="cpu"), quiet=True)
+    train(
+        tmp_path / "runs" / "bach",
+        small_chorales,
+        ModelConfig(vocab_size=vocab, **TINY),
+        TrainConfig(steps=2, batch_size=2, eval_every=2, device="cpu"),
+        quiet=True,
+    )
     (tmp_path / "data").mkdir()
     (tmp_path / "data" / "bach").symlink_to(small_chorales)
     monkeypatch.chdir(tmp_path)
@@ -44,7 +49,11 @@ def test_the_readme_example_loads_generates_writes_and_scores(small_chorales, tm
     exec(compile(code, "README.md", "exec"), {})
     printed = capsys.readouterr().out.splitlines()
     assert sorted(p.name for p in (tmp_path / "samples").iterdir()) == [
-        "sample-1.mid", "sample-1.png", "sample-2.mid", "sample-2.png"]
+        "sample-1.mid",
+        "sample-1.png",
+        "sample-2.mid",
+        "sample-2.png",
+    ]
     assert 0 < float(printed[-1]) < 6
 
 
@@ -69,17 +78,21 @@ def test_generate_leaves_the_model_in_the_mode_it_found():
 
 
 def test_importing_reprise_leaves_matplotlibs_backend_alone():
-    code = ("import sys, matplotlib; import reprise.api, reprise.visualization.attention, reprise.visualization.curves;"
-            "assert matplotlib.get_backend() == 'pdf', matplotlib.get_backend();"
-            "assert 'matplotlib.pyplot' not in sys.modules")
+    code = (
+        "import sys, matplotlib; import reprise.api, reprise.visualization.attention, reprise.visualization.curves;"
+        "assert matplotlib.get_backend() == 'pdf', matplotlib.get_backend();"
+        "assert 'matplotlib.pyplot' not in sys.modules"
+    )
     env = {**os.environ, "MPLBACKEND": "pdf", "PYTHONPATH": str(ROOT / "src")}
     result = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
 
 
 def test_importing_a_data_module_does_not_load_the_api():
-    code = ("import sys, reprise.data.windows; "
-            "assert not [m for m in sys.modules if m.split('.')[:2] in (['reprise', 'api'], ['reprise', 'training'])]")
+    code = (
+        "import sys, reprise.data.windows; "
+        "assert not [m for m in sys.modules if m.split('.')[:2] in (['reprise', 'api'], ['reprise', 'training'])]"
+    )
     env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
     result = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
@@ -103,7 +116,11 @@ def test_every_decoding_cache_counts_the_tokens_it_has_seen(kind):
 
 def test_a_progress_bar_in_a_log_file_is_not_redrawn_every_step(small_chorales, tmp_path, capsys):
     vocab = TokenDataset(small_chorales, "train").tokenizer.vocab_size
-    train(tmp_path / "run", small_chorales, ModelConfig(vocab_size=vocab, **TINY),
-          TrainConfig(steps=10, batch_size=1, eval_every=10, device="cpu"))
+    train(
+        tmp_path / "run",
+        small_chorales,
+        ModelConfig(vocab_size=vocab, **TINY),
+        TrainConfig(steps=10, batch_size=1, eval_every=10, device="cpu"),
+    )
     err = capsys.readouterr().err  # not a terminal
     assert "10/10" in err and err.count("train:") <= 4  # first, after the validation line, last

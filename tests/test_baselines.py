@@ -10,9 +10,9 @@ from reprise.data.chorale_grid import ChoraleGrid
 from reprise.data.dataset import TokenDataset
 from reprise.evaluation.nll import nll_of
 from reprise.generation.generate import generate
+from reprise.models.checkpoint import load_checkpoint, save_checkpoint
 from reprise.models.lstm import LSTMConfig, LSTMLanguageModel
 from reprise.models.markov import MarkovChain, MarkovConfig
-from reprise.models.checkpoint import load_checkpoint, save_checkpoint
 
 
 def test_witten_bell_matches_a_hand_computation():

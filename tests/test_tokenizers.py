@@ -9,15 +9,14 @@ import numpy as np
 import pytest
 import symusic
 
+from conftest import SHARED
 from reprise.data.augment import Augmentation
 from reprise.data.chorale_grid import ChoraleGrid, grid_to_score
 from reprise.data.melody_grid import HOLD, REST, MelodyGrid
-from reprise.data.miditok_adapter import MIDILike, REMI, TSD
+from reprise.data.miditok_adapter import REMI, TSD, MIDILike
 from reprise.data.performance import NOTE_OFF, NOTE_ON, TIME_SHIFT, VELOCITY, Performance
-from reprise.data.sources import read_item, select_tracks, Item
+from reprise.data.sources import Item, read_item, select_tracks
 from reprise.data.tokenizer import tokenizer_from_json
-
-from conftest import SHARED
 
 augment = Augmentation()  # the training default: up to 3 semitones, and time stretches where ids carry time
 
@@ -94,8 +93,9 @@ def test_miditok_tokenizers_round_trip_real_files(cls, pop_files, tmp_path):
         assert ids[0] == tokenizer.bos_id and ids[-1] == tokenizer.eos_id
         np.testing.assert_array_equal(_round_trip(tokenizer, ids, tmp_path), ids[:-1])
     again = tokenizer_from_json(json.loads(json.dumps(tokenizer.to_json())))
-    np.testing.assert_array_equal(again.encode_score(symusic.Score(str(pop_files[0]))),
-                                  tokenizer.encode_score(symusic.Score(str(pop_files[0]))))
+    np.testing.assert_array_equal(
+        again.encode_score(symusic.Score(str(pop_files[0]))), tokenizer.encode_score(symusic.Score(str(pop_files[0])))
+    )
 
 
 def test_miditok_augmentation_moves_only_pitches(pop_files):
@@ -135,7 +135,14 @@ def test_melody_grid_round_trips_essen_songs(erk_scores, tmp_path):
     score.tracks.append(track)
     names = tokenizer.token_names()
     assert [names[i] for i in tokenizer.encode_score(score)] == [
-        "BOS", "PITCH_60", "HOLD", "PITCH_60", "REST", "PITCH_62", "EOS"]
+        "BOS",
+        "PITCH_60",
+        "HOLD",
+        "PITCH_60",
+        "REST",
+        "PITCH_62",
+        "EOS",
+    ]
 
 
 def test_melody_grid_transposes_inside_its_range():

@@ -9,14 +9,14 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from reprise.errors import RepriseError
 from reprise.data.dataset import TokenDataset
 from reprise.data.tokenizer import tokenizer_from_json
-from reprise.evaluation.nll import nll_of
 from reprise.device import uses_bf16
+from reprise.errors import RepriseError
+from reprise.evaluation.nll import nll_of
+from reprise.models.checkpoint import load_checkpoint
 from reprise.models.config import ModelConfig
 from reprise.training import trainer
-from reprise.models.checkpoint import load_checkpoint
 from reprise.training.config import TrainConfig
 
 
@@ -33,9 +33,13 @@ def unigram_entropy(ids: np.ndarray) -> float:
 def test_tiny_model_learns_far_below_the_unigram_entropy(small_chorales, tmp_path):
     train_set = TokenDataset(small_chorales, "train")
     config = small_config(train_set.tokenizer.vocab_size)
-    result = trainer.train(tmp_path / "run", small_chorales, config,
-                           TrainConfig(steps=150, batch_size=8, lr=3e-3, warmup=10, eval_every=150,
-                                       augment=False, device="cpu"), quiet=True)
+    result = trainer.train(
+        tmp_path / "run",
+        small_chorales,
+        config,
+        TrainConfig(steps=150, batch_size=8, lr=3e-3, warmup=10, eval_every=150, augment=False, device="cpu"),
+        quiet=True,
+    )
     model, _ = load_checkpoint(tmp_path / "run" / "last")
     pieces = [train_set.piece(i) for i in range(len(train_set))]
     nll = nll_of(model, pieces, config.context).per_token
@@ -81,9 +85,15 @@ def test_resume_continues_with_the_same_step_schedule_and_data(small_chorales, t
 def test_weight_average_is_what_gets_validated_and_saved_as_best(small_chorales, tmp_path):
     valid = TokenDataset(small_chorales, "valid")
     config = small_config(valid.tokenizer.vocab_size)
-    result = trainer.train(tmp_path / "run", small_chorales, config,
-                           TrainConfig(steps=40, batch_size=4, lr=3e-3, warmup=5, eval_every=40, augment=False,
-                                       device="cpu", ema_decay=0.8), quiet=True)
+    result = trainer.train(
+        tmp_path / "run",
+        small_chorales,
+        config,
+        TrainConfig(
+            steps=40, batch_size=4, lr=3e-3, warmup=5, eval_every=40, augment=False, device="cpu", ema_decay=0.8
+        ),
+        quiet=True,
+    )
     best, _ = load_checkpoint(tmp_path / "run" / "best")
     raw, _ = load_checkpoint(tmp_path / "run" / "last")
     pieces = [valid.piece(i) for i in range(len(valid))]
@@ -94,8 +104,13 @@ def test_weight_average_is_what_gets_validated_and_saved_as_best(small_chorales,
 
 def test_checkpoints_hold_no_pickles(small_chorales, tmp_path):
     vocab = TokenDataset(small_chorales, "train").tokenizer.vocab_size
-    trainer.train(tmp_path / "run", small_chorales, small_config(vocab),
-                  TrainConfig(steps=2, batch_size=2, eval_every=2, device="cpu"), quiet=True)
+    trainer.train(
+        tmp_path / "run",
+        small_chorales,
+        small_config(vocab),
+        TrainConfig(steps=2, batch_size=2, eval_every=2, device="cpu"),
+        quiet=True,
+    )
     for name in ("best", "last"):
         files = sorted(p.name for p in (tmp_path / "run" / name).iterdir())
         assert files == ["model.json", "model.safetensors", "optimizer.safetensors", "tokenizer.json", "training.json"]
@@ -118,8 +133,13 @@ def test_bf16_precision_autocasts_on_cpu_and_keeps_float32_weights(small_chorale
     vocab = TokenDataset(small_chorales, "train").tokenizer.vocab_size
     first_loss = {}
     for precision in ("fp32", "bf16"):
-        trainer.train(tmp_path / precision, small_chorales, small_config(vocab),
-                      TrainConfig(steps=1, batch_size=4, eval_every=1, device="cpu", precision=precision), quiet=True)
+        trainer.train(
+            tmp_path / precision,
+            small_chorales,
+            small_config(vocab),
+            TrainConfig(steps=1, batch_size=4, eval_every=1, device="cpu", precision=precision),
+            quiet=True,
+        )
         first_loss[precision] = json.loads((tmp_path / precision / "metrics.jsonl").open().readline())["loss"]
         weights = load_file(str(tmp_path / precision / "last" / "model.safetensors"))
         assert {t.dtype for t in weights.values()} == {torch.float32}

@@ -29,8 +29,9 @@ def test_windows_score_every_token_exactly_once(frame, stride):
 def test_strides_up_to_and_past_the_context_score_like_the_default(stride):
     """The regression: ``reprise evaluate --stride`` above the context, or context - 1 with 4-token frames, crashed."""
     torch.manual_seed(0)
-    model = MusicTransformer(ModelConfig(vocab_size=20, context=32, d_model=16, n_layers=1, n_heads=2,
-                                         positions="frame", frame=4)).eval()
+    model = MusicTransformer(
+        ModelConfig(vocab_size=20, context=32, d_model=16, n_layers=1, n_heads=2, positions="frame", frame=4)
+    ).eval()
     piece = np.r_[1, np.random.default_rng(0).integers(3, 20, 4 * 30)]
     default, strided = nll_of(model, [piece], 32, frame=4), nll_of(model, [piece], 32, stride, frame=4)
     assert strided.tokens == default.tokens == len(piece) - 1

@@ -57,8 +57,9 @@ def generate(
         primer = np.array([tokenizer.bos_id])
     elif isinstance(primer, (str, Path)):
         primer = tokenizer.encode_midi(Path(primer))
-    return _generate(model, tokenizer, np.asarray(primer), n_new, num_samples,
-                     SamplingConfig(temperature, top_k, top_p), seed)
+    return _generate(
+        model, tokenizer, np.asarray(primer), n_new, num_samples, SamplingConfig(temperature, top_k, top_p), seed
+    )
 
 
 def score(
@@ -80,8 +81,9 @@ def score(
     return nll_of(model, data, model.config.context, stride, frame=tokenizer.frame)
 
 
-def write_samples(ids: np.ndarray, tokenizer: Tokenizer, out: str | Path, stem: str = "sample",
-                  wav: bool = False) -> list[Path]:
+def write_samples(
+    ids: np.ndarray, tokenizer: Tokenizer, out: str | Path, stem: str = "sample", wav: bool = False
+) -> list[Path]:
     """Save each row of ``ids`` as ``STEM-N.mid`` with a piano-roll ``STEM-N.png`` (and ``STEM-N.wav``) beside it."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)

@@ -30,8 +30,8 @@ from typing import BinaryIO
 
 import numpy as np
 
-from reprise.errors import RepriseError
 from reprise.data.midi import read_midi
+from reprise.errors import RepriseError
 
 SYNTHS = ("auto", "fluidsynth", "midirenderer")
 TAIL_SECONDS = 1.0  # room for the last notes' release after the music ends

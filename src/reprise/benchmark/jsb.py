@@ -18,9 +18,9 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from reprise.errors import RepriseError
 from reprise.data.dataset import TokenDataset
 from reprise.data.prepare import prepare
+from reprise.errors import RepriseError
 from reprise.evaluation.nll import nll_of
 from reprise.models.checkpoint import load_checkpoint
 from reprise.models.config import ModelConfig
@@ -60,17 +60,33 @@ ENTRIES = [
     Entry("lstm", "2-layer LSTM, 512 units", LSTMConfig(context=256, hidden=512, dropout=0.3), _TRAIN),
     Entry("learned", "transformer, learned positions", _transformer(positions="learned"), _TRAIN),
     Entry("sinusoidal", "transformer, sinusoidal positions", _transformer(positions="sinusoidal"), _TRAIN),
-    Entry("relative", "Music Transformer: relative attention (skewed), no absolute positions",
-          _transformer(positions="none", attention="relative"), _TRAIN),
-    Entry("relative+absolute", "relative attention plus learned positions",
-          _transformer(positions="learned", attention="relative"), _TRAIN),
-    Entry("local", "local attention (blocks of 64) with relative logits",
-          _transformer(positions="none", attention="local", block_size=64, local_relative=True), _TRAIN),
+    Entry(
+        "relative",
+        "Music Transformer: relative attention (skewed), no absolute positions",
+        _transformer(positions="none", attention="relative"),
+        _TRAIN,
+    ),
+    Entry(
+        "relative+absolute",
+        "relative attention plus learned positions",
+        _transformer(positions="learned", attention="relative"),
+        _TRAIN,
+    ),
+    Entry(
+        "local",
+        "local attention (blocks of 64) with relative logits",
+        _transformer(positions="none", attention="local", block_size=64, local_relative=True),
+        _TRAIN,
+    ),
     Entry("rope", "rotary position embeddings", _transformer(positions="none", attention="rope"), _TRAIN),
     Entry("alibi", "ALiBi linear distance biases", _transformer(positions="none", attention="alibi"), _TRAIN),
     Entry("fourier", "causal Fourier token mixing", _transformer(positions="learned", attention="fourier"), _TRAIN),
-    Entry("jsb-best", "the tuned preset (`--preset jsb-best`)", preset("jsb-best").model_config(),
-          preset("jsb-best").train_config()),
+    Entry(
+        "jsb-best",
+        "the tuned preset (`--preset jsb-best`)",
+        preset("jsb-best").model_config(),
+        preset("jsb-best").train_config(),
+    ),
 ]
 
 

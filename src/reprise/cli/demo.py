@@ -27,7 +27,9 @@ def run_demo(out: Path, minutes: float) -> None:
         prepare("bach", data)
     valid = TokenDataset(data, "valid")
     tokenizer = valid.tokenizer
-    click.echo(f"data: {data} ({TokenDataset(data, 'train').n_tokens():,} training tokens, {len(valid)} validation chorales)")
+    click.echo(
+        f"data: {data} ({TokenDataset(data, 'train').n_tokens():,} training tokens, {len(valid)} validation chorales)"
+    )
 
     click.echo(f"training the tiny model for {minutes:g} minutes ...")
     demo = preset("demo")
@@ -44,8 +46,14 @@ def run_demo(out: Path, minutes: float) -> None:
     rate = 3 * NEW_BARS * per_bar / (time.perf_counter() - started)
     paths = write_samples(samples, tokenizer, out / "samples", "chorale")
 
-    click.echo(f"\nvalidation NLL: {result.best_val_nll:.4f} nats/token; training ran at {result.tokens_per_second:,.0f} tokens/s")
-    click.echo(f"generated 3 chorales ({PRIMER_BARS} bars of a validation chorale + {NEW_BARS} new bars) at {rate:,.0f} tokens/s:")
+    click.echo(
+        f"\nvalidation NLL: {result.best_val_nll:.4f} nats/token; "
+        f"training ran at {result.tokens_per_second:,.0f} tokens/s"
+    )
+    click.echo(
+        f"generated 3 chorales ({PRIMER_BARS} bars of a validation chorale + {NEW_BARS} new bars) "
+        f"at {rate:,.0f} tokens/s:"
+    )
     for path in paths:
         click.echo(f"  {path}")
     click.echo(f"checkpoints: {result.run_dir}/best (try: reprise generate --checkpoint {result.run_dir})")

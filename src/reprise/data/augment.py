@@ -31,8 +31,9 @@ def transpose(ids: np.ndarray, tokenizer: Tokenizer, max_shift: int, rng: np.ran
     return tokenizer.transposed(ids, int(rng.integers(down, up + 1))) if down <= up else ids
 
 
-def time_stretch(ids: np.ndarray, tokenizer: Tokenizer, factors: Sequence[float],
-                 rng: np.random.Generator) -> np.ndarray:
+def time_stretch(
+    ids: np.ndarray, tokenizer: Tokenizer, factors: Sequence[float], rng: np.random.Generator
+) -> np.ndarray:
     """``ids`` with time scaled by a factor drawn from ``factors``, for tokenizers whose ids carry time.
 
     The result may be longer or shorter; the dataset cuts or pads it to the window's length.

@@ -19,8 +19,8 @@ import numpy as np
 import symusic
 
 from reprise.constants import TICKS_PER_QUARTER, TICKS_PER_STEP
-from reprise.errors import RepriseError
 from reprise.data.tokenizer import Tokenizer, known_fields, register, shift_bounds
+from reprise.errors import RepriseError
 
 VOICES = ("Soprano", "Alto", "Tenor", "Bass")
 SILENCE = -1  # pitch value for "this voice is silent" in grids, as in the JSB JSON
@@ -45,9 +45,7 @@ class ChoraleGrid(Tokenizer):
         return 4 + self.pitch_max - self.pitch_min + 1
 
     def token_names(self) -> list[str]:
-        return ["PAD", "BOS", "EOS", "SILENCE"] + [
-            f"PITCH_{p}" for p in range(self.pitch_min, self.pitch_max + 1)
-        ]
+        return ["PAD", "BOS", "EOS", "SILENCE"] + [f"PITCH_{p}" for p in range(self.pitch_min, self.pitch_max + 1)]
 
     # -- grid <-> ids ---------------------------------------------------------
     def encode_grid(self, grid: np.ndarray, eos: bool = True) -> np.ndarray:
@@ -144,7 +142,7 @@ class ChoraleGrid(Tokenizer):
         return {"name": self.name, **asdict(self)}
 
     @classmethod
-    def from_json(cls, data: dict[str, Any]) -> "ChoraleGrid":
+    def from_json(cls, data: dict[str, Any]) -> ChoraleGrid:
         fields = known_fields(cls, data)
         fields["voice_ranges"] = [tuple(r) for r in fields["voice_ranges"]]
         return cls(**fields)

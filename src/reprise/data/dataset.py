@@ -21,10 +21,10 @@ from typing import Any
 
 import numpy as np
 
-from reprise.errors import RepriseError
 from reprise.data.augment import Augmentation
 from reprise.data.tokenizer import Tokenizer, tokenizer_from_json
 from reprise.data.windows import crop_start
+from reprise.errors import RepriseError
 
 SPLITS = ("train", "valid", "test")
 

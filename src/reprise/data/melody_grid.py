@@ -21,8 +21,8 @@ import numpy as np
 import symusic
 
 from reprise.constants import TICKS_PER_QUARTER, TICKS_PER_STEP
-from reprise.errors import RepriseError
 from reprise.data.tokenizer import Tokenizer, known_fields, register, shift_bounds
+from reprise.errors import RepriseError
 
 HOLD, REST, FIRST_PITCH = 3, 4, 5
 
@@ -42,9 +42,7 @@ class MelodyGrid(Tokenizer):
         return FIRST_PITCH + self.pitch_max - self.pitch_min + 1
 
     def token_names(self) -> list[str]:
-        return ["PAD", "BOS", "EOS", "HOLD", "REST"] + [
-            f"PITCH_{p}" for p in range(self.pitch_min, self.pitch_max + 1)
-        ]
+        return ["PAD", "BOS", "EOS", "HOLD", "REST"] + [f"PITCH_{p}" for p in range(self.pitch_min, self.pitch_max + 1)]
 
     def encode_score(self, score: symusic.Score) -> np.ndarray:
         onset, end, pitch = _skyline(score)
@@ -69,8 +67,11 @@ class MelodyGrid(Tokenizer):
         onsets = np.flatnonzero(body >= FIRST_PITCH)
         for on in onsets:
             length = 1 + _run_length(body[on + 1 :] == HOLD)
-            track.notes.append(symusic.Note(int(on) * TICKS_PER_STEP, length * TICKS_PER_STEP,
-                                            int(body[on]) - FIRST_PITCH + self.pitch_min, 80))
+            track.notes.append(
+                symusic.Note(
+                    int(on) * TICKS_PER_STEP, length * TICKS_PER_STEP, int(body[on]) - FIRST_PITCH + self.pitch_min, 80
+                )
+            )
         score.tracks.append(track)
         return score
 
@@ -78,8 +79,9 @@ class MelodyGrid(Tokenizer):
         pitched = ids >= FIRST_PITCH
         if not pitched.any():
             return None
-        return shift_bounds(ids[pitched].min(keepdims=True), ids[pitched].max(keepdims=True),
-                            [FIRST_PITCH], [self.vocab_size - 1])
+        return shift_bounds(
+            ids[pitched].min(keepdims=True), ids[pitched].max(keepdims=True), [FIRST_PITCH], [self.vocab_size - 1]
+        )
 
     def transposed(self, ids: np.ndarray, shift: int) -> np.ndarray:
         return np.where(ids >= FIRST_PITCH, ids + shift, ids)
@@ -88,7 +90,7 @@ class MelodyGrid(Tokenizer):
         return {"name": self.name, **asdict(self)}
 
     @classmethod
-    def from_json(cls, data: dict[str, Any]) -> "MelodyGrid":
+    def from_json(cls, data: dict[str, Any]) -> MelodyGrid:
         return cls(**known_fields(cls, data))
 
 

@@ -21,9 +21,9 @@ import miditok
 import numpy as np
 import symusic
 
-from reprise.errors import RepriseError
 from reprise.data.performance import clip_restruck
 from reprise.data.tokenizer import Tokenizer, register, shift_bounds
+from reprise.errors import RepriseError
 
 _KINDS = ("Pitch", "NoteOn", "NoteOff")
 _PITCH_TOKEN = re.compile(r"^(Pitch|NoteOn|NoteOff)_(\d+)$")
@@ -127,7 +127,7 @@ class MiditokTokenizer(Tokenizer):
         return {"name": self.name, "bpe_vocab": self.bpe_vocab, "params": self.tok.to_dict()}
 
     @classmethod
-    def from_json(cls, data: dict[str, Any]) -> "MiditokTokenizer":
+    def from_json(cls, data: dict[str, Any]) -> MiditokTokenizer:
         return cls(data["bpe_vocab"], data["params"])  # older files also hold max_transpose, now a training setting
 
     # -- helpers -------------------------------------------------------------
@@ -202,8 +202,9 @@ def _without_overlaps(notes) -> Any:
 
 def _config() -> miditok.TokenizerConfig:
     """miditok's defaults, with 32 velocities, one stream, no MASK and BPE over whole sequences."""
-    return miditok.TokenizerConfig(num_velocities=32, use_programs=False, special_tokens=list(SPECIALS),
-                                   encode_ids_split="no")
+    return miditok.TokenizerConfig(
+        num_velocities=32, use_programs=False, special_tokens=list(SPECIALS), encode_ids_split="no"
+    )
 
 
 def _load(cls: type[miditok.MusicTokenizer], params: dict[str, Any]) -> miditok.MusicTokenizer:

@@ -19,8 +19,8 @@ from typing import Any
 import numpy as np
 import symusic
 
-from reprise.errors import RepriseError
 from reprise.data.tokenizer import Tokenizer, register, shift_bounds
+from reprise.errors import RepriseError
 
 STEPS_PER_SECOND = 100
 MAX_SHIFT = 100  # steps in one TIME_SHIFT token (1 s)
@@ -85,7 +85,7 @@ class Performance(Tokenizer):
         return {"name": self.name, **asdict(self)}
 
     @classmethod
-    def from_json(cls, data: dict[str, Any]) -> "Performance":
+    def from_json(cls, data: dict[str, Any]) -> Performance:
         return cls()  # older files also hold max_transpose and stretches, now training settings
 
 

@@ -64,7 +64,7 @@ class Tokenizer(ABC):
         except RepriseError as err:
             raise RepriseError(f"{path}: {err}") from err
 
-    def fit(self, train: list[np.ndarray]) -> None:
+    def fit(self, train: list[np.ndarray]) -> None:  # noqa: B027 (an optional hook, not an abstract one)
         """Learn corpus-dependent settings from the training pieces' ids (a no-op unless overridden)."""
 
     def compress(self, ids: np.ndarray) -> np.ndarray:
@@ -77,7 +77,7 @@ class Tokenizer(ABC):
 
     @classmethod
     @abstractmethod
-    def from_json(cls, data: dict[str, Any]) -> "Tokenizer":
+    def from_json(cls, data: dict[str, Any]) -> Tokenizer:
         """Rebuild a tokenizer saved with :meth:`to_json`."""
 
     def tokens_per_bar(self) -> int | None:

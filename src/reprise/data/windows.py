@@ -72,5 +72,7 @@ def reading_windows(length: int, context: int, frame: int) -> list[tuple[int, in
     """
     hop = max(frame, aligned_down(context // 2, frame))
     window_of = np.maximum(0, (np.arange(length) - context) // hop + 1)
-    return [(int(k) * hop, min(length, int(k) * hop + context), np.flatnonzero(window_of == k))
-            for k in np.unique(window_of)]
+    return [
+        (int(k) * hop, min(length, int(k) * hop + context), np.flatnonzero(window_of == k))
+        for k in np.unique(window_of)
+    ]

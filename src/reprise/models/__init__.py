@@ -1,7 +1,8 @@
 """The model family: the Music Transformer and the baselines it is measured against.
 
-Every model maps ids ``(B, T)`` to next-token logits ``(B, T, V)``, optionally continuing a decoding state from ``new_caches``, and has a
-``config`` dataclass whose ``architecture`` names it in checkpoints.
+Every model maps ids ``(B, T)`` to next-token logits ``(B, T, V)``, optionally
+continuing a decoding state from ``new_caches``, and has a ``config`` dataclass
+whose ``architecture`` names it in checkpoints.
 """
 
 from __future__ import annotations

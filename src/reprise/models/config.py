@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from reprise.errors import RepriseError
 from reprise.config import JsonConfig
+from reprise.errors import RepriseError
 
 POSITIONS = ("learned", "sinusoidal", "frame", "none")
 
@@ -62,7 +62,8 @@ class ModelConfig(JsonConfig):
             raise RepriseError(f"unknown attention {unknown[0]!r}; choose one of {', '.join(ATTENTION_KINDS)}")
         if len(kinds) not in (1, self.n_layers):
             raise RepriseError(
-                f"attention {self.attention!r} names {len(kinds)} kinds for {self.n_layers} layers: give one, or one per layer"
+                f"attention {self.attention!r} names {len(kinds)} kinds for {self.n_layers} layers: "
+                "give one, or one per layer"
             )
         if self.frame < 1:
             raise RepriseError(f"frame must be at least 1 token, not {self.frame}")
@@ -101,4 +102,3 @@ class ModelConfig(JsonConfig):
     def relative_distance(self) -> int:
         """The longest distance with its own relative embedding."""
         return self.max_relative_distance or self.context - 1
-

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from reprise.config import JsonConfig
 from reprise.data.augment import DEFAULT_STRETCHES, DEFAULT_TRANSPOSE, Augmentation
 
+
 @dataclass
 class TrainConfig(JsonConfig):
     """How long and how to optimise; the LR follows linear warm-up then cosine decay.

@@ -35,16 +35,38 @@ _TINY = dict(context=256, d_model=128, n_layers=4, n_heads=4, dropout=0.1)
 
 PRESETS: dict[str, Preset] = {
     "tiny": Preset("trains in a few minutes on a 2-core laptop CPU", _TINY),
-    "small": Preset("an hour or so on a CPU, minutes on a GPU",
-                    dict(context=512, d_model=256, n_layers=6, n_heads=8, dropout=0.1)),
-    "base": Preset("the Music Transformer paper's size class; wants a GPU",
-                   dict(context=1024, d_model=512, n_layers=8, n_heads=8, dropout=0.1)),
+    "small": Preset(
+        "an hour or so on a CPU, minutes on a GPU", dict(context=512, d_model=256, n_layers=6, n_heads=8, dropout=0.1)
+    ),
+    "base": Preset(
+        "the Music Transformer paper's size class; wants a GPU",
+        dict(context=1024, d_model=512, n_layers=8, n_heads=8, dropout=0.1),
+    ),
     "jsb-best": Preset(
         "the best JSB Chorales model for 60 minutes of a 2-core CPU (docs/results.md)",
-        dict(context=1024, d_model=128, n_layers=6, n_heads=4, dropout=0.1, attention_dropout=0.0,
-             positions="frame", frame=4, attention="rope"),
-        dict(steps=1_000_000, max_minutes=60.0, batch_size=2, lr=3e-3, warmup=100, eval_every=1000,
-             weight_decay=0.5, max_transpose=6, ema_decay=0.998, precision="bf16"),
+        dict(
+            context=1024,
+            d_model=128,
+            n_layers=6,
+            n_heads=4,
+            dropout=0.1,
+            attention_dropout=0.0,
+            positions="frame",
+            frame=4,
+            attention="rope",
+        ),
+        dict(
+            steps=1_000_000,
+            max_minutes=60.0,
+            batch_size=2,
+            lr=3e-3,
+            warmup=100,
+            eval_every=1000,
+            weight_decay=0.5,
+            max_transpose=6,
+            ema_decay=0.998,
+            precision="bf16",
+        ),
     ),
     # measured on 2 cores: in a few minutes relative attention without dropout or
     # transposition learns fastest (0.66 nats/token after 2 minutes vs 1.21 for tiny)

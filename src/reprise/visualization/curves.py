@@ -10,8 +10,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from matplotlib.figure import Figure
 import numpy as np
+from matplotlib.figure import Figure
 
 from reprise.errors import RepriseError
 from reprise.training.metrics import read_metrics
@@ -27,8 +27,11 @@ def plot_curves(run_dir: Path, out: Path) -> Path:
         raise RepriseError(f"{Path(run_dir) / 'metrics.jsonl'}: no training rows yet")
     fig = Figure(figsize=(12, 4.2), dpi=110)
     axes = fig.subplots(1, 2, sharey=True)
-    for ax, x, label in zip(axes, (_column(train, "step"), _column(train, "elapsed") / 60),
-                            ("training step", "wall-clock minutes of training")):
+    for ax, x, label in zip(
+        axes,
+        (_column(train, "step"), _column(train, "elapsed") / 60),
+        ("training step", "wall-clock minutes of training"),
+    ):
         loss = _column(train, "loss")
         ax.plot(x, loss, color=TRAIN_COLOUR, alpha=0.25, lw=0.8)
         ax.plot(x, _smooth(loss), color=TRAIN_COLOUR, lw=1.8, label="training loss (moving average)")
@@ -41,8 +44,11 @@ def plot_curves(run_dir: Path, out: Path) -> Path:
     axes[0].legend(frameon=False)
     best = min(valid, key=lambda r: r["val_nll"]) if valid else None
     summary = f"best validation {best['val_nll']:.3f} at step {best['step']}" if best else "no validation yet"
-    fig.suptitle(f"{Path(run_dir).resolve().name}: {train[-1]['step']} steps in "
-                 f"{train[-1]['elapsed'] / 60:.1f} min; {summary}", x=0.01, ha="left")
+    fig.suptitle(
+        f"{Path(run_dir).resolve().name}: {train[-1]['step']} steps in {train[-1]['elapsed'] / 60:.1f} min; {summary}",
+        x=0.01,
+        ha="left",
+    )
     fig.tight_layout()
     return save(fig, out)
 
