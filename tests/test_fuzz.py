@@ -31,39 +31,41 @@ import numpy as np
 import pytest
 import symusic
 import torch
-from conftest import SHARED, shared
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
-from reprise import RepriseError
+from conftest import SHARED, shared
 from reprise.data.chorale_grid import ChoraleGrid
 from reprise.data.dataset import read_manifest
 from reprise.data.melody_grid import MelodyGrid
 from reprise.data.miditok_adapter import REMI, TSD, MIDILike
 from reprise.data.performance import Performance
 from reprise.data.prepare import CRASHED, Limits, prepare
+from reprise.errors import RepriseError
 from reprise.models import build_model
+from reprise.models.checkpoint import load_checkpoint, save_checkpoint
 from reprise.models.config import ModelConfig
 from reprise.models.markov import MarkovChain, MarkovConfig
-from reprise.training.checkpoint import (
-    load_checkpoint,
-    load_training_state,
-    save_checkpoint,
-)
+from reprise.training.checkpoint import load_training_state, save_training_checkpoint
 
 SCALE = int(os.environ.get("REPRISE_FUZZ_SCALE", "1"))
 
 
 def fuzz(examples: int):
     """Settings for one target: ``examples`` cases (times the scale), no per-case deadline on a busy machine."""
-    return settings(max_examples=examples * SCALE, deadline=None, database=None,
-                    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+    return settings(
+        max_examples=examples * SCALE,
+        deadline=None,
+        database=None,
+        suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+    )
 
 
 # -- every tokenizer round-trips generated scores ------------------------------------------------------
 @st.composite
-def scores(draw, tracks: tuple[int, int] = (1, 5), drums: bool = True, min_notes: int = 0,
-           max_notes: int = 20) -> symusic.Score:
+def scores(
+    draw, tracks: tuple[int, int] = (1, 5), drums: bool = True, min_notes: int = 0, max_notes: int = 20
+) -> symusic.Score:
     """Scores at any resolution, with tempo changes, drum tracks, sustain pedals and notes anywhere;
     half of them keep to the piano's range, which every tokenizer accepts."""
     tpq = draw(st.sampled_from([24, 96, 220, 480, 960]))
@@ -75,8 +77,14 @@ def scores(draw, tracks: tuple[int, int] = (1, 5), drums: bool = True, min_notes
     for i in range(draw(st.integers(*tracks))):
         track = symusic.Track(f"t{i}", draw(st.integers(0, 127)), drums and i > 0 and draw(st.integers(0, 4)) == 0)
         for _ in range(draw(st.integers(min_notes, max_notes))):
-            track.notes.append(symusic.Note(draw(st.integers(0, length)), draw(st.integers(0, tpq * 4)),
-                                            draw(st.integers(low, high)), draw(st.integers(1, 127))))
+            track.notes.append(
+                symusic.Note(
+                    draw(st.integers(0, length)),
+                    draw(st.integers(0, tpq * 4)),
+                    draw(st.integers(low, high)),
+                    draw(st.integers(1, 127)),
+                )
+            )
         for time in sorted(draw(st.lists(st.integers(0, length), max_size=2))):
             track.pedals.append(symusic.Pedal(time, draw(st.integers(1, tpq * 4))))
         score.tracks.append(track)
@@ -183,7 +191,7 @@ def checkpoints(tmp_path_factory) -> dict[str, Path]:
     optimizer = torch.optim.AdamW(model.parameters())
     model(torch.ones(1, 4, dtype=torch.long)).sum().backward()
     optimizer.step()
-    save_checkpoint(root / "transformer", model, tokenizer, {"step": 1}, optimizer)
+    save_training_checkpoint(root / "transformer", model, tokenizer, {"step": 1}, optimizer)
     chain = MarkovChain(MarkovConfig(vocab_size=tokenizer.vocab_size, order=2))
     chain.fit([np.r_[1, np.random.default_rng(0).integers(3, 391, 200), 2]])
     save_checkpoint(root / "markov", chain, tokenizer)

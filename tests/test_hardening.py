@@ -23,24 +23,23 @@ import symusic
 import torch
 from torch.utils._pytree import tree_flatten
 
-from reprise import RepriseError
 from reprise.cli.main import main
-from reprise.data import sources
+from reprise.data import midi, sources
 from reprise.data.chorale_grid import ChoraleGrid
 from reprise.data.dataset import read_manifest
 from reprise.data.performance import Performance
 from reprise.data.prepare import Limits, prepare
+from reprise.errors import RepriseError
 from reprise.models import build_model
+from reprise.models.checkpoint import load_checkpoint
 from reprise.models.config import ModelConfig
 from reprise.models.markov import MarkovChain, MarkovConfig
-from reprise.training.checkpoint import (
-    load_checkpoint,
-    load_training_state,
-    save_checkpoint,
-)
+from reprise.training.checkpoint import load_training_state, save_training_checkpoint
 
-FORK_ONLY = pytest.mark.skipif(multiprocessing.get_start_method() != "fork",
-                               reason="the reader is patched in the parent and inherited by forked workers")
+FORK_ONLY = pytest.mark.skipif(
+    multiprocessing.get_start_method() != "fork",
+    reason="the reader is patched in the parent and inherited by forked workers",
+)
 
 
 def melody(n_notes: int = 16, step: int = 240, tpq: int = 480) -> symusic.Score:
@@ -71,7 +70,7 @@ def checkpoint(tmp_path_factory) -> Path:
     model(torch.ones(1, 4, dtype=torch.long)).sum().backward()
     optimizer.step()
     path = tmp_path_factory.mktemp("ckpt") / "run" / "last"
-    save_checkpoint(path, model, tokenizer, {"step": 1}, optimizer)
+    save_training_checkpoint(path, model, tokenizer, {"step": 1}, optimizer)
     return path
 
 
@@ -89,15 +88,25 @@ DAMAGE = {
     "model.json truncated": ("model.json", _cut("model.json", 0.5)),
     "model.json not an object": ("model.json", lambda d: (d / "model.json").write_text("[1, 2]")),
     "model.json without its config": ("model.json", _edit("model.json", lambda m: {"architecture": m["architecture"]})),
-    "model.json of a wider model": ("model.safetensors", _edit("model.json", lambda m: {
-        **m, "config": {**m["config"], "d_model": 256, "n_layers": 4}})),
-    "model.json of a narrower model": ("model.safetensors", _edit("model.json", lambda m: {
-        **m, "config": {**m["config"], "d_model": 8}})),
+    "model.json of a wider model": (
+        "model.safetensors",
+        _edit("model.json", lambda m: {**m, "config": {**m["config"], "d_model": 256, "n_layers": 4}}),
+    ),
+    "model.json of a narrower model": (
+        "model.safetensors",
+        _edit("model.json", lambda m: {**m, "config": {**m["config"], "d_model": 8}}),
+    ),
     "tokenizer.json truncated": ("tokenizer.json", _cut("tokenizer.json", 0.5)),
     "tokenizer.json not UTF-8": ("tokenizer.json", lambda d: (d / "tokenizer.json").write_bytes(b"\xff\xfe{")),
-    "tokenizer.json missing a field": ("tokenizer.json", _edit("tokenizer.json", lambda t: {"name": t["name"]})),
-    "tokenizer.json of another vocabulary": ("tokenizer.json", lambda d: (d / "tokenizer.json").write_text(
-        json.dumps(ChoraleGrid().to_json()))),
+    "tokenizer.json missing a field": ("tokenizer.json", _edit("tokenizer.json", lambda t: {"name": "remi"})),
+    "tokenizer.json with a field of the wrong type": (
+        "tokenizer.json",
+        _edit("tokenizer.json", lambda t: {"name": "chorale-grid", "voice_ranges": 5}),
+    ),
+    "tokenizer.json of another vocabulary": (
+        "tokenizer.json",
+        lambda d: (d / "tokenizer.json").write_text(json.dumps(ChoraleGrid().to_json())),
+    ),
     "tokenizer.json missing": ("tokenizer.json", lambda d: (d / "tokenizer.json").unlink()),
 }
 
@@ -117,11 +126,14 @@ def test_a_damaged_checkpoint_is_one_line_naming_the_file(checkpoint, tmp_path, 
     assert len(err.strip().splitlines()) == 1 and culprit in err and "Traceback" not in err
 
 
-@pytest.mark.parametrize("culprit, damage", [
-    ("training.json", _cut("training.json", 0.5)),
-    ("training.json", _edit("training.json", lambda t: {**t, "param_groups": [{"lr": 1}]})),
-    ("optimizer.safetensors", _cut("optimizer.safetensors", 0.7)),
-])
+@pytest.mark.parametrize(
+    "culprit, damage",
+    [
+        ("training.json", _cut("training.json", 0.5)),
+        ("training.json", _edit("training.json", lambda t: {**t, "param_groups": [{"lr": 1}]})),
+        ("optimizer.safetensors", _cut("optimizer.safetensors", 0.7)),
+    ],
+)
 def test_a_damaged_training_state_is_one_line_naming_the_file(checkpoint, tmp_path, culprit, damage):
     damaged = tmp_path / "last"
     shutil.copytree(checkpoint, damaged)
@@ -138,8 +150,9 @@ def test_an_intact_checkpoint_still_loads_with_its_weights(checkpoint):
     assert tokenizer.vocab_size == model.config.vocab_size
     for (name, a), (_, b) in zip(model.state_dict().items(), again.state_dict().items()):
         assert torch.equal(a, b), name
-    assert not all(torch.equal(a, b) for a, b in zip(model.state_dict().values(),
-                                                      build_model(model.config).state_dict().values()))
+    assert not all(
+        torch.equal(a, b) for a, b in zip(model.state_dict().values(), build_model(model.config).state_dict().values())
+    )
 
 
 # -- 6: sizes are checked before reading; the main process reads no file ----------------------------------
@@ -190,8 +203,11 @@ def test_a_member_is_read_in_chunks_never_past_the_limit(tmp_path):
     assert len(ref.read(64 << 20)) == 32 << 20
     tracemalloc.start()
     try:  # as if the zip understated the member's size
-        with zipfile.ZipFile(source) as archive, archive.open("a.mid") as f, \
-                pytest.raises(RepriseError, match=r"^at least 5.0 MB, over the limit of 4 MB"):
+        with (
+            zipfile.ZipFile(source) as archive,
+            archive.open("a.mid") as f,
+            pytest.raises(RepriseError, match=r"^at least 5.0 MB, over the limit of 4 MB"),
+        ):
             sources._read_bounded(f, 4 << 20)
         peak = tracemalloc.get_traced_memory()[1]
     finally:
@@ -207,11 +223,11 @@ def test_a_note_held_for_days_and_a_piece_over_the_token_limit_are_skipped(tmp_p
     (tmp_path / "in" / "held.mid").write_bytes(midi_bytes(held))
     (tmp_path / "in" / "short.mid").write_bytes(midi_bytes(melody(8)))
     (tmp_path / "in" / "long.mid").write_bytes(midi_bytes(melody(200)))
-    data = prepare(str(tmp_path / "in"), tmp_path / "data", "performance", workers=1,
-                   limits=Limits(max_tokens=300))
+    data = prepare(str(tmp_path / "in"), tmp_path / "data", "performance", workers=1, limits=Limits(max_tokens=300))
     got = reasons(data)
     assert got["held.mid"] == "lasts 2,330.2 minutes, over the limit of 60 (--max-minutes)"
-    assert got["long.mid"] == "603 tokens, over the limit of 300 (--max-tokens)"  # BOS VELOCITY (ON SHIFT OFF) x 200 EOS
+    # BOS VELOCITY (ON SHIFT OFF) x 200 EOS:
+    assert got["long.mid"] == "603 tokens, over the limit of 300 (--max-tokens)"
     assert [p["name"] for p in read_manifest(data)["pieces"]] == ["short.mid"]
 
 
@@ -219,8 +235,27 @@ def test_prepare_takes_the_limits_on_the_command_line(tmp_path, capsys):
     (tmp_path / "in").mkdir()
     (tmp_path / "in" / "a.mid").write_bytes(midi_bytes(melody(8)))
     (tmp_path / "in" / "b.mid").write_bytes(midi_bytes(melody(40, step=480)))  # 10 s at 120 bpm
-    assert main(["prepare", str(tmp_path / "in"), "--out", str(tmp_path / "data"), "--tokenizer", "performance",
-                 "--max-minutes", "0.1", "--max-tokens", "1000", "--max-file-mb", "1", "--timeout", "30"]) == 0
+    assert (
+        main(
+            [
+                "prepare",
+                str(tmp_path / "in"),
+                "--out",
+                str(tmp_path / "data"),
+                "--tokenizer",
+                "performance",
+                "--max-minutes",
+                "0.1",
+                "--max-tokens",
+                "1000",
+                "--max-file-mb",
+                "1",
+                "--timeout",
+                "30",
+            ]
+        )
+        == 0
+    )
     assert "skipped 1" in capsys.readouterr().out
     assert reasons(tmp_path / "data") == {"b.mid": "lasts 0.3 minutes, over the limit of 0.1 (--max-minutes)"}
 
@@ -251,7 +286,8 @@ def test_a_hung_parser_is_stopped_and_its_worker_replaced(tmp_path, monkeypatch)
 # -- 9: skip reasons, the Markov chain's device, the attention plot's memory ------------------------------
 def test_midi_errors_keep_their_whole_reason(tmp_path, monkeypatch):
     data = midi_bytes(melody())
-    with pytest.raises(RepriseError) as caught:  # "MiniMidi: Invalid chunk length 156 (remaining bytes after header: 18): iostream error"
+    # symusic says "MiniMidi: Invalid chunk length 156 (remaining bytes after header: 18): iostream error"
+    with pytest.raises(RepriseError) as caught:
         sources.READERS["midi"](data[:40])
     assert str(caught.value).startswith("not a readable MIDI file (Invalid chunk length ")
     assert str(caught.value).endswith("remaining bytes after header: 18))"), str(caught.value)
@@ -259,7 +295,7 @@ def test_midi_errors_keep_their_whole_reason(tmp_path, monkeypatch):
     def no_colon(data: bytes) -> symusic.Score:
         raise RuntimeError("bad file")
 
-    monkeypatch.setattr(sources, "symusic", SimpleNamespace(Score=SimpleNamespace(from_midi=no_colon)))
+    monkeypatch.setattr(midi, "symusic", SimpleNamespace(Score=SimpleNamespace(from_midi=no_colon)))
     with pytest.raises(RepriseError, match=r"^not a readable MIDI file \(bad file\)$"):
         sources.READERS["midi"](data)
 
@@ -277,8 +313,11 @@ class Elsewhere(torch.Tensor):
 
 
 def _devices() -> list[str]:
-    return ["cpu"] + (["cuda"] if torch.cuda.is_available() else []) + \
-        (["mps"] if torch.backends.mps.is_available() else [])
+    return (
+        ["cpu"]
+        + (["cuda"] if torch.cuda.is_available() else [])
+        + (["mps"] if torch.backends.mps.is_available() else [])
+    )
 
 
 @pytest.mark.parametrize("device", ["elsewhere", *_devices()])
@@ -304,8 +343,9 @@ def test_attention_of_a_long_piece_is_summed_window_by_window(tmp_path):
     grid = np.array([low for low, _ in tokenizer.voice_ranges]) + (steps * 7 + np.arange(4)) % 12
     ids = tokenizer.encode_grid(grid, eos=False)  # 2,001 tokens, 2,000 notes: every voice moves at every step
     torch.manual_seed(0)
-    model = build_model(ModelConfig(vocab_size=tokenizer.vocab_size, context=32, d_model=16, n_layers=2, n_heads=2,
-                                    frame=4)).eval()
+    model = build_model(
+        ModelConfig(vocab_size=tokenizer.vocab_size, context=32, d_model=16, n_layers=2, n_heads=2, frame=4)
+    ).eval()
     tracemalloc.start()
     try:
         result = note_attention(model, tokenizer, ids, max_bytes=2**20)

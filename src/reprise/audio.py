@@ -30,8 +30,8 @@ from typing import BinaryIO
 
 import numpy as np
 
-from reprise import RepriseError
-from reprise.midi import read_midi
+from reprise.data.midi import read_midi
+from reprise.errors import RepriseError
 
 SYNTHS = ("auto", "fluidsynth", "midirenderer")
 TAIL_SECONDS = 1.0  # room for the last notes' release after the music ends

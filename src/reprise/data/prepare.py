@@ -21,12 +21,12 @@ from pathlib import Path
 
 import numpy as np
 
-from reprise import RepriseError
 from reprise.data.chorales import split_of
 from reprise.data.dataset import EncodedPiece, write_dataset
-from reprise.data.sources import Item, list_source, read_item, select_tracks
 from reprise.data.miditok_adapter import MiditokTokenizer
+from reprise.data.sources import Item, list_source, read_item, select_tracks
 from reprise.data.tokenizer import Tokenizer, tokenizer_class, tokenizer_from_json
+from reprise.errors import RepriseError
 
 CRASHED = "its parser crashed the worker process (e.g. a segfault); skipped"
 

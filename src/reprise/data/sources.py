@@ -31,10 +31,12 @@ from typing import Any
 import numpy as np
 import symusic
 
-from reprise import RepriseError
-from reprise.data.chorale_grid import TICKS_PER_QUARTER, grid_to_score
+from reprise.constants import TICKS_PER_QUARTER
+from reprise.data.chorale_grid import grid_to_score
 from reprise.data.chorales import SCORE_SUFFIXES, load_jsb_json
 from reprise.data.chorales import _read_chorale as _chorale_grid
+from reprise.data.midi import midi_from_bytes
+from reprise.errors import RepriseError
 
 MIDI_SUFFIXES = (".mid", ".midi", ".kar")
 KERN_SUFFIXES = (".krn",)
@@ -182,7 +184,8 @@ def _corpus_items(corpus: str) -> tuple[list[Item], str]:
     paths = sorted(m21.getComposer(corpus))
     if corpus == "bach":
         items = [
-            Item(f"bach/{p.stem}", "chorale", str(p), _sha1(p.read_bytes())) if p.suffix in SCORE_SUFFIXES
+            Item(f"bach/{p.stem}", "chorale", str(p), _sha1(p.read_bytes()))
+            if p.suffix in SCORE_SUFFIXES
             else Item(f"bach/{p.stem}", "refuse", "a Roman-numeral analysis, not a score", _sha1(p.read_bytes()))
             for p in paths
         ]
@@ -221,7 +224,9 @@ def _open_zip(path: str, pid: int) -> zipfile.ZipFile:
 
 def _check_size(size: int, max_bytes: int | None, at_least: str = "") -> None:
     if max_bytes is not None and size > max_bytes:
-        raise RepriseError(f"{at_least}{size / 2**20:,.1f} MB, over the limit of {max_bytes / 2**20:g} MB (--max-file-mb)")
+        raise RepriseError(
+            f"{at_least}{size / 2**20:,.1f} MB, over the limit of {max_bytes / 2**20:g} MB (--max-file-mb)"
+        )
 
 
 def _read_bounded(f, max_bytes: int | None) -> bytes:
@@ -232,21 +237,6 @@ def _read_bounded(f, max_bytes: int | None) -> bytes:
         _check_size(total, max_bytes, "at least ")
         chunks.append(chunk)
     return b"".join(chunks)
-
-
-def _read_midi(data: bytes) -> symusic.Score:
-    if not data:
-        raise RepriseError("empty file")
-    try:
-        return symusic.Score.from_midi(data)
-    except Exception as err:  # symusic raises plain RuntimeErrors for bad files
-        raise RepriseError(f"not a readable MIDI file ({_symusic_reason(err)})") from err
-
-
-def _symusic_reason(err: Exception) -> str:
-    """symusic's message without its wrapping: ``MiniMidi: <reason>: iostream error`` -> ``<reason>``."""
-    text = re.sub(r"^\w+: ", "", str(err).strip())
-    return re.sub(r": iostream error$", "", text).strip() or type(err).__name__
 
 
 def _read_music21(source: str, fmt: str | None = None) -> symusic.Score:
@@ -295,7 +285,7 @@ def music21_to_score(score) -> symusic.Score:
 
 
 READERS = {
-    "midi": _read_midi,
+    "midi": midi_from_bytes,
     "kern": _read_kern,
     "abc": lambda tune: _read_music21(tune, "abc"),
     "music21": _read_music21,

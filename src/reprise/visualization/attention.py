@@ -14,17 +14,18 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-import matplotlib.pyplot as plt
 import numpy as np
 import symusic
 import torch
 from matplotlib.axes import Axes
-from matplotlib.path import Path as CurvePath
-from matplotlib.patches import PathPatch, Rectangle
+from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
+from matplotlib.patches import PathPatch, Rectangle
+from matplotlib.path import Path as CurvePath
 
-from reprise import RepriseError
 from reprise.data.tokenizer import Tokenizer
+from reprise.data.windows import aligned_down, reading_windows
+from reprise.errors import RepriseError
 from reprise.models.transformer import MusicTransformer
 from reprise.visualization.pianoroll import (
     RollNote,
@@ -71,8 +72,9 @@ class NoteAttention:
         order = self.order()
         if not -len(order) <= number < len(order):
             shown = f" ({self.caveat})" if self.caveat else ""
-            raise RepriseError(f"--note {number}: the piece has {len(order)} notes{shown} "
-                               f"(0..{len(order) - 1}, or -1 for the last)")
+            raise RepriseError(
+                f"--note {number}: the piece has {len(order)} notes{shown} (0..{len(order) - 1}, or -1 for the last)"
+            )
         return int(order[number])
 
     def describe(self, note: int) -> str:
@@ -100,8 +102,9 @@ def token_attention(model: MusicTransformer, ids: np.ndarray, frame: int = 1) ->
     return out
 
 
-def note_attention(model: MusicTransformer, tokenizer: Tokenizer, ids: np.ndarray,
-                   max_bytes: int = MAX_WEIGHT_BYTES) -> NoteAttention:
+def note_attention(
+    model: MusicTransformer, tokenizer: Tokenizer, ids: np.ndarray, max_bytes: int = MAX_WEIGHT_BYTES
+) -> NoteAttention:
     """The note-to-note attention of the piece ``ids`` (``BOS`` first).
 
     Token attention is summed into notes window by window, so memory grows with
@@ -127,17 +130,20 @@ def view(weights: np.ndarray, layer: str, head: str) -> list[tuple[str, list[tup
     ``mean`` (averaged) or a number counted from 1.
     """
     heads = _choose(head, weights.shape[1], "head")
-    return [(title, [(label, _head_colour(index), matrix) for index, label, matrix in heads(by_layer)])
-            for _, title, by_layer in _choose(layer, weights.shape[0], "layer")(weights)]
+    return [
+        (title, [(label, _head_colour(index), matrix) for index, label, matrix in heads(by_layer)])
+        for _, title, by_layer in _choose(layer, weights.shape[0], "layer")(weights)
+    ]
 
 
-def plot_attention(attention: NoteAttention, query: int, out: Path, layer: str = "all", head: str = "all",
-                   title: str = "") -> Path:
+def plot_attention(
+    attention: NoteAttention, query: int, out: Path, layer: str = "all", head: str = "all", title: str = ""
+) -> Path:
     """Draw the arcs from note index ``query`` to the notes it attends to, one panel per layer, into ``out``."""
     panels = view(attention.weights, layer, head)
     width, height = roll_figsize(attention.score, 3.2)
-    fig, axes = plt.subplots(len(panels), 1, figsize=(width, 0.9 + height * len(panels)), dpi=110,
-                             sharex=True, squeeze=False)
+    fig = Figure(figsize=(width, 0.9 + height * len(panels)), dpi=110)
+    axes = fig.subplots(len(panels), 1, sharex=True, squeeze=False)
     for ax, (panel_title, heads) in zip(axes[:, 0], panels):
         draw_roll(ax, attention.score, alpha=0.35)
         for _, colour, matrix in heads:
@@ -176,15 +182,10 @@ def _hooked_weights(model: MusicTransformer, ids: np.ndarray) -> np.ndarray:
 
 
 def _windows(model: MusicTransformer, ids: np.ndarray, frame: int) -> Iterator[tuple[np.ndarray, int, np.ndarray]]:
-    """For each window of :func:`token_attention`: the query positions it answers for, where it starts, and
-    their ``(layers, heads, queries, window)`` attention over its tokens."""
-    context, n = model.config.context, len(ids)
-    hop = max(frame, context // 2 // frame * frame)
-    window_of = np.maximum(0, (np.arange(n) - context) // hop + 1)
-    for k in np.unique(window_of):
-        start = int(k) * hop
-        rows = np.flatnonzero(window_of == k)
-        yield rows, start, _hooked_weights(model, ids[start : min(n, start + context)])[:, :, rows - start]
+    """For each of :func:`reading_windows`: the query positions it answers for, where it starts, and their
+    ``(layers, heads, queries, window)`` attention over its tokens."""
+    for start, stop, rows in reading_windows(len(ids), model.config.context, frame):
+        yield rows, start, _hooked_weights(model, ids[start:stop])[:, :, rows - start]
 
 
 def _check_attention(model: torch.nn.Module) -> None:
@@ -210,14 +211,17 @@ def _fit(model: MusicTransformer, tokenizer: Tokenizer, ids: np.ndarray, max_byt
         return ids, ""
     onsets = _onsets(owner, total)
     first_left_out = np.sort(onsets[onsets >= 0])[keep]
-    cut = 1 + (first_left_out - 1) // tokenizer.frame * tokenizer.frame  # BOS, then whole frames
-    return ids[:cut], (f"the first {keep:,} of {total:,} notes: all of them would take "
-                       f"{per_pair * total**2 / 2**30:,.1f} GiB at {model.config.n_layers} layers x "
-                       f"{model.config.n_heads} heads")
+    cut = 1 + aligned_down(first_left_out - 1, tokenizer.frame)  # BOS, then whole frames
+    return ids[:cut], (
+        f"the first {keep:,} of {total:,} notes: all of them would take "
+        f"{per_pair * total**2 / 2**30:,.1f} GiB at {model.config.n_layers} layers x "
+        f"{model.config.n_heads} heads"
+    )
 
 
-def _add_notes(out: np.ndarray, weights: np.ndarray, rows: np.ndarray, start: int, owner: np.ndarray,
-               onsets: np.ndarray) -> None:
+def _add_notes(
+    out: np.ndarray, weights: np.ndarray, rows: np.ndarray, start: int, owner: np.ndarray, onsets: np.ndarray
+) -> None:
     """Fill ``out[:, :, note]`` for the notes heard at positions ``rows``, whose ``(L, H, rows, window)`` token
     attention over the positions from ``start`` is ``weights``: each row summed over each earlier note's tokens."""
     heard = np.flatnonzero(np.isin(onsets, rows))
@@ -258,11 +262,17 @@ def _draw_arcs(ax: Axes, notes: list[RollNote], query: int, weights: np.ndarray,
         control = ((start[0] + end[0]) / 2, max(start[1], end[1]) + lift)
         curve = CurvePath([start, control, end], [CurvePath.MOVETO, CurvePath.CURVE3, CurvePath.CURVE3])
         w = float(weights[target])
-        ax.add_patch(PathPatch(curve, fill=False, color=colour, lw=0.6 + 7 * w, alpha=min(1.0, 0.35 + w),
-                               zorder=3, capstyle="round"))
+        ax.add_patch(
+            PathPatch(
+                curve, fill=False, color=colour, lw=0.6 + 7 * w, alpha=min(1.0, 0.35 + w), zorder=3, capstyle="round"
+            )
+        )
         _mark(ax, note, colour, 0.8)
 
 
 def _mark(ax: Axes, note: RollNote, colour: str, lw: float) -> None:
-    ax.add_patch(Rectangle((note.start, note.pitch - 0.5), note.end - note.start, 1.0, fill=False,
-                           edgecolor=colour, lw=lw, zorder=4))
+    ax.add_patch(
+        Rectangle(
+            (note.start, note.pitch - 0.5), note.end - note.start, 1.0, fill=False, edgecolor=colour, lw=lw, zorder=4
+        )
+    )
