@@ -18,6 +18,7 @@ import click
 
 from reprise import RepriseError
 from reprise.cli.benchmark import benchmark
+from reprise.cli.models import chosen_model, export, model_options, models, split_nll
 from reprise.cli.plot import plot, render
 from reprise.models.attention import ATTENTION_KINDS
 from reprise.models.config import POSITIONS, PRESETS
@@ -188,7 +189,7 @@ def _model_config(model: str, preset: str, tokenizer: Tokenizer, options: dict) 
 
 
 @cli.command()
-@click.option("--checkpoint", type=click.Path(path_type=Path), required=True, help="Run or checkpoint directory.")
+@model_options
 @click.option("--out", type=click.Path(path_type=Path), default=Path("samples"), show_default=True,
               help="Folder for the MIDI files and piano rolls.")
 @click.option("--primer-midi", type=click.Path(path_type=Path, dir_okay=False), help="Continue this MIDI file.")
@@ -205,10 +206,12 @@ def _model_config(model: str, preset: str, tokenizer: Tokenizer, options: dict) 
 @click.option("--seed", type=int, default=0, show_default=True, help="Same seed, same samples.")
 @click.option("--no-cache", is_flag=True, help="Recompute the whole window at each step (slow; for comparison).")
 @click.option("--wav", is_flag=True, help="Also render each sample to WAV beside it (see `reprise render`).")
+@click.option("--musicxml", is_flag=True, help="Also write each sample as MusicXML (for MuseScore and notation programs).")
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:1, mps.")
-def generate(checkpoint: Path, out: Path, primer_midi, primer_data, primer_piece, primer_split, primer_length,
-             length, samples, temperature, top_k, top_p, seed, no_cache, wav, device) -> None:
-    """Sample new music from a trained model, continuing a primer; writes MIDI, piano rolls (and WAV)."""
+def generate(checkpoint: Path | None, model_name: str | None, out: Path, primer_midi, primer_data, primer_piece,
+             primer_split, primer_length, length, samples, temperature, top_k, top_p, seed, no_cache, wav, musicxml,
+             device) -> None:
+    """Sample new music from a trained model, continuing a primer; writes MIDI, piano rolls (and WAV, MusicXML)."""
     import time
 
     from reprise.generation.generate import generate as run_generate
@@ -217,40 +220,35 @@ def generate(checkpoint: Path, out: Path, primer_midi, primer_data, primer_piece
     from reprise.training.checkpoint import load_checkpoint
     from reprise.training.trainer import pick_device
 
-    model, tokenizer = load_checkpoint(checkpoint, pick_device(device))
+    model, tokenizer = load_checkpoint(chosen_model(checkpoint, model_name), pick_device(device))
     primer = _primer(tokenizer, primer_midi, primer_data, primer_piece, primer_split, primer_length)
     n_new = _tokens(length, tokenizer, "--length")
     started = time.perf_counter()
     ids = run_generate(model, tokenizer, primer, n_new, samples, SamplingConfig(temperature, top_k, top_p),
                        seed, use_cache=not no_cache)
     rate = samples * n_new / (time.perf_counter() - started)
-    for path in write_samples(ids, tokenizer, out, "sample", wav=wav):
+    for path in write_samples(ids, tokenizer, out, "sample", wav=wav, musicxml=musicxml):
         click.echo(path)
     click.echo(f"generated {samples} x {n_new} tokens at {rate:,.0f} tokens/s")
 
 
 @cli.command()
-@click.option("--checkpoint", type=click.Path(path_type=Path), required=True, help="Run or checkpoint directory.")
+@model_options
 @click.option("--data", type=click.Path(path_type=Path), required=True, help="Prepared dataset directory.")
 @click.option("--split", type=click.Choice(["train", "valid", "test"]), default="valid", show_default=True,
               help="Which part of the dataset to score.")
 @click.option("--stride", type=click.IntRange(1), help="Sliding-window stride for long pieces [default: context/2].")
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:1, mps.")
-def evaluate(checkpoint: Path, data: Path, split: str, stride: int | None, device: str) -> None:
+def evaluate(checkpoint: Path | None, model_name: str | None, data: Path, split: str, stride: int | None,
+             device: str) -> None:
     """Mean negative log-likelihood per token (nats) and perplexity on a split."""
-    from reprise.data.dataset import TokenDataset
-    from reprise.evaluation.nll import score
     from reprise.training.checkpoint import load_checkpoint
     from reprise.training.trainer import pick_device
 
-    model, tokenizer = load_checkpoint(checkpoint, pick_device(device))
-    dataset = TokenDataset(data, split)
-    if dataset.tokenizer.to_json() != tokenizer.to_json():
-        raise RepriseError(f"{data}: tokenized differently from the checkpoint's training data")
-    nll = score(model, [dataset.piece(i) for i in range(len(dataset))], model.config.context, stride,
-                frame=tokenizer.frame)
+    model, tokenizer = load_checkpoint(chosen_model(checkpoint, model_name), pick_device(device))
+    nll, pieces = split_nll(model, tokenizer, data, split, stride)
     click.echo(json.dumps({"split": split, "nll_per_token": round(nll.per_token, 5),
-                           "perplexity": round(nll.perplexity, 4), "tokens": nll.tokens, "pieces": len(dataset)}))
+                           "perplexity": round(nll.perplexity, 4), "tokens": nll.tokens, "pieces": pieces}))
 
 
 @cli.command()
@@ -311,6 +309,8 @@ def _parse_split(text: str) -> tuple[float, float, float]:
 
 
 cli.add_command(benchmark)
+cli.add_command(export)
+cli.add_command(models)
 cli.add_command(plot)
 cli.add_command(render)
 

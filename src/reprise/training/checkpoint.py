@@ -11,6 +11,10 @@ A checkpoint directory holds:
 
 Directories are written under a temporary name and swapped in, so an
 interruption at any moment leaves the previous checkpoint intact.
+
+:func:`load_checkpoint` also loads model folders (``config.json`` beside the
+weights: shipped models and ``reprise export``'s output), by path or by a shipped
+model's name; see :mod:`reprise.models.pretrained`.
 """
 
 from __future__ import annotations
@@ -26,8 +30,9 @@ from safetensors.torch import load_file, load_model, save_file, save_model
 
 from reprise import RepriseError
 from reprise.data.dataset import load_tokenizer
-from reprise.data.tokenizer import Tokenizer
+from reprise.data.tokenizer import Tokenizer, tokenizer_from_json
 from reprise.models import architecture_of, build_model, config_from_json
+from reprise.models.pretrained import read_model_config, resolve_model
 
 
 def save_checkpoint(
@@ -69,17 +74,22 @@ def resolve(path: Path) -> Path:
     raise RepriseError(f"{path}: no checkpoint here (expected model.safetensors, or a run with best/ or last/)")
 
 
-def load_checkpoint(path: Path, device: str | torch.device = "cpu") -> tuple[torch.nn.Module, Tokenizer]:
-    """The model (in eval mode) and tokenizer stored at ``path``."""
-    directory = resolve(path)
-    meta = json.loads((directory / "model.json").read_text())
+def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> tuple[torch.nn.Module, Tokenizer]:
+    """The model (in eval mode, float32) and tokenizer stored at ``path``, or shipped under that name."""
+    directory = resolve(resolve_model(path))
+    if (directory / "model.json").is_file():
+        meta = json.loads((directory / "model.json").read_text())
+        tokenizer = load_tokenizer(directory)
+    else:
+        meta = read_model_config(directory)
+        tokenizer = tokenizer_from_json(meta["tokenizer"])
     model = build_model(config_from_json(meta["architecture"], meta["config"])).to(device)
     load_weights(model, directory)
-    return model.eval(), load_tokenizer(directory)
+    return model.eval(), tokenizer
 
 
 def load_weights(model: torch.nn.Module, directory: Path) -> None:
-    """Load ``model.safetensors`` from a checkpoint directory into ``model``, in place."""
+    """Load ``model.safetensors`` from a checkpoint directory into ``model``, in place (upcast to its dtype)."""
     device = next(model.parameters()).device
     load_model(model, str(Path(directory) / "model.safetensors"), device=str(device))
 
