@@ -36,3 +36,16 @@ def small_chorales(jsb_data: Path, tmp_path_factory: pytest.TempPathFactory) -> 
         pieces += [EncodedPiece(f"{split}/{i}", dataset.piece(i), split) for i in range(n)]
     out = tmp_path_factory.mktemp("small") / "data"
     return write_dataset(out, pieces, load_tokenizer(jsb_data), "jsb subset", [])
+
+
+@pytest.fixture(scope="session")
+def tiny_run(small_chorales: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A run folder holding a one-layer transformer trained for a few steps by `reprise train`."""
+    from reprise.cli.main import main
+
+    run_dir = tmp_path_factory.mktemp("runs") / "tiny"
+    code = main(["train", "--data", str(small_chorales), "--run", str(run_dir), "--steps", "6", "--eval-every", "3",
+                 "--batch-size", "2", "--device", "cpu", "--context", "64", "--d-model", "32", "--layers", "1",
+                 "--heads", "2"])
+    assert code == 0
+    return run_dir
