@@ -20,6 +20,7 @@ from reprise import RepriseError
 from reprise.cli.benchmark import benchmark
 from reprise.cli.models import chosen_model, export, model_options, models, split_nll
 from reprise.cli.plot import plot, render
+from reprise.cli.studio import studio
 from reprise.models.attention import ATTENTION_KINDS
 from reprise.models.config import POSITIONS, PRESETS
 from reprise.training.config import PRECISIONS, TrainConfig
@@ -313,6 +314,7 @@ cli.add_command(export)
 cli.add_command(models)
 cli.add_command(plot)
 cli.add_command(render)
+cli.add_command(studio)
 
 
 def main(argv: list[str] | None = None) -> int:
