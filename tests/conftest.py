@@ -2,11 +2,33 @@
 
 from __future__ import annotations
 
+import os
+import shutil
 from pathlib import Path
 
 import pytest
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+# The studio's browser tests drive Debian's chromium (Playwright's own browser download cannot work here).
+CHROMIUM = os.environ.get("REPRISE_CHROMIUM") or shutil.which("chromium") or shutil.which("chromium-browser")
+NO_CHROMIUM = "studio browser tests skipped: no chromium found (apt-get install chromium, or set REPRISE_CHROMIUM)"
+
+
+def pytest_report_header() -> str:
+    return f"studio browser tests: chromium at {CHROMIUM}" if CHROMIUM else NO_CHROMIUM
+
+
+def pytest_terminal_summary(terminalreporter) -> None:
+    if not CHROMIUM:
+        terminalreporter.write_line(NO_CHROMIUM, yellow=True, bold=True)
+
+
+@pytest.fixture(scope="session")
+def chromium() -> str:
+    """The chromium executable for Playwright; skips the test, saying why, when there is none."""
+    if not CHROMIUM:
+        pytest.skip(NO_CHROMIUM)
+    return CHROMIUM
 JSB_JSON = SHARED / "jsb" / "Jsb16thSeparated.json"
 
 
