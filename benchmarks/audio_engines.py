@@ -73,7 +73,8 @@ def pitch_error_cents(audio: np.ndarray, rate: int, pitch: int) -> float:
 def symusic_audio(midi: Path) -> tuple[np.ndarray, int]:
     """``midi`` through symusic's synthesiser, fitted like ``render_audio``'s output (int16, music + tail)."""
     try:
-        audio = np.asarray(symusic.Synthesizer(str(default_soundfont()), 44100, 0).render(symusic.Score(str(midi)), True))
+        synth = symusic.Synthesizer(str(default_soundfont()), 44100, 0)
+        audio = np.asarray(synth.render(symusic.Score(str(midi)), True))
     except TypeError as err:  # symusic 0.6.0: "Unable to convert function return value to a Python type"
         raise RepriseError(f"symusic {symusic.__version__}: render() cannot return audio ({str(err).splitlines()[0]})")
     frames = round((midi_seconds(midi) + TAIL_SECONDS) * 44100)
@@ -121,7 +122,8 @@ def markdown(rows: list[dict], midi: Path, command: str) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--midi", type=Path, required=True, help="MIDI file to time (e.g. a POP909 song).")
-    parser.add_argument("--synth", action="append", choices=(*ENGINES, "symusic"), help="Synthesisers [default: all present].")
+    parser.add_argument("--synth", action="append", choices=(*ENGINES, "symusic"),
+                        help="Synthesisers [default: all present].")
     parser.add_argument("--repeats", type=int, default=2, help="Renders of --midi per synthesiser (fastest kept).")
     parser.add_argument("--json", type=Path, required=True, help="Where to write the rows.")
     parser.add_argument("--markdown", type=Path, help="Also write the table here (replacing the file).")

@@ -44,7 +44,7 @@ def shipped(shelf: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 def test_export_writes_half_precision_weights_a_config_and_a_card(shelf: Path, tiny_run: Path):
     folder = shelf / "tiny"
     with safe_open(str(folder / "model.safetensors"), "pt") as f:
-        assert {f.get_tensor(k).dtype for k in f.keys()} == {torch.float16}
+        assert {f.get_tensor(k).dtype for k in f.keys()} == {torch.float16}  # noqa: SIM118 (safe_open is no dict)
     meta = read_model_config(folder)
     assert meta["architecture"] == "music-transformer" and meta["tokenizer"]["name"] == "chorale-grid"
     card = meta["card"]
@@ -120,7 +120,10 @@ def test_a_folder_that_is_not_a_model_says_so(tmp_path: Path):
 
 # -- the models that ship inside the package ------------------------------------------------------
 
-@pytest.mark.parametrize("model", shipped_models(), ids=lambda m: m.name)
+NONE_SHIPPED = pytest.param(None, marks=pytest.mark.skip(reason="no trained models in src/reprise/pretrained/ yet"))
+
+
+@pytest.mark.parametrize("model", shipped_models() or [NONE_SHIPPED], ids=lambda m: m.name if m else "none")
 def test_shipped_model_is_small_documented_and_generates(model: pretrained.ShippedModel):
     assert model.megabytes <= 8, f"{model.name}: {model.megabytes:.1f} MB (the limit for a shipped model is 8 MB)"
     card = model.card
@@ -139,5 +142,6 @@ def test_shipped_model_is_small_documented_and_generates(model: pretrained.Shipp
 def test_package_data_includes_the_shipped_models_and_the_studio_page():
     import tomllib
 
-    data = tomllib.loads((Path(__file__).parents[1] / "pyproject.toml").read_text())["tool"]["setuptools"]["package-data"]
+    project = tomllib.loads((Path(__file__).parents[1] / "pyproject.toml").read_text())
+    data = project["tool"]["setuptools"]["package-data"]
     assert "pretrained/*/*" in data["reprise"] and "static/*" in data["reprise.studio"]

@@ -55,7 +55,8 @@ def test_lists_the_runs_and_the_datasets(client: TestClient, small_chorales: Pat
     tiny = next(m for m in models if m["key"] == MODEL)
     assert tiny["tokenizer"] == "chorale-grid" and tiny["tokens_per_bar"] == 64 and tiny["valid_nll"] > 0
     (dataset,) = client.get("/api/datasets").json()
-    assert dataset["key"] == small_chorales.name and len(dataset["pieces"]) == len(TokenDataset(small_chorales, "valid"))
+    assert dataset["key"] == small_chorales.name
+    assert len(dataset["pieces"]) == len(TokenDataset(small_chorales, "valid"))
 
 
 def test_generate_from_nothing_serves_midi_wav_png_and_musicxml(client: TestClient):

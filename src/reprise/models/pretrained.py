@@ -73,8 +73,9 @@ def read_model_config(directory: Path) -> dict[str, Any]:
         meta = json.loads(path.read_text())
     except (OSError, ValueError) as err:
         raise RepriseError(f"{path}: cannot read the model folder's config ({err})") from err
-    if not isinstance(meta, dict) or meta.get("format") != FORMAT or not {"architecture", "config", "tokenizer"} <= meta.keys():
-        raise RepriseError(f"{path}: not a reprise model config (needs format {FORMAT!r}, architecture, config, tokenizer)")
+    needed = {"architecture", "config", "tokenizer"}
+    if not isinstance(meta, dict) or meta.get("format") != FORMAT or not needed <= meta.keys():
+        raise RepriseError(f"{path}: not a reprise model config (needs format {FORMAT!r}, {', '.join(sorted(needed))})")
     if meta.get("version", 0) > VERSION:
         raise RepriseError(f"{path}: written by a newer reprise (format version {meta['version']} > {VERSION})")
     return meta
@@ -131,12 +132,15 @@ def card_markdown(name: str, card: ModelCard, meta: dict[str, Any]) -> str:
         return "not measured" if value is None else f"{value:.4f} nats/token"
 
     minutes = "not recorded" if card.minutes is None else f"{card.minutes:.1f} minutes"
+    usage = f"`reprise generate --model {name}`"
+    if card.task != "continue":
+        usage += f", `reprise {card.task} --model {name}`"
     params = "" if card.parameters is None else f", {card.parameters:,} parameters"
     return f"""# {name}
 
 {card.summary}
 
-- Task: {card.task} (`reprise generate --model {name}`{"" if card.task == "continue" else f", `reprise {card.task} --model {name}`"})
+- Task: {card.task} ({usage})
 - Model: {meta["architecture"]}{params}; tokenizer `{meta["tokenizer"].get("name")}`; weights stored as {card.dtype}
 - Data: {card.data or "not recorded"}
 - Trained on: {card.hardware or "not recorded"}, {card.steps if card.steps is not None else "?"} steps, {minutes}

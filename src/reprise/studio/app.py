@@ -44,7 +44,7 @@ MEDIA = {"mid": "audio/midi", "wav": "audio/wav", "png": "image/png", "attention
 
 
 def create_app(runs: Path | None = None, data: list[Path] | None = None, out: Path | None = None) -> FastAPI:
-    """The studio for the shipped models plus the runs under ``runs`` and the datasets ``data``; results go to ``out``."""
+    """The studio for the shipped models, the runs under ``runs`` and the datasets ``data``; results go to ``out``."""
     catalog = model_catalog(runs)
     datasets = {Path(d).name: Path(d) for d in data or []}
     out = Path(out) if out else Path(tempfile.mkdtemp(prefix="reprise-studio-"))

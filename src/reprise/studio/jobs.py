@@ -237,7 +237,7 @@ class JobRunner:
         """Piece ``request.piece`` of the dataset's valid split, in the model's tokens."""
         dataset = TokenDataset(self.datasets[request.dataset], "valid")
         if not 0 <= request.piece < len(dataset):
-            raise RepriseError(f"{request.dataset}: its valid split has {len(dataset)} pieces; no piece {request.piece}")
+            raise RepriseError(f"{request.dataset}: its valid split has {len(dataset)} pieces, not {request.piece + 1}")
         ids = dataset.piece(request.piece)
         if dataset.tokenizer.to_json() == tokenizer.to_json():
             return ids
