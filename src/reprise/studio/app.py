@@ -161,7 +161,9 @@ def describe(path: Path, name: str, kind: str) -> dict[str, Any]:
         tokenizer_json = json.loads((directory / "tokenizer.json").read_text())
         training = directory / "training.json"
         nll = json.loads(training.read_text()).get("best_val_nll") if training.is_file() else None
-        card = {"summary": f"your run {name}", "task": "continue", "valid_nll": nll, "test_nll": None}
+        config = json.loads((directory / "model.json").read_text())["config"]
+        task = config.get("task", "continue")  # a conditional model's config names its task
+        card = {"summary": f"your run {name}", "task": task, "valid_nll": nll, "test_nll": None}
     else:
         meta = read_model_config(directory)
         found = ModelCard.from_json(meta.get("card", {}))
