@@ -27,7 +27,6 @@ from pathlib import Path
 import numpy as np
 import symusic
 
-from reprise import RepriseError
 from reprise.audio import (
     ENGINES,
     PEAK,
@@ -37,6 +36,7 @@ from reprise.audio import (
     midi_seconds,
     render_audio,
 )
+from reprise.errors import RepriseError
 
 PITCHES = (45, 60, 69, 81)  # A2, C4, A4, A5
 
@@ -76,7 +76,8 @@ def symusic_audio(midi: Path) -> tuple[np.ndarray, int]:
         synth = symusic.Synthesizer(str(default_soundfont()), 44100, 0)
         audio = np.asarray(synth.render(symusic.Score(str(midi)), True))
     except TypeError as err:  # symusic 0.6.0: "Unable to convert function return value to a Python type"
-        raise RepriseError(f"symusic {symusic.__version__}: render() cannot return audio ({str(err).splitlines()[0]})")
+        first_line = str(err).splitlines()[0]
+        raise RepriseError(f"symusic {symusic.__version__}: render() cannot return audio ({first_line})") from err
     frames = round((midi_seconds(midi) + TAIL_SECONDS) * 44100)
     audio = np.pad(audio.T[:frames], ((0, max(0, frames - audio.shape[1])), (0, 0)))
     return np.round(audio * (PEAK * 32767 / max(np.abs(audio).max(), 1e-9))).astype(np.int16), 44100
@@ -97,10 +98,18 @@ def measure(synth: str, midi: Path, repeats: int, folder: Path) -> dict:
     quarters = audio[: int(seconds * rate) // (rate // 4) * (rate // 4)].reshape(-1, rate // 4 * audio.shape[1])
     silent = int((np.abs(quarters.astype(float)).max(-1) < 0.01 * 32767).sum())
     cents = max(pitch_error_cents(*render(synth, note_midi(p, folder)), p) for p in PITCHES)
-    return {"synth": synth, "render_seconds": round(best, 3), "music_seconds": round(seconds, 2),
-            "realtime_factor": round(seconds / best, 1), "wav_seconds": round(len(audio) / rate, 3),
-            "length_ok": abs(len(audio) / rate - seconds - TAIL_SECONDS) < 2 / rate, "rate": rate,
-            "silent_quarters": silent, "quarters": len(quarters), "max_pitch_error_cents": round(cents, 1)}
+    return {
+        "synth": synth,
+        "render_seconds": round(best, 3),
+        "music_seconds": round(seconds, 2),
+        "realtime_factor": round(seconds / best, 1),
+        "wav_seconds": round(len(audio) / rate, 3),
+        "length_ok": abs(len(audio) / rate - seconds - TAIL_SECONDS) < 2 / rate,
+        "rate": rate,
+        "silent_quarters": silent,
+        "quarters": len(quarters),
+        "max_pitch_error_cents": round(cents, 1),
+    }
 
 
 def markdown(rows: list[dict], midi: Path, command: str) -> str:
@@ -112,18 +121,24 @@ def markdown(rows: list[dict], midi: Path, command: str) -> str:
         if "error" in r:
             lines.append(f"| {r['synth']} | fails: {r['error']} | | | | |")
         else:
-            lines.append(f"| {r['synth']} | {r['render_seconds']:.2f} s | {r['realtime_factor']:g}× | "
-                         f"{'yes' if r['length_ok'] else 'NO'} ({r['wav_seconds']:.2f} s) | "
-                         f"{r['silent_quarters']} of {r['quarters']} | {r['max_pitch_error_cents']:.0f} cents |")
-    return f"Produced by `{command}` on `{midi.name}` ({rows[0].get('music_seconds', '?')} s of music).\n\n" + \
-        "\n".join(lines) + "\n"
+            lines.append(
+                f"| {r['synth']} | {r['render_seconds']:.2f} s | {r['realtime_factor']:g}× | "
+                f"{'yes' if r['length_ok'] else 'NO'} ({r['wav_seconds']:.2f} s) | "
+                f"{r['silent_quarters']} of {r['quarters']} | {r['max_pitch_error_cents']:.0f} cents |"
+            )
+    return (
+        f"Produced by `{command}` on `{midi.name}` ({rows[0].get('music_seconds', '?')} s of music).\n\n"
+        + "\n".join(lines)
+        + "\n"
+    )
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--midi", type=Path, required=True, help="MIDI file to time (e.g. a POP909 song).")
-    parser.add_argument("--synth", action="append", choices=(*ENGINES, "symusic"),
-                        help="Synthesisers [default: all present].")
+    parser.add_argument(
+        "--synth", action="append", choices=(*ENGINES, "symusic"), help="Synthesisers [default: all present]."
+    )
     parser.add_argument("--repeats", type=int, default=2, help="Renders of --midi per synthesiser (fastest kept).")
     parser.add_argument("--json", type=Path, required=True, help="Where to write the rows.")
     parser.add_argument("--markdown", type=Path, help="Also write the table here (replacing the file).")
@@ -138,8 +153,13 @@ def main() -> None:
             print(json.dumps(rows[-1]))
     args.json.write_text(json.dumps(rows, indent=1))
     if args.markdown:
-        args.markdown.write_text(markdown(rows, args.midi, "python benchmarks/audio_engines.py " +
-                                          " ".join(f"--synth {s}" for s in args.synth or [])))
+        args.markdown.write_text(
+            markdown(
+                rows,
+                args.midi,
+                "python benchmarks/audio_engines.py " + " ".join(f"--synth {s}" for s in args.synth or []),
+            )
+        )
 
 
 if __name__ == "__main__":

@@ -41,8 +41,11 @@ def main() -> None:
     parser.add_argument("--chromium", default=shutil.which("chromium"), help="The chromium executable.")
     parser.add_argument("--out", type=Path, default=Path("docs"), help="Folder for the PNGs.")
     args = parser.parse_args()
-    with tempfile.TemporaryDirectory() as tmp, sync_playwright() as playwright, \
-            background_server(create_app(args.runs, [args.data], Path(tmp))) as url:
+    with (
+        tempfile.TemporaryDirectory() as tmp,
+        sync_playwright() as playwright,
+        background_server(create_app(args.runs, [args.data], Path(tmp))) as url,
+    ):
         browser = playwright.chromium.launch(executable_path=args.chromium, args=["--no-sandbox"])
         page = browser.new_page(viewport={"width": 1100, "height": 900})
         page.goto(url)
@@ -64,8 +67,9 @@ def main() -> None:
         page.check("input[name=task][value=harmonize]")
         page.wait_for_selector("#midi")
         page.click("#generate")
-        page.wait_for_function("document.querySelector('#message').textContent.includes('conditional')",
-                               timeout=TIMEOUT_MS)
+        page.wait_for_function(
+            "document.querySelector('#message').textContent.includes('conditional')", timeout=TIMEOUT_MS
+        )
         shoot(page, args.out / "studio-harmonize.png", "#form")
         browser.close()
 

@@ -29,6 +29,8 @@ def chromium() -> str:
     if not CHROMIUM:
         pytest.skip(NO_CHROMIUM)
     return CHROMIUM
+
+
 JSB_JSON = SHARED / "jsb" / "Jsb16thSeparated.json"
 
 
@@ -66,8 +68,30 @@ def tiny_run(small_chorales: Path, tmp_path_factory: pytest.TempPathFactory) -> 
     from reprise.cli.main import main
 
     run_dir = tmp_path_factory.mktemp("runs") / "tiny"
-    code = main(["train", "--data", str(small_chorales), "--run", str(run_dir), "--steps", "6", "--eval-every", "3",
-                 "--batch-size", "2", "--device", "cpu", "--context", "64", "--d-model", "32", "--layers", "1",
-                 "--heads", "2"])
+    code = main(
+        [
+            "train",
+            "--data",
+            str(small_chorales),
+            "--run",
+            str(run_dir),
+            "--steps",
+            "6",
+            "--eval-every",
+            "3",
+            "--batch-size",
+            "2",
+            "--device",
+            "cpu",
+            "--context",
+            "64",
+            "--d-model",
+            "32",
+            "--layers",
+            "1",
+            "--heads",
+            "2",
+        ]
+    )
     assert code == 0
     return run_dir

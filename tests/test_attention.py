@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from reprise import RepriseError
+from reprise.errors import RepriseError
 from reprise.models.attention import ATTENTION_KINDS, build_attention
 from reprise.models.attention.chunked import _ChunkedRelativeAttention
 from reprise.models.attention.fourier import causal_convolution, fnet_mixing
@@ -36,8 +36,9 @@ VARIANTS = {
 
 def config(variant: str, **overrides) -> ModelConfig:
     options = {"attention": variant, **VARIANTS[variant], **overrides}
-    return ModelConfig(vocab_size=24, context=32, d_model=24, n_layers=2, n_heads=3, dropout=0.0,
-                       positions="none", **options)
+    return ModelConfig(
+        vocab_size=24, context=32, d_model=24, n_layers=2, n_heads=3, dropout=0.0, positions="none", **options
+    )
 
 
 def model(variant: str, dtype=torch.float64, **overrides) -> MusicTransformer:
@@ -92,8 +93,10 @@ def test_shaw_backward_passes_gradcheck():
     torch.manual_seed(2)
     shaw = ShawRelativeEmbedding(2, 3, 4).double()
     q = torch.randn(2, 2, 5, 3, dtype=torch.float64, requires_grad=True)
-    assert torch.autograd.gradcheck(lambda q, table: shaw.__class__.forward(_with_table(shaw, table), q, 7),
-                                    (q, shaw.table.detach().clone().requires_grad_()))
+    assert torch.autograd.gradcheck(
+        lambda q, table: shaw.__class__.forward(_with_table(shaw, table), q, 7),
+        (q, shaw.table.detach().clone().requires_grad_()),
+    )
 
 
 def _with_table(module: RelativeEmbedding, table: torch.Tensor) -> RelativeEmbedding:
@@ -175,8 +178,9 @@ def test_local_equals_full_attention_under_the_block_mask(relative, length):
     band = (j <= i) & (j >= (i // cfg.block_size - 1) * cfg.block_size)
     expected = local.merge_heads(logits.masked_fill(~band, float("-inf")).softmax(-1) @ v)
     torch.testing.assert_close(local(x), expected, rtol=0, atol=1e-12)
-    torch.testing.assert_close(local.weights(x), logits.masked_fill(~band, float("-inf")).softmax(-1),
-                               rtol=0, atol=1e-12)
+    torch.testing.assert_close(
+        local.weights(x), logits.masked_fill(~band, float("-inf")).softmax(-1), rtol=0, atol=1e-12
+    )
 
 
 @pytest.mark.parametrize("variant", VARIANTS)
@@ -235,14 +239,16 @@ def test_rope_scores_depend_only_on_relative_position():
 
 
 def test_attention_options_are_validated():
-    for bad, message in [({"max_relative_distance": 0}, "max_relative_distance"),
-                         ({"relative_chunk": -1}, "relative_chunk"),
-                         ({"attention": "full", "relative_chunk": 64}, "applies to attention 'relative'"),
-                         ({"block_size": 0}, "block_size"),
-                         ({"attention": "rope", "d_model": 15, "n_heads": 3}, "even"),
-                         ({"attention": "nope"}, "unknown attention"),
-                         ({"attention": "rope,nope"}, "unknown attention 'nope'"),
-                         ({"attention": "fourier,rope", "n_layers": 3}, "2 kinds for 3 layers")]:
+    for bad, message in [
+        ({"max_relative_distance": 0}, "max_relative_distance"),
+        ({"relative_chunk": -1}, "relative_chunk"),
+        ({"attention": "full", "relative_chunk": 64}, "applies to attention 'relative'"),
+        ({"block_size": 0}, "block_size"),
+        ({"attention": "rope", "d_model": 15, "n_heads": 3}, "even"),
+        ({"attention": "nope"}, "unknown attention"),
+        ({"attention": "rope,nope"}, "unknown attention 'nope'"),
+        ({"attention": "fourier,rope", "n_layers": 3}, "2 kinds for 3 layers"),
+    ]:
         with pytest.raises(RepriseError, match=message):
             ModelConfig(**bad)
 
@@ -255,7 +261,9 @@ def test_full_attention_is_the_fused_default():
 @pytest.mark.parametrize("attention_dropout, random", [(None, True), (0.0, False)])
 def test_attention_dropout_defaults_to_dropout_and_can_be_turned_off(attention_dropout, random):
     options = dict(vocab_size=24, context=32, d_model=24, n_heads=3, attention="relative")
-    layer = build_attention(ModelConfig(dropout=0.5, attention_dropout=attention_dropout, **options), "relative").train()
+    layer = build_attention(
+        ModelConfig(dropout=0.5, attention_dropout=attention_dropout, **options), "relative"
+    ).train()
     x = torch.randn(2, 20, 24)
     first, second = layer(x), layer(x)
     assert (not torch.equal(first, second)) is random

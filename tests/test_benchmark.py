@@ -6,14 +6,14 @@ import json
 
 import pytest
 
-from reprise import RepriseError
+from reprise.benchmark import jsb as jsb_benchmark
+from reprise.benchmark.jsb import Entry, run_benchmark
 from reprise.data.dataset import TokenDataset
-from reprise.evaluation import jsb_benchmark
-from reprise.evaluation.jsb_benchmark import Entry, run_benchmark
-from reprise.evaluation.nll import score
+from reprise.errors import RepriseError
+from reprise.evaluation.nll import nll_of
+from reprise.models.checkpoint import load_checkpoint
 from reprise.models.config import ModelConfig
 from reprise.models.markov import MarkovConfig
-from reprise.training.checkpoint import load_checkpoint
 from reprise.training.config import TrainConfig
 
 TINY_TRAIN = TrainConfig(steps=4, batch_size=2, eval_every=2, warmup=1, device="cpu")
@@ -23,9 +23,12 @@ TINY_TRAIN = TrainConfig(steps=4, batch_size=2, eval_every=2, warmup=1, device="
 def tiny_entries(monkeypatch: pytest.MonkeyPatch) -> list[Entry]:
     entries = [
         Entry("markov", "bigram chain", MarkovConfig(order=1), TINY_TRAIN),
-        Entry("relative", "tiny relative transformer",
-              ModelConfig(context=32, d_model=16, n_layers=1, n_heads=2, positions="none", attention="relative"),
-              TINY_TRAIN),
+        Entry(
+            "relative",
+            "tiny relative transformer",
+            ModelConfig(context=32, d_model=16, n_layers=1, n_heads=2, positions="none", attention="relative"),
+            TINY_TRAIN,
+        ),
     ]
     monkeypatch.setattr(jsb_benchmark, "ENTRIES", entries)
     return entries
@@ -38,7 +41,7 @@ def test_every_entry_is_scored_on_valid_and_test_with_its_best_checkpoint(jsb_js
     for row in rows:
         model, tokenizer = load_checkpoint(tmp_path / "runs" / row["name"])
         pieces = [valid.piece(i) for i in range(len(valid))]
-        expected = score(model, pieces, model.config.context, frame=tokenizer.frame).per_token
+        expected = nll_of(model, pieces, model.config.context, frame=tokenizer.frame).per_token
         assert row["valid_nll"] == pytest.approx(expected, abs=1e-4)
         assert 0 < row["test_nll"] < 5 and row["steps"] >= 1 and row["budget_minutes"] == 0.5
     assert rows[1]["steps"] == 4  # the step limit came first
@@ -81,11 +84,11 @@ def test_every_sweep_run_is_a_valid_configuration():
 
 def test_a_sweep_run_trains_to_its_step_budget_and_reports_its_curve(small_chorales, tmp_path):
     sweep = _sweep_module()
-    base = {"model": dict(vocab_size=92, context=32, d_model=16, n_layers=1, n_heads=2, positions="none",
-                          attention="rope"),
-            "train": dict(batch_size=2, warmup=1, eval_every=2)}
-    row = sweep.run_one("tiny", base, {"model": {"positions": "frame", "frame": 4}}, 4, small_chorales, tmp_path,
-                        "cpu")
+    base = {
+        "model": dict(vocab_size=92, context=32, d_model=16, n_layers=1, n_heads=2, positions="none", attention="rope"),
+        "train": dict(batch_size=2, warmup=1, eval_every=2),
+    }
+    row = sweep.run_one("tiny", base, {"model": {"positions": "frame", "frame": 4}}, 4, small_chorales, tmp_path, "cpu")
     assert [step for step, _ in row["curve"]] == [2, 4]
     assert row["best_valid_nll"] == min(nll for _, nll in row["curve"]) and row["steps"] == 4
     saved = json.loads((tmp_path / "runs" / "tiny" / "run.json").read_text())

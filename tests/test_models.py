@@ -10,11 +10,11 @@ import pytest
 import torch
 from safetensors import safe_open
 
-from reprise import RepriseError
 from reprise.cli.main import main
+from reprise.errors import RepriseError
 from reprise.models import pretrained
+from reprise.models.checkpoint import load_checkpoint
 from reprise.models.pretrained import read_model_config, resolve_model, shipped_model, shipped_models
-from reprise.training.checkpoint import load_checkpoint
 
 
 def run(capsys, *args) -> tuple[int, str, str]:
@@ -27,9 +27,24 @@ def run(capsys, *args) -> tuple[int, str, str]:
 def shelf(tiny_run: Path, small_chorales: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A folder of model folders, as the package's pretrained/ is: `reprise export` of the tiny run as `tiny`."""
     root = tmp_path_factory.mktemp("shelf")
-    code = main(["export", str(tiny_run), "--out", str(root / "tiny"), "--summary", "Chorales, barely trained",
-                 "--data", str(small_chorales), "--data-source", "JSB Chorales subset (public domain)",
-                 "--command", "reprise train --steps 6", "--hardware", "CPU"])
+    code = main(
+        [
+            "export",
+            str(tiny_run),
+            "--out",
+            str(root / "tiny"),
+            "--summary",
+            "Chorales, barely trained",
+            "--data",
+            str(small_chorales),
+            "--data-source",
+            "JSB Chorales subset (public domain)",
+            "--command",
+            "reprise train --steps 6",
+            "--hardware",
+            "CPU",
+        ]
+    )
     assert code == 0
     return root
 
@@ -92,8 +107,9 @@ def test_models_lists_the_shipped_ones_with_their_nll(capsys, shipped: Path):
 
 
 def test_model_option_works_wherever_checkpoint_does(capsys, shipped: Path, small_chorales: Path, tmp_path: Path):
-    code, out, _ = run(capsys, "generate", "--model", "tiny", "--length", "1bars", "--samples", "1",
-                       "--musicxml", "--out", tmp_path)
+    code, out, _ = run(
+        capsys, "generate", "--model", "tiny", "--length", "1bars", "--samples", "1", "--musicxml", "--out", tmp_path
+    )
     assert code == 0 and (tmp_path / "sample-1.mid").is_file() and (tmp_path / "sample-1.musicxml").is_file()
     code, out, _ = run(capsys, "evaluate", "--model", "tiny", "--data", small_chorales, "--split", "valid")
     assert code == 0 and json.loads(out)["nll_per_token"] == read_model_config(shipped / "tiny")["card"]["valid_nll"]
@@ -101,11 +117,14 @@ def test_model_option_works_wherever_checkpoint_does(capsys, shipped: Path, smal
     assert code == 0 and (tmp_path / "sample-1.attention.html").is_file()
 
 
-@pytest.mark.parametrize("args, message", [
-    (["generate"], "give --checkpoint RUN or --model NAME (one of them)"),
-    (["generate", "--model", "tiny", "--checkpoint", "x"], "give --checkpoint RUN or --model NAME"),
-    (["generate", "--model", "nope"], "'nope': no such shipped model (shipped: tiny;"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["generate"], "give --checkpoint RUN or --model NAME (one of them)"),
+        (["generate", "--model", "tiny", "--checkpoint", "x"], "give --checkpoint RUN or --model NAME"),
+        (["generate", "--model", "nope"], "'nope': no such shipped model (shipped: tiny;"),
+    ],
+)
 def test_model_choice_mistakes_are_one_line(capsys, shipped: Path, args, message):
     code, _, err = run(capsys, *args)
     assert code != 0 and message in err and len(err.strip().splitlines()) == 1

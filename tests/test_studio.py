@@ -46,8 +46,12 @@ def start(client: TestClient, files=None, **form) -> dict:
 
 def notes(score: symusic.Score, before: int | None = None) -> list[tuple[int, int, int]]:
     """(track, onset, pitch) of every note, optionally only those starting before tick ``before``."""
-    return sorted((t, n.time, n.pitch) for t, track in enumerate(score.tracks) for n in track.notes
-                  if before is None or n.time < before)
+    return sorted(
+        (t, n.time, n.pitch)
+        for t, track in enumerate(score.tracks)
+        for n in track.notes
+        if before is None or n.time < before
+    )
 
 
 def test_lists_the_runs_and_the_datasets(client: TestClient, small_chorales: Path):
@@ -131,14 +135,18 @@ def test_conditional_tasks_say_they_need_a_conditional_model(client: TestClient,
     assert f"this model cannot {task}" in job["error"] and "needs a conditional model" in job["error"]
 
 
-@pytest.mark.parametrize("content, message", [
-    (b"", "song.mid: the file is empty"),
-    (b"%PDF-1.4 not music", "song.mid: not a MIDI file"),
-    (b"MThd" + b"\0" * (4 * 2**20), "song.mid: too large for a MIDI file (over 4 MB)"),
-])
+@pytest.mark.parametrize(
+    "content, message",
+    [
+        (b"", "song.mid: the file is empty"),
+        (b"%PDF-1.4 not music", "song.mid: not a MIDI file"),
+        (b"MThd" + b"\0" * (4 * 2**20), "song.mid: too large for a MIDI file (over 4 MB)"),
+    ],
+)
 def test_bad_uploads_get_a_clear_message_and_the_server_goes_on(client: TestClient, content: bytes, message: str):
-    response = client.post("/api/jobs", data={"model": MODEL, "source": "midi"},
-                           files={"midi": ("song.mid", content, "audio/midi")})
+    response = client.post(
+        "/api/jobs", data={"model": MODEL, "source": "midi"}, files={"midi": ("song.mid", content, "audio/midi")}
+    )
     assert response.status_code == 400 and response.json()["detail"].startswith(message)
     assert client.get("/api/models").status_code == 200
 
@@ -148,12 +156,15 @@ def test_a_broken_midi_file_fails_its_job_with_the_reason(client: TestClient):
     assert job["status"] == "failed" and "cannot read MIDI" in job["error"]
 
 
-@pytest.mark.parametrize("form, message", [
-    ({"model": "run:nope"}, "unknown model 'run:nope'"),
-    ({"model": MODEL, "temperature": "warm"}, "bad request (temperature:"),
-    ({"model": MODEL, "samples": "99"}, "samples: choose 1 to 8"),
-    ({"model": MODEL, "source": "midi"}, "starting from a MIDI file needs an uploaded file"),
-])
+@pytest.mark.parametrize(
+    "form, message",
+    [
+        ({"model": "run:nope"}, "unknown model 'run:nope'"),
+        ({"model": MODEL, "temperature": "warm"}, "bad request (temperature:"),
+        ({"model": MODEL, "samples": "99"}, "samples: choose 1 to 8"),
+        ({"model": MODEL, "source": "midi"}, "starting from a MIDI file needs an uploaded file"),
+    ],
+)
 def test_impossible_requests_answer_400_with_one_line(client: TestClient, form: dict, message: str):
     response = client.post("/api/jobs", data=form)
     assert response.status_code == 400 and message in response.json()["detail"]

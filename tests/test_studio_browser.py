@@ -113,8 +113,9 @@ def test_harmonise_an_uploaded_melody_needs_a_conditional_model(page, tmp_path: 
     assert not page.is_visible("#start-from") and page.inner_text("#upload-legend") == "Melody (MIDI file)"
     page.set_input_files("#midi", str(tmp_path / "melody.mid"))
     page.click("#generate")
-    page.wait_for_function("document.querySelector('#message').textContent.includes('conditional model')",
-                           timeout=JOB_TIMEOUT_MS)
+    page.wait_for_function(
+        "document.querySelector('#message').textContent.includes('conditional model')", timeout=JOB_TIMEOUT_MS
+    )
     assert "this model cannot harmonize" in page.inner_text("#message")
     assert page.is_enabled("#generate")
 

@@ -35,14 +35,15 @@ from typing import BinaryIO
 
 import numpy as np
 
-from reprise import RepriseError
-from reprise.midi import read_midi
+from reprise.data.midi import read_midi
+from reprise.errors import RepriseError
 
 ENGINES = ("fluidsynth", "tinysoundfont", "midirenderer")  # ``auto`` takes the first available
 SYNTHS = ("auto", *ENGINES)
 TAIL_SECONDS = 1.0  # room for the last notes' release after the music ends
 PEAK = 0.7  # loudest sample as a fraction of full scale (-3 dBFS): synthesisers' levels differ a lot
 RATE = 44100  # sample rate asked of the synthesisers that take one
+
 
 def default_soundfont() -> Path:
     """TimGM6mb.sf2 from the installed pretty_midi package."""
@@ -71,8 +72,11 @@ def tinysoundfont_available() -> bool:
 
 def available_synths() -> tuple[str, ...]:
     """The synthesisers that work on this machine, in ``auto``'s order of preference."""
-    checks = {"fluidsynth": fluidsynth_available, "tinysoundfont": tinysoundfont_available,
-              "midirenderer": lambda: True}
+    checks = {
+        "fluidsynth": fluidsynth_available,
+        "tinysoundfont": tinysoundfont_available,
+        "midirenderer": lambda: True,
+    }
     return tuple(name for name in ENGINES if checks[name]())
 
 
@@ -163,7 +167,9 @@ def _fluidsynth(midi: Path, soundfont: Path, seconds: float) -> tuple[np.ndarray
 
 
 _RENDERERS: dict[str, Callable[[Path, Path, float], tuple[np.ndarray, int]]] = {
-    "fluidsynth": _fluidsynth, "tinysoundfont": _tinysoundfont, "midirenderer": _midirenderer,
+    "fluidsynth": _fluidsynth,
+    "tinysoundfont": _tinysoundfont,
+    "midirenderer": _midirenderer,
 }
 
 

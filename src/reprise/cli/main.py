@@ -10,20 +10,23 @@ from __future__ import annotations
 import json
 import re
 import sys
-from dataclasses import replace
+from dataclasses import fields
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import click
+from click.core import ParameterSource
 
-from reprise import RepriseError
 from reprise.cli.benchmark import benchmark
-from reprise.cli.models import chosen_model, export, model_options, models, split_nll
+from reprise.cli.models import chosen_model, export, model_options, models
 from reprise.cli.plot import plot, render
 from reprise.cli.studio import studio
+from reprise.device import PRECISIONS
+from reprise.errors import RepriseError
 from reprise.models.attention import ATTENTION_KINDS
-from reprise.models.config import POSITIONS, PRESETS
-from reprise.training.config import PRECISIONS, TrainConfig
+from reprise.models.config import POSITIONS
+from reprise.training.config import TrainConfig
+from reprise.training.presets import PRESETS
 
 if TYPE_CHECKING:
     from reprise.data.tokenizer import Tokenizer
@@ -45,14 +48,18 @@ def cli() -> None:
 @cli.command()
 @click.argument("source")
 @click.option("--out", type=click.Path(path_type=Path), required=True, help="Dataset directory to write.")
-@click.option("--tokenizer", help="performance, remi, tsd, midilike, melody-grid or chorale-grid "
-              "[default: chorale-grid for chorales, melody-grid for **kern/ABC, performance for MIDI].")
+@click.option(
+    "--tokenizer",
+    help="performance, remi, tsd, midilike, melody-grid or chorale-grid "
+    "[default: chorale-grid for chorales, melody-grid for **kern/ABC, performance for MIDI].",
+)
 @click.option("--split", default="0.8,0.1,0.1", show_default=True, help="Train,valid,test fractions (by piece).")
 @click.option("--workers", type=click.IntRange(1), default=None, help="Parallel readers [default: CPU count, max 4].")
 @click.option("--tracks", default="", help="Keep only these tracks, by name or program: MELODY,PIANO or 0,33.")
 @click.option("--bpe", type=click.IntRange(1), help="Learn BPE up to this vocabulary size (remi, tsd, midilike).")
-def prepare(source: str, out: Path, tokenizer: str | None, split: str, workers: int | None, tracks: str,
-            bpe: int | None) -> None:
+def prepare(
+    source: str, out: Path, tokenizer: str | None, split: str, workers: int | None, tracks: str, bpe: int | None
+) -> None:
     """Turn SOURCE into a dataset directory of token arrays.
 
     SOURCE is a folder (searched recursively) or zip of MIDI or **kern files; the
@@ -76,61 +83,154 @@ def prepare(source: str, out: Path, tokenizer: str | None, split: str, workers: 
 @click.option("--data", type=click.Path(path_type=Path), help="Prepared dataset directory.")
 @click.option("--run", "run_dir", type=click.Path(path_type=Path), required=True, help="Run directory to write.")
 @click.option("--resume", is_flag=True, help="Continue the run in --run from its last checkpoint.")
-@click.option("--model", type=click.Choice(["transformer", "lstm", "markov"]), default="transformer",
-              show_default=True, help="The Music Transformer, or a baseline to compare it with.")
-@click.option("--preset", type=click.Choice(sorted(PRESETS)), default="tiny", show_default=True,
-              help="Model size (jsb-best: also its training settings); the options below override single fields.")
+@click.option(
+    "--model",
+    type=click.Choice(["transformer", "lstm", "markov"]),
+    default="transformer",
+    show_default=True,
+    help="The Music Transformer, or a baseline to compare it with.",
+)
+@click.option(
+    "--preset",
+    type=click.Choice(sorted(PRESETS)),
+    default="tiny",
+    show_default=True,
+    help="Model size and training settings (jsb-best: the tuned JSB model); the options below override single fields.",
+)
 @click.option("--positions", type=click.Choice(POSITIONS), help="Absolute positions [default: learned].")
-@click.option("--attention", help=f"Attention kind ({', '.join(ATTENTION_KINDS)}), or one per layer separated by "
-              "commas, e.g. fourier,rope,rope,rope [default: full].")
+@click.option(
+    "--attention",
+    help=f"Attention kind ({', '.join(ATTENTION_KINDS)}), or one per layer separated by "
+    "commas, e.g. fourier,rope,rope,rope [default: full].",
+)
 @click.option("--context", type=click.IntRange(8), help="Context length in tokens [default: from preset].")
 @click.option("--d-model", type=click.IntRange(8), help="Model width [default: from preset].")
 @click.option("--layers", "n_layers", type=click.IntRange(1), help="Number of blocks [default: from preset].")
 @click.option("--heads", "n_heads", type=click.IntRange(1), help="Attention heads [default: from preset].")
 @click.option("--dropout", type=click.FloatRange(0, 1), help="Dropout [default: from preset].")
-@click.option("--attention-dropout", type=click.FloatRange(0, 1),
-              help="Dropout of attention probabilities; 0 is much faster on CPU [default: --dropout].")
-@click.option("--max-relative-distance", type=click.IntRange(1),
-              help="Relative attention: longest distance with its own embedding [default: context - 1].")
-@click.option("--shared-relative-heads", "relative_shared_heads", is_flag=True,
-              help="Relative attention: one set of distance embeddings for all heads.")
-@click.option("--relative-chunk", type=click.IntRange(0),
-              help="Relative attention: queries per chunk of the O(L)-memory path; 0 = off [default: 0].")
+@click.option(
+    "--attention-dropout",
+    type=click.FloatRange(0, 1),
+    help="Dropout of attention probabilities; 0 is much faster on CPU [default: --dropout].",
+)
+@click.option(
+    "--max-relative-distance",
+    type=click.IntRange(1),
+    help="Relative attention: longest distance with its own embedding [default: context - 1].",
+)
+@click.option(
+    "--shared-relative-heads",
+    "relative_shared_heads",
+    is_flag=True,
+    help="Relative attention: one set of distance embeddings for all heads.",
+)
+@click.option(
+    "--relative-chunk",
+    type=click.IntRange(0),
+    help="Relative attention: queries per chunk of the O(L)-memory path; 0 = off [default: 0].",
+)
 @click.option("--block-size", type=click.IntRange(1), help="Local attention: tokens per block [default: 128].")
 @click.option("--local-relative", is_flag=True, help="Local attention: add relative logits.")
 @click.option("--hidden", type=click.IntRange(1), default=512, show_default=True, help="LSTM: hidden units per layer.")
 @click.option("--order", type=click.IntRange(0), default=4, show_default=True, help="Markov: tokens of history.")
-@click.option("--steps", type=click.IntRange(1), default=_DEFAULTS.steps, show_default=True,
-              help="Optimizer steps; the LR schedule ends here.")
-@click.option("--minutes", "max_minutes", type=click.FloatRange(0, min_open=True),
-              help="Stop after this much wall-clock time; the LR schedule then follows time.")
-@click.option("--batch-size", type=click.IntRange(1), default=_DEFAULTS.batch_size, show_default=True,
-              help="Windows per micro-batch.")
-@click.option("--grad-accum", type=click.IntRange(1), default=_DEFAULTS.grad_accum, show_default=True,
-              help="Micro-batches per optimizer step.")
-@click.option("--lr", type=click.FloatRange(0, min_open=True), default=_DEFAULTS.lr, show_default=True,
-              help="Peak learning rate (AdamW).")
-@click.option("--warmup", type=click.IntRange(0), default=_DEFAULTS.warmup, show_default=True,
-              help="Steps of linear warm-up before the cosine decay.")
-@click.option("--weight-decay", type=click.FloatRange(0), default=_DEFAULTS.weight_decay, show_default=True,
-              help="AdamW weight decay on weight matrices.")
-@click.option("--clip", type=click.FloatRange(0, min_open=True), default=_DEFAULTS.clip, show_default=True,
-              help="Gradient-norm clipping threshold.")
-@click.option("--ema-decay", type=click.FloatRange(0, 1, max_open=True), default=_DEFAULTS.ema_decay,
-              show_default=True, help="Keep a moving average of the weights (e.g. 0.999) and validate and "
-              "save that as best/; 0 = off.")
-@click.option("--eval-every", type=click.IntRange(1), default=_DEFAULTS.eval_every, show_default=True,
-              help="Validate and checkpoint every this many steps.")
-@click.option("--seed", type=int, default=_DEFAULTS.seed, show_default=True,
-              help="Seeds initialisation, data order and dropout.")
+@click.option(
+    "--steps",
+    type=click.IntRange(1),
+    default=_DEFAULTS.steps,
+    show_default=True,
+    help="Optimizer steps; the LR schedule ends here.",
+)
+@click.option(
+    "--minutes",
+    "max_minutes",
+    type=click.FloatRange(0, min_open=True),
+    help="Stop after this much wall-clock time; the LR schedule then follows time.",
+)
+@click.option(
+    "--batch-size",
+    type=click.IntRange(1),
+    default=_DEFAULTS.batch_size,
+    show_default=True,
+    help="Windows per micro-batch.",
+)
+@click.option(
+    "--grad-accum",
+    type=click.IntRange(1),
+    default=_DEFAULTS.grad_accum,
+    show_default=True,
+    help="Micro-batches per optimizer step.",
+)
+@click.option(
+    "--lr",
+    type=click.FloatRange(0, min_open=True),
+    default=_DEFAULTS.lr,
+    show_default=True,
+    help="Peak learning rate (AdamW).",
+)
+@click.option(
+    "--warmup",
+    type=click.IntRange(0),
+    default=_DEFAULTS.warmup,
+    show_default=True,
+    help="Steps of linear warm-up before the cosine decay.",
+)
+@click.option(
+    "--weight-decay",
+    type=click.FloatRange(0),
+    default=_DEFAULTS.weight_decay,
+    show_default=True,
+    help="AdamW weight decay on weight matrices.",
+)
+@click.option(
+    "--clip",
+    type=click.FloatRange(0, min_open=True),
+    default=_DEFAULTS.clip,
+    show_default=True,
+    help="Gradient-norm clipping threshold.",
+)
+@click.option(
+    "--ema-decay",
+    type=click.FloatRange(0, 1, max_open=True),
+    default=_DEFAULTS.ema_decay,
+    show_default=True,
+    help="Keep a moving average of the weights (e.g. 0.999) and validate and save that as best/; 0 = off.",
+)
+@click.option(
+    "--eval-every",
+    type=click.IntRange(1),
+    default=_DEFAULTS.eval_every,
+    show_default=True,
+    help="Validate and checkpoint every this many steps.",
+)
+@click.option(
+    "--seed", type=int, default=_DEFAULTS.seed, show_default=True, help="Seeds initialisation, data order and dropout."
+)
 @click.option("--no-augment", is_flag=True, help="Train without data augmentation.")
-@click.option("--max-transpose", type=click.IntRange(0),
-              help="Augmentation: transpose windows by up to this many semitones [default: the dataset's, 3].")
-@click.option("--precision", type=click.Choice(PRECISIONS), default=_DEFAULTS.precision,
-              show_default=True, help="bf16: bfloat16 autocast, 1.3-1.6x faster on CPUs with AVX512-BF16 "
-              "(weights stay float32); auto: bf16 on CUDA only.")
+@click.option(
+    "--max-transpose",
+    type=click.IntRange(0),
+    help=f"Augmentation: transpose windows by up to this many semitones [default: {_DEFAULTS.max_transpose}].",
+)
+@click.option(
+    "--precision",
+    type=click.Choice(PRECISIONS),
+    default=_DEFAULTS.precision,
+    show_default=True,
+    help="bf16: bfloat16 autocast, 1.3-1.6x faster on CPUs with AVX512-BF16 "
+    "(weights stay float32); auto: bf16 on CUDA only.",
+)
 @click.option("--device", default=_DEFAULTS.device, show_default=True, help="auto, cpu, cuda, cuda:1, mps.")
-def train(data: Path | None, run_dir: Path, resume: bool, model: str, preset: str, **options) -> None:
+def train(
+    data: Path | None,
+    run_dir: Path,
+    resume: bool,
+    model: str,
+    preset: str,
+    hidden: int,
+    order: int,
+    no_augment: bool,
+    **fields: Any,
+) -> None:
     """Train a model on a prepared dataset, saving best/ and last/ checkpoints in --run.
 
     The Markov chain is "trained" by counting, in one pass over the data.
@@ -145,54 +245,54 @@ def train(data: Path | None, run_dir: Path, resume: bool, model: str, preset: st
         from reprise.data.dataset import TokenDataset
 
         tokenizer = TokenDataset(data, "train").tokenizer  # fails early on a bad --data
-        model_config = _model_config(model, preset, tokenizer, options)
-        result = run_train(run_dir, data, model_config, _train_config(preset, options))
+        given = _given(fields)
+        if _given({"no_augment": no_augment}):
+            given["augment"] = False
+        model_config = _model_config(model, preset, tokenizer, hidden, order, given)
+        train_config = PRESETS[preset].train_config(**{k: v for k, v in given.items() if k in _TRAIN_FIELDS})
+        result = run_train(run_dir, data, model_config, train_config)
     click.echo(
         f"finished at step {result.step}: best validation NLL {result.best_val_nll:.4f} nats/token, "
         f"{result.tokens_per_second:,.0f} training tokens/s; checkpoints in {result.run_dir}"
     )
 
 
-def _train_config(preset: str, options: dict) -> TrainConfig:
-    """The training config from the remaining options; a preset's settings fill those left at their default."""
-    from click.core import ParameterSource
+_TRAIN_FIELDS = {f.name for f in fields(TrainConfig)}
+_LSTM_FIELDS = {"context": "context", "d_model": "d_embed", "n_layers": "n_layers", "dropout": "dropout"}
 
-    from reprise.training.config import TRAIN_PRESETS
 
-    options["augment"] = not options.pop("no_augment")
+def _given(options: dict[str, Any]) -> dict[str, Any]:
+    """The options the user gave (on the command line or from the environment), by config field name.
+
+    Options left at their default take the preset's value, or else the config's own default.
+    """
     source = click.get_current_context().get_parameter_source
-    for name, value in TRAIN_PRESETS.get(preset, {}).items():
-        if source("no_augment" if name == "augment" else name) is ParameterSource.DEFAULT:
-            options[name] = value
-    return TrainConfig(**options)
+    return {name: value for name, value in options.items() if source(name) is not ParameterSource.DEFAULT}
 
 
-def _model_config(model: str, preset: str, tokenizer: Tokenizer, options: dict) -> Any:
-    """The model config for ``tokenizer``'s data from the train command's options, removing the ones it uses."""
-    from dataclasses import fields
-
-    from reprise.models.config import ModelConfig
-    from reprise.models.config import preset as make_preset
+def _model_config(model: str, preset: str, tokenizer: Tokenizer, hidden: int, order: int, given: dict[str, Any]) -> Any:
+    """The model config for ``tokenizer``'s data: the preset's shape with the given fields on top."""
     from reprise.models.lstm import LSTMConfig
     from reprise.models.markov import MarkovConfig
 
-    vocab_size = tokenizer.vocab_size
-    hidden, order = options.pop("hidden"), options.pop("order")
-    shape = {f.name: options.pop(f.name) for f in fields(ModelConfig) if f.name in options}
     if model == "markov":
-        return MarkovConfig(vocab_size=vocab_size, order=order)
+        return MarkovConfig(vocab_size=tokenizer.vocab_size, order=order)
     if model == "lstm":
-        lstm = LSTMConfig(vocab_size=vocab_size, hidden=hidden)
-        overrides = dict(context=shape["context"], d_embed=shape["d_model"], n_layers=shape["n_layers"],
-                         dropout=shape["dropout"])
-        return replace(lstm, **{k: v for k, v in overrides.items() if v is not None})
-    return make_preset(preset, vocab_size=vocab_size, frame=tokenizer.frame, **shape)
+        shape = {lstm: given[name] for name, lstm in _LSTM_FIELDS.items() if name in given}
+        return LSTMConfig(vocab_size=tokenizer.vocab_size, hidden=hidden, **shape)
+    shape = {k: v for k, v in given.items() if k not in _TRAIN_FIELDS}
+    return PRESETS[preset].model_config(**{**shape, "vocab_size": tokenizer.vocab_size, "frame": tokenizer.frame})
 
 
 @cli.command()
 @model_options
-@click.option("--out", type=click.Path(path_type=Path), default=Path("samples"), show_default=True,
-              help="Folder for the MIDI files and piano rolls.")
+@click.option(
+    "--out",
+    type=click.Path(path_type=Path),
+    default=Path("samples"),
+    show_default=True,
+    help="Folder for the MIDI files and piano rolls.",
+)
 @click.option("--primer-midi", type=click.Path(path_type=Path, dir_okay=False), help="Continue this MIDI file.")
 @click.option("--primer-data", type=click.Path(path_type=Path), help="Take the primer from this dataset...")
 @click.option("--primer-piece", type=click.IntRange(0), default=0, show_default=True, help="...piece number...")
@@ -200,33 +300,61 @@ def _model_config(model: str, preset: str, tokenizer: Tokenizer, options: dict) 
 @click.option("--primer-length", default="2bars", show_default=True, help="Primer length: tokens (64) or bars (2bars).")
 @click.option("--length", default="8bars", show_default=True, help="New material: tokens (512) or bars (8bars).")
 @click.option("--samples", type=click.IntRange(1), default=3, show_default=True, help="How many pieces to sample.")
-@click.option("--temperature", type=click.FloatRange(0, min_open=True), default=1.0, show_default=True,
-              help="Below 1: safer choices; above 1: wilder.")
+@click.option(
+    "--temperature",
+    type=click.FloatRange(0, min_open=True),
+    default=1.0,
+    show_default=True,
+    help="Below 1: safer choices; above 1: wilder.",
+)
 @click.option("--top-k", type=click.IntRange(0), default=0, show_default=True, help="0 = off.")
 @click.option("--top-p", type=click.FloatRange(0, 1, min_open=True), default=1.0, show_default=True, help="1 = off.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Same seed, same samples.")
 @click.option("--no-cache", is_flag=True, help="Recompute the whole window at each step (slow; for comparison).")
 @click.option("--wav", is_flag=True, help="Also render each sample to WAV beside it (see `reprise render`).")
-@click.option("--musicxml", is_flag=True, help="Also write each sample as MusicXML (for MuseScore and notation programs).")
+@click.option("--musicxml", is_flag=True, help="Also write each sample as MusicXML (for MuseScore and other notation).")
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:1, mps.")
-def generate(checkpoint: Path | None, model_name: str | None, out: Path, primer_midi, primer_data, primer_piece,
-             primer_split, primer_length, length, samples, temperature, top_k, top_p, seed, no_cache, wav, musicxml,
-             device) -> None:
+def generate(
+    checkpoint: Path | None,
+    model_name: str | None,
+    out: Path,
+    primer_midi,
+    primer_data,
+    primer_piece,
+    primer_split,
+    primer_length,
+    length,
+    samples,
+    temperature,
+    top_k,
+    top_p,
+    seed,
+    no_cache,
+    wav,
+    musicxml,
+    device,
+) -> None:
     """Sample new music from a trained model, continuing a primer; writes MIDI, piano rolls (and WAV, MusicXML)."""
     import time
 
+    from reprise.api import load, write_samples
     from reprise.generation.generate import generate as run_generate
-    from reprise.generation.output import write_samples
     from reprise.generation.sampling import SamplingConfig
-    from reprise.training.checkpoint import load_checkpoint
-    from reprise.training.trainer import pick_device
 
-    model, tokenizer = load_checkpoint(chosen_model(checkpoint, model_name), pick_device(device))
+    model, tokenizer = load(chosen_model(checkpoint, model_name), device)
     primer = _primer(tokenizer, primer_midi, primer_data, primer_piece, primer_split, primer_length)
     n_new = _tokens(length, tokenizer, "--length")
     started = time.perf_counter()
-    ids = run_generate(model, tokenizer, primer, n_new, samples, SamplingConfig(temperature, top_k, top_p),
-                       seed, use_cache=not no_cache)
+    ids = run_generate(
+        model,
+        tokenizer,
+        primer,
+        n_new,
+        samples,
+        SamplingConfig(temperature, top_k, top_p),
+        seed,
+        use_cache=not no_cache,
+    )
     rate = samples * n_new / (time.perf_counter() - started)
     for path in write_samples(ids, tokenizer, out, "sample", wav=wav, musicxml=musicxml):
         click.echo(path)
@@ -236,25 +364,45 @@ def generate(checkpoint: Path | None, model_name: str | None, out: Path, primer_
 @cli.command()
 @model_options
 @click.option("--data", type=click.Path(path_type=Path), required=True, help="Prepared dataset directory.")
-@click.option("--split", type=click.Choice(["train", "valid", "test"]), default="valid", show_default=True,
-              help="Which part of the dataset to score.")
+@click.option(
+    "--split",
+    type=click.Choice(["train", "valid", "test"]),
+    default="valid",
+    show_default=True,
+    help="Which part of the dataset to score.",
+)
 @click.option("--stride", type=click.IntRange(1), help="Sliding-window stride for long pieces [default: context/2].")
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:1, mps.")
-def evaluate(checkpoint: Path | None, model_name: str | None, data: Path, split: str, stride: int | None,
-             device: str) -> None:
+def evaluate(
+    checkpoint: Path | None, model_name: str | None, data: Path, split: str, stride: int | None, device: str
+) -> None:
     """Mean negative log-likelihood per token (nats) and perplexity on a split."""
-    from reprise.training.checkpoint import load_checkpoint
-    from reprise.training.trainer import pick_device
+    from reprise.api import load, score
+    from reprise.data.dataset import TokenDataset
 
-    model, tokenizer = load_checkpoint(chosen_model(checkpoint, model_name), pick_device(device))
-    nll, pieces = split_nll(model, tokenizer, data, split, stride)
-    click.echo(json.dumps({"split": split, "nll_per_token": round(nll.per_token, 5),
-                           "perplexity": round(nll.perplexity, 4), "tokens": nll.tokens, "pieces": pieces}))
+    model, tokenizer = load(chosen_model(checkpoint, model_name), device)
+    nll = score(model, tokenizer, data, split, stride)
+    click.echo(
+        json.dumps(
+            {
+                "split": split,
+                "nll_per_token": round(nll.per_token, 5),
+                "perplexity": round(nll.perplexity, 4),
+                "tokens": nll.tokens,
+                "pieces": len(TokenDataset(data, split)),
+            }
+        )
+    )
 
 
 @cli.command()
-@click.option("--out", type=click.Path(path_type=Path), default=Path("reprise-demo"), show_default=True,
-              help="Folder for the data, the run and the samples.")
+@click.option(
+    "--out",
+    type=click.Path(path_type=Path),
+    default=Path("reprise-demo"),
+    show_default=True,
+    help="Folder for the data, the run and the samples.",
+)
 @click.option("--minutes", type=click.FloatRange(0.1), default=5.0, show_default=True, help="Training time.")
 def demo(out: Path, minutes: float) -> None:
     """Prepare the music21 chorales, train `tiny`, and generate three chorales into --out."""
@@ -278,7 +426,9 @@ def _primer(tokenizer, midi: Path | None, data: Path | None, piece: int, split: 
 
         dataset = TokenDataset(data, split)
         if piece >= len(dataset):
-            raise RepriseError(f"{data}: the {split} split has {len(dataset)} pieces; --primer-piece {piece} is out of range")
+            raise RepriseError(
+                f"{data}: the {split} split has {len(dataset)} pieces; --primer-piece {piece} is out of range"
+            )
         ids = dataset.piece(piece)
     else:
         return np.array([tokenizer.bos_id])

@@ -9,16 +9,15 @@ from pathlib import Path
 
 import click
 
-from reprise import RepriseError
-
 _MODEL_HELP = "A model that ships with reprise, by name (see `reprise models`), instead of --checkpoint."
 
 
 def model_options(command: Callable) -> Callable:
     """Add ``--checkpoint RUN`` and ``--model NAME`` (give one) to a command; pass both to :func:`chosen_model`."""
     command = click.option("--model", "model_name", metavar="NAME", help=_MODEL_HELP)(command)
-    return click.option("--checkpoint", type=click.Path(path_type=Path),
-                        help="Run or checkpoint directory (or a model folder).")(command)
+    return click.option(
+        "--checkpoint", type=click.Path(path_type=Path), help="Run or checkpoint directory (or a model folder)."
+    )(command)
 
 
 def chosen_model(checkpoint: Path | None, model_name: str | None) -> str | Path:
@@ -38,8 +37,11 @@ def models(as_json: bool) -> None:
 
     found = shipped_models()
     if as_json:
-        click.echo(json.dumps([{"name": m.name, "megabytes": round(m.megabytes, 2), **asdict(m.card)} for m in found],
-                              indent=1))
+        click.echo(
+            json.dumps(
+                [{"name": m.name, "megabytes": round(m.megabytes, 2), **asdict(m.card)} for m in found], indent=1
+            )
+        )
         return
     if not found:
         click.echo("no trained models ship with this install (see docs/models.md; `reprise export` makes one)")
@@ -53,40 +55,74 @@ def models(as_json: bool) -> None:
 
 @click.command()
 @click.argument("run", type=click.Path(path_type=Path, file_okay=False))
-@click.option("--out", type=click.Path(path_type=Path, file_okay=False), required=True,
-              help="Model folder to write, e.g. src/reprise/pretrained/bach to ship it.")
+@click.option(
+    "--out",
+    type=click.Path(path_type=Path, file_okay=False),
+    required=True,
+    help="Model folder to write, e.g. src/reprise/pretrained/bach to ship it.",
+)
 @click.option("--summary", required=True, help="What the model does, in one line (shown by `reprise models`).")
-@click.option("--task", type=click.Choice(["continue", "harmonize", "accompany", "infill"]), default="continue",
-              show_default=True, help="What the model is for.")
-@click.option("--data", type=click.Path(path_type=Path, file_okay=False),
-              help="Prepared dataset whose valid and test splits are scored [default: the run's data].")
+@click.option(
+    "--task",
+    type=click.Choice(["continue", "harmonize", "accompany", "infill"]),
+    default="continue",
+    show_default=True,
+    help="What the model is for.",
+)
+@click.option(
+    "--data",
+    type=click.Path(path_type=Path, file_okay=False),
+    help="Prepared dataset whose valid and test splits are scored [default: the run's data].",
+)
 @click.option("--data-source", default="", help="For the card: the data it was trained on, and its licence.")
 @click.option("--command", "train_command", default="", help="For the card: the exact commands that trained it.")
 @click.option("--hardware", default="", help="For the card: where it trained, e.g. 'CPU, 2 cores' or '1 H100'.")
-@click.option("--dtype", type=click.Choice(["float16", "bfloat16", "float32"]), default="float16", show_default=True,
-              help="Stored weights (loading upcasts them to float32).")
+@click.option(
+    "--dtype",
+    type=click.Choice(["float16", "bfloat16", "float32"]),
+    default="float16",
+    show_default=True,
+    help="Stored weights (loading upcasts them to float32).",
+)
 @click.option("--device", default="auto", show_default=True, help="Where to score: auto, cpu, cuda, mps.")
-def export(run: Path, out: Path, summary: str, task: str, data: Path | None, data_source: str, train_command: str,
-           hardware: str, dtype: str, device: str) -> None:
+def export(
+    run: Path,
+    out: Path,
+    summary: str,
+    task: str,
+    data: Path | None,
+    data_source: str,
+    train_command: str,
+    hardware: str,
+    dtype: str,
+    device: str,
+) -> None:
     """Write RUN's best checkpoint as a model folder (config.json, model.safetensors, README.md card).
 
     The card's validation and test NLL are measured on the stored (rounded) weights,
     read back from the folder just written.
     """
+    from reprise.models.checkpoint import load_checkpoint, resolve
     from reprise.models.pretrained import ModelCard, write_model_folder
-    from reprise.training.checkpoint import load_checkpoint, resolve
-    from reprise.training.trainer import pick_device
 
     model, tokenizer = load_checkpoint(run)
     training_path = resolve(run) / "training.json"
     training = json.loads(training_path.read_text()) if training_path.is_file() else {}
     data = data or _run_data(run)
-    card = ModelCard(summary, task, data_source, train_command, hardware, training.get("step"),
-                     round(training["elapsed"] / 60, 1) if "elapsed" in training else None, dtype=dtype,
-                     parameters=sum(p.numel() for p in model.parameters()))
+    card = ModelCard(
+        summary,
+        task,
+        data_source,
+        train_command,
+        hardware,
+        training.get("step"),
+        round(training["elapsed"] / 60, 1) if "elapsed" in training else None,
+        dtype=dtype,
+        parameters=sum(p.numel() for p in model.parameters()),
+    )
     write_model_folder(out, model, tokenizer, card)  # first without NLL: scoring reads the stored weights
     if data is not None:
-        valid, test = (_nll(out, data, split, pick_device(device)) for split in ("valid", "test"))
+        valid, test = (_nll(out, data, split, device) for split in ("valid", "test"))
         card = ModelCard(**{**card.to_json(), "valid_nll": valid, "test_nll": test})
         write_model_folder(out, model, tokenizer, card)
     size = (out / "model.safetensors").stat().st_size / 2**20
@@ -100,23 +136,9 @@ def _run_data(run: Path) -> Path | None:
     return data if data is not None and (data / "manifest.json").is_file() else None
 
 
-def split_nll(model, tokenizer, data: Path, split: str, stride: int | None = None):
-    """NLL of ``model`` on ``split`` of the prepared dataset ``data`` and the number of pieces scored."""
-    from reprise.data.dataset import TokenDataset
-    from reprise.evaluation.nll import score
-
-    dataset = TokenDataset(data, split)
-    # the same ids for the same tokens is what scoring needs (training settings such as a run's
-    # --max-transpose, saved with its tokenizer, do not change what an id means)
-    if dataset.tokenizer.name != tokenizer.name or dataset.tokenizer.token_names() != tokenizer.token_names():
-        raise RepriseError(f"{data}: tokenized differently from the model's training data")
-    pieces = [dataset.piece(i) for i in range(len(dataset))]
-    return score(model, pieces, model.config.context, stride, frame=tokenizer.frame), len(pieces)
-
-
 def _nll(folder: Path, data: Path, split: str, device: str) -> float | None:
     """NLL per token of the model folder on ``split`` of ``data`` (``None`` if that split is empty)."""
-    from reprise.training.checkpoint import load_checkpoint
+    from reprise.api import load, score
 
-    nll, pieces = split_nll(*load_checkpoint(folder, device), data, split)
-    return round(nll.per_token, 5) if pieces else None
+    nll = score(*load(folder, device), data, split)
+    return round(nll.per_token, 5) if nll.tokens else None

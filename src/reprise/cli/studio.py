@@ -10,14 +10,26 @@ _FOLDER = click.Path(path_type=Path, file_okay=False, exists=True)
 
 
 @click.command()
-@click.option("--host", default="127.0.0.1", show_default=True,
-              help="Address to listen on; 127.0.0.1 keeps the page private to this computer.")
+@click.option(
+    "--host",
+    default="127.0.0.1",
+    show_default=True,
+    help="Address to listen on; 127.0.0.1 keeps the page private to this computer.",
+)
 @click.option("--port", type=click.IntRange(0, 65535), default=8000, show_default=True, help="Port to listen on.")
 @click.option("--runs", type=_FOLDER, help="Also offer the runs (and model folders) in this folder.")
-@click.option("--data", "datasets", type=_FOLDER, multiple=True,
-              help="A prepared dataset whose validation pieces can start a piece (repeatable).")
-@click.option("--out", type=click.Path(path_type=Path, file_okay=False),
-              help="Keep the results here [default: a temporary folder].")
+@click.option(
+    "--data",
+    "datasets",
+    type=_FOLDER,
+    multiple=True,
+    help="A prepared dataset whose validation pieces can start a piece (repeatable).",
+)
+@click.option(
+    "--out",
+    type=click.Path(path_type=Path, file_okay=False),
+    help="Keep the results here [default: a temporary folder].",
+)
 def studio(host: str, port: int, runs: Path | None, datasets: tuple[Path, ...], out: Path | None) -> None:
     """A local web page to generate, hear, look inside and download music from shipped models and your runs."""
     import uvicorn

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import symusic
 
-from reprise import RepriseError
+from reprise.errors import RepriseError
 
 
 def write_musicxml(score: symusic.Score, out: Path) -> Path:

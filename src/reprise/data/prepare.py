@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from reprise import RepriseError
+from reprise.errors import RepriseError
 from reprise.data.chorales import split_of
 from reprise.data.dataset import EncodedPiece, write_dataset
 from reprise.data.sources import Item, list_source, read_item, select_tracks

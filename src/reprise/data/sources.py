@@ -26,10 +26,12 @@ from typing import Any
 import numpy as np
 import symusic
 
-from reprise import RepriseError
-from reprise.data.chorale_grid import TICKS_PER_QUARTER, grid_to_score
+from reprise.errors import RepriseError
+from reprise.constants import TICKS_PER_QUARTER
+from reprise.data.chorale_grid import grid_to_score
 from reprise.data.chorales import SCORE_SUFFIXES, load_jsb_json
 from reprise.data.chorales import _read_chorale as _chorale_grid
+from reprise.data.midi import midi_from_bytes
 
 MIDI_SUFFIXES = (".mid", ".midi", ".kar")
 KERN_SUFFIXES = (".krn",)
@@ -176,15 +178,6 @@ def _sha1(data: bytes) -> str:
 
 
 # -- reading (in workers) -------------------------------------------------------------
-def _read_midi(data: bytes) -> symusic.Score:
-    if not data:
-        raise RepriseError("empty file")
-    try:
-        return symusic.Score.from_midi(data)
-    except Exception as err:  # symusic raises plain RuntimeErrors for bad files
-        raise RepriseError(f"not a readable MIDI file ({str(err).split(':')[-2].strip() or err})") from err
-
-
 def _read_music21(source: str, fmt: str | None = None) -> symusic.Score:
     from music21 import converter
 
@@ -231,7 +224,7 @@ def music21_to_score(score) -> symusic.Score:
 
 
 READERS = {
-    "midi": _read_midi,
+    "midi": midi_from_bytes,
     "kern": _read_kern,
     "abc": lambda tune: _read_music21(tune, "abc"),
     "music21": _read_music21,

@@ -15,10 +15,13 @@ import torch
 from torch import nn
 
 from reprise.data.tokenizer import Tokenizer
+from reprise.data.windows import slide_start
 from reprise.generation.sampling import SamplingConfig, sample
+from reprise.models import in_eval_mode
 
 
 @torch.no_grad()
+@in_eval_mode
 def generate(
     model: nn.Module,
     tokenizer: Tokenizer,
@@ -37,13 +40,13 @@ def generate(
 
     Special tokens are never sampled, so every sample has exactly ``n_new`` new
     tokens; the tokenizer's :meth:`~Tokenizer.allowed_next` keeps structured
-    encodings well-formed. ``on_token(i)`` is called after the ``i``-th new token
-    (progress bars; an exception it raises stops generation, e.g. to cancel).
+    encodings well-formed. The model runs in eval mode and is left in the mode it was in.
+    ``on_token(i)`` is called after the ``i``-th new token (progress bars; an exception
+    it raises stops generation, e.g. to cancel).
     """
     sampling = sampling or SamplingConfig()
     device = next(model.parameters()).device
     generator = torch.Generator(device=device).manual_seed(seed)
-    model.eval()
     seq = torch.as_tensor(primer, dtype=torch.long, device=device)
     seq = seq.repeat(num_samples, 1) if seq.dim() == 1 else seq
     num_samples = seq.shape[0]
@@ -51,10 +54,10 @@ def generate(
     banned = torch.zeros(tokenizer.vocab_size, dtype=torch.bool, device=device)
     banned[[tokenizer.pad_id, tokenizer.bos_id, tokenizer.eos_id]] = True
 
-    start, logits = _window_start(seq.shape[1], context, frame), None
+    start, logits = slide_start(seq.shape[1], context, frame), None
     for i in range(n_new):
         if seq.shape[1] - start > context:  # the window is full: slide it
-            start, logits = _window_start(seq.shape[1], context, frame), None
+            start, logits = slide_start(seq.shape[1], context, frame), None
         if logits is None:  # prefill the window (every step when not caching)
             caches = model.new_caches(num_samples, context) if use_cache else None
             logits = model(seq[:, start:], caches)[:, -1]
@@ -66,18 +69,6 @@ def generate(
         full = seq.shape[1] - start > context
         logits = None if caches is None or full or i == n_new - 1 else model(token[:, None], caches)[:, -1]
     return seq.cpu().numpy()
-
-
-def _window_start(length: int, context: int, frame: int) -> int:
-    """Where the attended window starts: 0 while it fits, else the last half-context on a frame boundary.
-
-    The window then stays put, growing token by token, until it fills the
-    context again; cached and uncached decoding slide it at the same steps.
-    """
-    if length <= context:
-        return 0
-    start = length - max(frame, context // 2)
-    return start - start % frame
 
 
 def _disallowed(tokenizer: Tokenizer, position: int, banned: torch.Tensor) -> torch.Tensor:

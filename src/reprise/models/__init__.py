@@ -1,17 +1,19 @@
 """The model family: the Music Transformer and the baselines it is measured against.
 
-Every model maps ids ``(batch, time)`` to next-token logits ``(batch, time,
-vocab)``, optionally continuing a decoding state from ``new_caches``, and has a
-``config`` dataclass whose ``architecture`` names it in checkpoints.
+Every model maps ids ``(B, T)`` to next-token logits ``(B, T, V)``, optionally
+continuing a decoding state from ``new_caches``, and has a ``config`` dataclass
+whose ``architecture`` names it in checkpoints.
 """
 
 from __future__ import annotations
 
-from typing import Any
+import functools
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 from torch import nn
 
-from reprise import RepriseError
+from reprise.errors import RepriseError
 from reprise.models.config import ModelConfig
 from reprise.models.lstm import LSTMConfig, LSTMLanguageModel
 from reprise.models.markov import MarkovChain, MarkovConfig
@@ -42,3 +44,22 @@ def config_from_json(architecture: str, data: dict[str, Any]) -> Any:
     if architecture not in ARCHITECTURES:
         raise RepriseError(f"unknown architecture {architecture!r}; known: {', '.join(ARCHITECTURES)}")
     return ARCHITECTURES[architecture][0].from_json(data)
+
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def in_eval_mode(function: F) -> F:
+    """Decorator for functions whose first argument is a model: run it in eval mode (no dropout), then
+    put the model back in the mode it was in, even if the function raises."""
+
+    @functools.wraps(function)
+    def wrapper(model: nn.Module, *args: Any, **kwargs: Any) -> Any:
+        was_training = model.training
+        model.eval()
+        try:
+            return function(model, *args, **kwargs)
+        finally:
+            model.train(was_training)
+
+    return wrapper  # type: ignore[return-value]

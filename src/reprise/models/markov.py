@@ -10,6 +10,9 @@ It has the transformer's interface (``forward(ids, caches)`` returning
 log-probabilities as logits, ``new_caches``), so scoring, sampling and
 checkpoints treat it like the neural models; its counts are tensors, saved in
 safetensors.
+
+Shapes in comments: B batch, T time (queries), S source (keys), H heads, D model width,
+Dh head dim (D / H), V vocabulary.
 """
 
 from __future__ import annotations
@@ -22,8 +25,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from reprise import RepriseError
 from reprise.config import JsonConfig
+from reprise.errors import RepriseError
 
 
 @dataclass
@@ -37,7 +40,6 @@ class MarkovConfig(JsonConfig):
     def __post_init__(self) -> None:
         if self.order < 0:
             raise RepriseError(f"a Markov chain's order must be 0 or more, not {self.order}")
-
 
 
 class History:
@@ -85,11 +87,15 @@ class MarkovChain(nn.Module):
         past = caches[0].tokens if caches and caches[0].tokens is not None else ids[:, :0]
         full = torch.cat([past, ids], dim=1).tolist()
         start = past.shape[1]
-        out = np.stack([
-            [np.log(self.distribution(tuple(row[max(0, t + 1 - self.config.order) : t + 1]))) for t in
-             range(start, len(row))]
-            for row in full
-        ])
+        out = np.stack(
+            [
+                [
+                    np.log(self.distribution(tuple(row[max(0, t + 1 - self.config.order) : t + 1])))
+                    for t in range(start, len(row))
+                ]
+                for row in full
+            ]
+        )
         if caches:
             caches[0].tokens = torch.tensor(full)[:, -self.config.order :] if self.config.order else ids[:, :0]
             caches[0].length += ids.shape[1]

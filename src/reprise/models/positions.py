@@ -1,4 +1,8 @@
-"""Absolute position signals added to token embeddings: learned, sinusoidal, or place in a frame."""
+"""Absolute position signals added to token embeddings: learned, sinusoidal, or place in a frame.
+
+Shapes in comments: B batch, T time (queries), S source (keys), H heads, D model width,
+Dh head dim (D / H), V vocabulary.
+"""
 
 from __future__ import annotations
 

@@ -25,9 +25,9 @@ from typing import Any
 import torch
 from safetensors.torch import save_model
 
-from reprise import RepriseError
 from reprise.config import JsonConfig
 from reprise.data.tokenizer import Tokenizer
+from reprise.errors import RepriseError
 from reprise.models import architecture_of
 
 FORMAT, VERSION = "reprise-model", 1
@@ -85,8 +85,10 @@ def shipped_models(root: Path | None = None) -> list[ShippedModel]:
     """The model folders under ``root`` [default: the package's shipped models, ``SHIPPED``], by name."""
     root = Path(root or SHIPPED)
     folders = sorted(root.glob("*/config.json")) if root.is_dir() else []
-    return [ShippedModel(p.parent.name, p.parent, ModelCard.from_json(read_model_config(p.parent).get("card", {})))
-            for p in folders]
+    return [
+        ShippedModel(p.parent.name, p.parent, ModelCard.from_json(read_model_config(p.parent).get("card", {})))
+        for p in folders
+    ]
 
 
 def shipped_model(name: str, root: Path | None = None) -> ShippedModel:
@@ -106,8 +108,9 @@ def resolve_model(name_or_path: str | Path, root: Path | None = None) -> Path:
     return Path(name_or_path)
 
 
-def write_model_folder(out: Path, model: torch.nn.Module, tokenizer: Tokenizer, card: ModelCard,
-                       name: str | None = None) -> Path:
+def write_model_folder(
+    out: Path, model: torch.nn.Module, tokenizer: Tokenizer, card: ModelCard, name: str | None = None
+) -> Path:
     """Write ``model`` (weights cast to ``card.dtype``), its tokenizer and card as a model folder at ``out``."""
     if card.dtype not in DTYPES:
         raise RepriseError(f"dtype {card.dtype!r}: choose one of {', '.join(DTYPES)}")
@@ -118,8 +121,14 @@ def write_model_folder(out: Path, model: torch.nn.Module, tokenizer: Tokenizer, 
     stored = copy.deepcopy(model).to(device="cpu", dtype=DTYPES[card.dtype])
     save_model(stored, str(out / "model.safetensors"))
     (out / "model.safetensors").chmod(0o644)  # an ordinary file, whatever the umask of the tool that wrote it
-    meta = {"format": FORMAT, "version": VERSION, "architecture": architecture_of(model.config),
-            "config": model.config.to_json(), "tokenizer": tokenizer.to_json(), "card": card.to_json()}
+    meta = {
+        "format": FORMAT,
+        "version": VERSION,
+        "architecture": architecture_of(model.config),
+        "config": model.config.to_json(),
+        "tokenizer": tokenizer.to_json(),
+        "card": card.to_json(),
+    }
     (out / "config.json").write_text(json.dumps(meta, indent=1))
     (out / "README.md").write_text(card_markdown(name or out.name, card, meta))
     return out

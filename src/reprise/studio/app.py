@@ -30,17 +30,22 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
 
-from reprise import RepriseError
 from reprise.data.dataset import read_manifest
 from reprise.data.tokenizer import tokenizer_from_json
+from reprise.errors import RepriseError
+from reprise.models.checkpoint import resolve
 from reprise.models.pretrained import ModelCard, read_model_config, shipped_models
 from reprise.studio.jobs import JobRequest, JobRunner, result_file
-from reprise.training.checkpoint import resolve
 
 MAX_UPLOAD = 4 * 2**20  # bytes; a long piano performance is well under 1 MB of MIDI
 STATIC = Path(str(resources.files("reprise.studio") / "static"))
-MEDIA = {"mid": "audio/midi", "wav": "audio/wav", "png": "image/png", "attention": "text/html",
-         "musicxml": "application/vnd.recordare.musicxml+xml"}
+MEDIA = {
+    "mid": "audio/midi",
+    "wav": "audio/wav",
+    "png": "image/png",
+    "attention": "text/html",
+    "musicxml": "application/vnd.recordare.musicxml+xml",
+}
 
 
 def create_app(runs: Path | None = None, data: list[Path] | None = None, out: Path | None = None) -> FastAPI:
@@ -99,8 +104,23 @@ def create_app(runs: Path | None = None, data: list[Path] | None = None, out: Pa
         midi: Annotated[UploadFile | None, File()] = None,
     ) -> dict[str, str]:
         upload = await save_upload(midi, out / "uploads") if midi is not None and midi.filename else None
-        request = JobRequest(model, task, source, upload, dataset, piece, primer, length, unit, bars, temperature,
-                             top_k, top_p, seed, samples)
+        request = JobRequest(
+            model,
+            task,
+            source,
+            upload,
+            dataset,
+            piece,
+            primer,
+            length,
+            unit,
+            bars,
+            temperature,
+            top_k,
+            top_p,
+            seed,
+            samples,
+        )
         return {"id": runner.submit(request).id}
 
     @app.get("/api/jobs/{job_id}")
@@ -119,8 +139,12 @@ def create_app(runs: Path | None = None, data: list[Path] | None = None, out: Pa
             raise RepriseError(f"unknown kind {kind!r}; choose one of {', '.join(MEDIA)}")
         path = result_file(runner.get(job_id), sample, kind, runner)
         name = f"reprise-{job_id}-{sample}{path.suffix if kind != 'attention' else '.attention.html'}"
-        return FileResponse(path, media_type=MEDIA[kind], filename=name if download else None,
-                            content_disposition_type="attachment" if download else "inline")
+        return FileResponse(
+            path,
+            media_type=MEDIA[kind],
+            filename=name if download else None,
+            content_disposition_type="attachment" if download else "inline",
+        )
 
     return app
 
@@ -168,11 +192,21 @@ def describe(path: Path, name: str, kind: str) -> dict[str, Any]:
         meta = read_model_config(directory)
         found = ModelCard.from_json(meta.get("card", {}))
         tokenizer_json = meta["tokenizer"]
-        card = {"summary": found.summary or name, "task": found.task, "valid_nll": found.valid_nll,
-                "test_nll": found.test_nll}
+        card = {
+            "summary": found.summary or name,
+            "task": found.task,
+            "valid_nll": found.valid_nll,
+            "test_nll": found.test_nll,
+        }
     tokenizer = tokenizer_from_json(tokenizer_json)
-    return {"name": name, "kind": kind, "path": path, "tokenizer": tokenizer.name,
-            "tokens_per_bar": tokenizer.tokens_per_bar(), **card}
+    return {
+        "name": name,
+        "kind": kind,
+        "path": path,
+        "tokenizer": tokenizer.name,
+        "tokens_per_bar": tokenizer.tokens_per_bar(),
+        **card,
+    }
 
 
 @contextlib.contextmanager

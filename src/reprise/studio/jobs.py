@@ -26,14 +26,14 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from reprise import RepriseError
+from reprise.api import write_samples
 from reprise.data.dataset import TokenDataset
 from reprise.data.musicxml import write_musicxml
 from reprise.data.tokenizer import Tokenizer
+from reprise.errors import RepriseError
 from reprise.generation.generate import generate
-from reprise.generation.output import write_samples
 from reprise.generation.sampling import SamplingConfig
-from reprise.training.checkpoint import load_checkpoint
+from reprise.models.checkpoint import load_checkpoint
 from reprise.visualization.attention import note_attention
 from reprise.visualization.attention_html import write_attention_html
 
@@ -94,8 +94,16 @@ class Job:
     cancel: threading.Event = field(default_factory=threading.Event)
 
     def to_json(self) -> dict:
-        return {"id": self.id, "status": self.status, "progress": round(self.progress, 4), "stage": self.stage,
-                "error": self.error, "samples": self.samples, "task": self.request.task, "model": self.request.model}
+        return {
+            "id": self.id,
+            "status": self.status,
+            "progress": round(self.progress, 4),
+            "stage": self.stage,
+            "error": self.error,
+            "samples": self.samples,
+            "task": self.request.task,
+            "model": self.request.model,
+        }
 
 
 def tokens_for(amount: int, unit: str, tokenizer: Tokenizer) -> int:
@@ -119,8 +127,16 @@ def continue_music(job: TaskInput) -> np.ndarray:
     def on_token(done: int) -> None:
         job.progress(done / n_new, f"generating: {done} of {n_new} tokens")
 
-    return generate(job.model, job.tokenizer, job.primer, n_new, r.samples,
-                    SamplingConfig(r.temperature, r.top_k, r.top_p), r.seed, on_token=on_token)
+    return generate(
+        job.model,
+        job.tokenizer,
+        job.primer,
+        n_new,
+        r.samples,
+        SamplingConfig(r.temperature, r.top_k, r.top_p),
+        r.seed,
+        on_token=on_token,
+    )
 
 
 def model_task(model: torch.nn.Module) -> str:
@@ -132,9 +148,11 @@ def needs_conditional_model(task: str) -> Callable[[TaskInput], np.ndarray]:
     """The stand-in for ``task`` until a conditional model for it is registered: a clear refusal."""
 
     def refuse(job: TaskInput) -> np.ndarray:
-        raise RepriseError(f"this model cannot {task}: it continues music from left to right (task "
-                           f"'{model_task(job.model)}'). {task.capitalize()} needs a conditional model trained for "
-                           f"it (reprise train --model encoder-decoder --task {task}); pick one in the model list.")
+        raise RepriseError(
+            f"this model cannot {task}: it continues music from left to right (task "
+            f"'{model_task(job.model)}'). {task.capitalize()} needs a conditional model trained for "
+            f"it (reprise train --model encoder-decoder --task {task}); pick one in the model list."
+        )
 
     return refuse
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import math
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,13 +22,18 @@ import torch.nn.functional as F
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from tqdm import tqdm
 
-from reprise import RepriseError
 from reprise.data.dataset import TokenDataset
-from reprise.evaluation.nll import score
+from reprise.device import autocast, pick_device
+from reprise.errors import RepriseError
+from reprise.evaluation.nll import nll_of
 from reprise.models import architecture_of, build_model, config_from_json
+from reprise.models.checkpoint import load_weights, save_checkpoint
 from reprise.models.markov import MarkovChain
-from reprise.training.checkpoint import load_training_state, load_weights, save_checkpoint
-from reprise.training.config import PRECISIONS, TrainConfig
+from reprise.training.checkpoint import load_training_state, save_training_checkpoint
+from reprise.training.config import TrainConfig
+from reprise.training.metrics import append_metrics
+
+LOG_INTERVAL_S = 60  # progress-bar updates when stderr is not a terminal (a log file)
 
 
 @dataclass
@@ -38,22 +44,6 @@ class TrainResult:
     step: int
     best_val_nll: float
     tokens_per_second: float
-
-
-def pick_device(name: str) -> torch.device:
-    """``auto`` means CUDA when present, else Apple's MPS, else CPU."""
-    if name == "auto":
-        if torch.cuda.is_available():
-            return torch.device("cuda")
-        return torch.device("mps" if torch.backends.mps.is_available() else "cpu")
-    return torch.device(name)
-
-
-def uses_bf16(precision: str, device: torch.device) -> bool:
-    """Whether ``precision`` means bfloat16 autocast on ``device`` (``auto``: on CUDA only)."""
-    if precision not in PRECISIONS:
-        raise RepriseError(f"unknown precision {precision!r}; choose one of {', '.join(PRECISIONS)}")
-    return precision == "bf16" or (precision == "auto" and device.type == "cuda")
 
 
 def lr_at(step: int, config: TrainConfig, elapsed: float = 0.0) -> float:
@@ -99,14 +89,12 @@ def train(
         raise ValueError("a new run needs data_dir, model_config and train_config")
     train_set, valid_set = TokenDataset(data_dir, "train"), TokenDataset(data_dir, "valid")
     tokenizer = train_set.tokenizer
-    if train_config.max_transpose is not None:
-        if not hasattr(tokenizer, "max_transpose"):
-            raise RepriseError(f"{data_dir}: the {tokenizer.name} tokenizer does not transpose; drop max_transpose")
-        tokenizer.max_transpose = train_config.max_transpose  # saved with checkpoints: what training saw
     if model_config.vocab_size != tokenizer.vocab_size:
         raise RepriseError(f"model vocab {model_config.vocab_size} != tokenizer vocab {tokenizer.vocab_size}")
     if getattr(model_config, "positions", None) == "frame" and model_config.frame != tokenizer.frame:
-        raise RepriseError(f"model frame {model_config.frame} != the {tokenizer.name} tokenizer's frame {tokenizer.frame}")
+        raise RepriseError(
+            f"model frame {model_config.frame} != the {tokenizer.name} tokenizer's frame {tokenizer.frame}"
+        )
 
     device = pick_device(train_config.device)
     torch.manual_seed(train_config.seed)
@@ -146,10 +134,12 @@ class _Loop:
         self.run_dir, self.model, self.optimizer, self.average = run_dir, model, optimizer, average
         self.evaluated = average.module if average is not None else model  # what validation scores
         self.tokenizer, self.config, self.device, self.quiet = tokenizer, config, device, quiet
-        self.autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=uses_bf16(config.precision, device))
+        self.autocast = autocast(config.precision, device)
+        self.augmentation = config.augmentation()
 
-    def run(self, train_set: TokenDataset, valid_set: TokenDataset, step: int, best: float,
-            elapsed: float) -> TrainResult:
+    def run(
+        self, train_set: TokenDataset, valid_set: TokenDataset, step: int, best: float, elapsed: float
+    ) -> TrainResult:
         config, model = self.config, self.model
         bar = self.progress_bar(step, elapsed)
         tokens_done, started = 0, time.perf_counter() - elapsed
@@ -165,29 +155,50 @@ class _Loop:
                 tokens_done += tokens
                 rate = tokens_done / (time.perf_counter() - session_start)
                 bar.update(1 if config.max_minutes is None else min(bar.total, time.perf_counter() - started) - bar.n)
-                bar.set_postfix(step=step, loss=f"{loss:.3f}", tok_s=f"{rate:,.0f}", best_val=f"{best:.3f}")
-                self.log({"step": step, "loss": loss, "lr": lr, "tokens_per_s": rate,
-                          "elapsed": time.perf_counter() - started})
+                bar.set_postfix(
+                    step=step, loss=f"{loss:.3f}", tok_s=f"{rate:,.0f}", best_val=f"{best:.3f}", refresh=False
+                )
+                self.log(
+                    {
+                        "step": step,
+                        "loss": loss,
+                        "lr": lr,
+                        "tokens_per_s": rate,
+                        "elapsed": time.perf_counter() - started,
+                    }
+                )
                 if step % config.eval_every == 0:
                     best = self.validate(valid_set, step, best, started)
             if step % config.eval_every:  # the final step, unless just validated
                 best = self.validate(valid_set, step, best, started)
-        except KeyboardInterrupt:
+        except KeyboardInterrupt as interrupt:
             self.save("last", step, best, time.perf_counter() - started)
             bar.close()
-            raise RepriseError(f"interrupted at step {step}; continue with: reprise train --resume --run {self.run_dir}")
+            raise RepriseError(
+                f"interrupted at step {step}; continue with: reprise train --resume --run {self.run_dir}"
+            ) from interrupt
         bar.close()
         rate = tokens_done / max(1e-9, time.perf_counter() - session_start)
         return TrainResult(self.run_dir, step, best, rate)
 
     def progress_bar(self, step: int, elapsed: float) -> tqdm:
         """Counts steps, or seconds when the run has a time budget, so the ETA is right either way."""
+        # on a terminal the bar redraws in place; in a log file every redraw is a new line, so update rarely
+        common = dict(
+            desc="train",
+            disable=self.quiet,
+            dynamic_ncols=True,
+            mininterval=0.1 if sys.stderr.isatty() else LOG_INTERVAL_S,
+        )
         if self.config.max_minutes is None:
-            return tqdm(total=self.config.steps, initial=step, desc="train", unit="step", disable=self.quiet,
-                        dynamic_ncols=True)
-        return tqdm(total=round(60 * self.config.max_minutes), initial=elapsed, desc="train", unit="s",
-                    disable=self.quiet, dynamic_ncols=True, bar_format="{l_bar}{bar}| {n:.0f}/{total}s "
-                    "[{elapsed}<{remaining}{postfix}]")
+            return tqdm(total=self.config.steps, initial=step, unit="step", **common)
+        return tqdm(
+            total=round(60 * self.config.max_minutes),
+            initial=elapsed,
+            unit="s",
+            bar_format="{l_bar}{bar}| {n:.0f}/{total}s [{elapsed}<{remaining}{postfix}]",
+            **common,
+        )
 
     def out_of_time(self, started: float) -> bool:
         limit = self.config.max_minutes
@@ -200,14 +211,12 @@ class _Loop:
         total, tokens = 0.0, 0
         for micro in range(config.grad_accum):
             rng = np.random.default_rng([config.seed, step, micro])
-            inputs, targets = train_set.batch(rng, config.batch_size, self.model.config.context, config.augment)
+            inputs, targets = train_set.batch(rng, config.batch_size, self.model.config.context, self.augmentation)
             inputs = torch.from_numpy(inputs).to(self.device)
             targets = torch.from_numpy(targets).to(self.device)
             with self.autocast:
                 logits = self.model(inputs)
-            loss = F.cross_entropy(
-                logits.float().flatten(0, 1), targets.flatten(), ignore_index=self.tokenizer.pad_id
-            )
+            loss = F.cross_entropy(logits.float().flatten(0, 1), targets.flatten(), ignore_index=self.tokenizer.pad_id)
             (loss / config.grad_accum).backward()
             total += loss.item()
             tokens += int((targets != self.tokenizer.pad_id).sum())
@@ -221,9 +230,16 @@ class _Loop:
         """Score the validation split, log it, save ``last`` and (if better) ``best``."""
         pieces = [valid_set.piece(i) for i in range(len(valid_set))]
         with self.autocast:
-            nll = score(self.evaluated, pieces, self.model.config.context, frame=self.tokenizer.frame)
-        self.log({"step": step, "val_nll": nll.per_token, "val_ppl": nll.perplexity, "val_tokens": nll.tokens,
-                  "elapsed": time.perf_counter() - started})
+            nll = nll_of(self.evaluated, pieces, self.model.config.context, frame=self.tokenizer.frame)
+        self.log(
+            {
+                "step": step,
+                "val_nll": nll.per_token,
+                "val_ppl": nll.perplexity,
+                "val_tokens": nll.tokens,
+                "elapsed": time.perf_counter() - started,
+            }
+        )
         if not self.quiet:
             tqdm.write(f"step {step}: validation NLL {nll.per_token:.4f} nats/token (perplexity {nll.perplexity:.3f})")
         elapsed = time.perf_counter() - started
@@ -237,33 +253,43 @@ class _Loop:
         """``best`` holds the validated weights (the average, if kept); ``last`` what resuming needs."""
         training = {"step": step, "best_val_nll": best, "elapsed": elapsed, "train_config": self.config.to_json()}
         if name == "best":
-            save_checkpoint(self.run_dir / name, self.evaluated, self.tokenizer, training, self.optimizer)
+            save_training_checkpoint(self.run_dir / name, self.evaluated, self.tokenizer, training, self.optimizer)
         else:
-            save_checkpoint(self.run_dir / name, self.model, self.tokenizer, training, self.optimizer, self.average)
+            save_training_checkpoint(
+                self.run_dir / name, self.model, self.tokenizer, training, self.optimizer, self.average
+            )
 
     def log(self, row: dict[str, Any]) -> None:
-        with open(self.run_dir / "metrics.jsonl", "a") as f:
-            f.write(json.dumps({**row, "time": time.time()}) + "\n")
+        append_metrics(self.run_dir, row)
 
 
 def _fit_counts(run_dir: Path, chain: MarkovChain, train_set: TokenDataset, valid_set: TokenDataset) -> TrainResult:
-    """"Training" a Markov chain: count once, score validation, save it as both best and last."""
+    """ "Training" a Markov chain: count once, score validation, save it as both best and last."""
     started = time.perf_counter()
     chain.fit(train_set.piece(i) for i in range(len(train_set)))
     rate = train_set.n_tokens() / (time.perf_counter() - started)
-    nll = score(chain, [valid_set.piece(i) for i in range(len(valid_set))], chain.config.context,
-                frame=train_set.tokenizer.frame)
-    with open(run_dir / "metrics.jsonl", "a") as f:
-        f.write(json.dumps({"step": 1, "val_nll": nll.per_token, "val_ppl": nll.perplexity,
-                            "elapsed": time.perf_counter() - started}) + "\n")
+    nll = nll_of(
+        chain,
+        [valid_set.piece(i) for i in range(len(valid_set))],
+        chain.config.context,
+        frame=train_set.tokenizer.frame,
+    )
+    append_metrics(
+        run_dir,
+        {"step": 1, "val_nll": nll.per_token, "val_ppl": nll.perplexity, "elapsed": time.perf_counter() - started},
+    )
     for name in ("best", "last"):
         save_checkpoint(run_dir / name, chain, train_set.tokenizer)
     return TrainResult(run_dir, 1, nll.per_token, rate)
 
 
 def _write_run(run_dir: Path, data_dir: Path, model_config: Any, train_config: TrainConfig) -> None:
-    run = {"data": str(Path(data_dir).resolve()), "architecture": architecture_of(model_config),
-           "model": model_config.to_json(), "train": train_config.to_json()}
+    run = {
+        "data": str(Path(data_dir).resolve()),
+        "architecture": architecture_of(model_config),
+        "model": model_config.to_json(),
+        "train": train_config.to_json(),
+    }
     (run_dir / "run.json").write_text(json.dumps(run, indent=1))
 
 

@@ -14,17 +14,18 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-import matplotlib.pyplot as plt
 import numpy as np
 import symusic
 import torch
 from matplotlib.axes import Axes
-from matplotlib.path import Path as CurvePath
-from matplotlib.patches import PathPatch, Rectangle
+from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
+from matplotlib.patches import PathPatch, Rectangle
+from matplotlib.path import Path as CurvePath
 
-from reprise import RepriseError
 from reprise.data.tokenizer import Tokenizer
+from reprise.data.windows import reading_windows
+from reprise.errors import RepriseError
 from reprise.models.transformer import MusicTransformer
 from reprise.visualization.pianoroll import (
     RollNote,
@@ -68,7 +69,9 @@ class NoteAttention:
         """The note index of the ``number``-th note read (negative counts from the end)."""
         order = self.order()
         if not -len(order) <= number < len(order):
-            raise RepriseError(f"--note {number}: the piece has {len(order)} notes (0..{len(order) - 1}, or -1 for the last)")
+            raise RepriseError(
+                f"--note {number}: the piece has {len(order)} notes (0..{len(order) - 1}, or -1 for the last)"
+            )
         return int(order[number])
 
     def describe(self, note: int) -> str:
@@ -90,14 +93,9 @@ def token_attention(model: MusicTransformer, ids: np.ndarray, frame: int = 1) ->
     if not isinstance(model, MusicTransformer):
         raise RepriseError(f"a {type(model).__name__} has no attention to show; use a transformer checkpoint")
     ids = np.asarray(ids)
-    context, n = model.config.context, len(ids)
-    hop = max(frame, context // 2 // frame * frame)
-    window_of = np.maximum(0, (np.arange(n) - context) // hop + 1)
+    n = len(ids)
     out = np.zeros((model.config.n_layers, model.config.n_heads, n, n), dtype=np.float32)
-    for k in np.unique(window_of):
-        start = int(k) * hop
-        stop = min(n, start + context)
-        rows = np.flatnonzero(window_of == k)
+    for start, stop, rows in reading_windows(n, model.config.context, frame):
         weights = _hooked_weights(model, ids[start:stop])
         out[:, :, rows, start:stop] = weights[:, :, rows - start]
     return out
@@ -123,17 +121,20 @@ def view(weights: np.ndarray, layer: str, head: str) -> list[tuple[str, list[tup
     ``mean`` (averaged) or a number counted from 1.
     """
     heads = _choose(head, weights.shape[1], "head")
-    return [(title, [(label, _head_colour(index), matrix) for index, label, matrix in heads(by_layer)])
-            for _, title, by_layer in _choose(layer, weights.shape[0], "layer")(weights)]
+    return [
+        (title, [(label, _head_colour(index), matrix) for index, label, matrix in heads(by_layer)])
+        for _, title, by_layer in _choose(layer, weights.shape[0], "layer")(weights)
+    ]
 
 
-def plot_attention(attention: NoteAttention, query: int, out: Path, layer: str = "all", head: str = "all",
-                   title: str = "") -> Path:
+def plot_attention(
+    attention: NoteAttention, query: int, out: Path, layer: str = "all", head: str = "all", title: str = ""
+) -> Path:
     """Draw the arcs from note index ``query`` to the notes it attends to, one panel per layer, into ``out``."""
     panels = view(attention.weights, layer, head)
     width, height = roll_figsize(attention.score, 3.2)
-    fig, axes = plt.subplots(len(panels), 1, figsize=(width, 0.9 + height * len(panels)), dpi=110,
-                             sharex=True, squeeze=False)
+    fig = Figure(figsize=(width, 0.9 + height * len(panels)), dpi=110)
+    axes = fig.subplots(len(panels), 1, sharex=True, squeeze=False)
     for ax, (panel_title, heads) in zip(axes[:, 0], panels):
         draw_roll(ax, attention.score, alpha=0.35)
         for _, colour, matrix in heads:
@@ -211,11 +212,17 @@ def _draw_arcs(ax: Axes, notes: list[RollNote], query: int, weights: np.ndarray,
         control = ((start[0] + end[0]) / 2, max(start[1], end[1]) + lift)
         curve = CurvePath([start, control, end], [CurvePath.MOVETO, CurvePath.CURVE3, CurvePath.CURVE3])
         w = float(weights[target])
-        ax.add_patch(PathPatch(curve, fill=False, color=colour, lw=0.6 + 7 * w, alpha=min(1.0, 0.35 + w),
-                               zorder=3, capstyle="round"))
+        ax.add_patch(
+            PathPatch(
+                curve, fill=False, color=colour, lw=0.6 + 7 * w, alpha=min(1.0, 0.35 + w), zorder=3, capstyle="round"
+            )
+        )
         _mark(ax, note, colour, 0.8)
 
 
 def _mark(ax: Axes, note: RollNote, colour: str, lw: float) -> None:
-    ax.add_patch(Rectangle((note.start, note.pitch - 0.5), note.end - note.start, 1.0, fill=False,
-                           edgecolor=colour, lw=lw, zorder=4))
+    ax.add_patch(
+        Rectangle(
+            (note.start, note.pitch - 0.5), note.end - note.start, 1.0, fill=False, edgecolor=colour, lw=lw, zorder=4
+        )
+    )

@@ -13,18 +13,15 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-import matplotlib
+import symusic
+from matplotlib.artist import Artist
+from matplotlib.axes import Axes
+from matplotlib.collections import PatchCollection
+from matplotlib.figure import Figure
+from matplotlib.patches import Patch, Rectangle
 
-matplotlib.use("Agg")  # files only; never needs a display
-import matplotlib.pyplot as plt  # noqa: E402
-import symusic  # noqa: E402
-from matplotlib.artist import Artist  # noqa: E402
-from matplotlib.axes import Axes  # noqa: E402
-from matplotlib.collections import PatchCollection  # noqa: E402
-from matplotlib.patches import Patch, Rectangle  # noqa: E402
-
-from reprise.data.tokenizer import score_notes  # noqa: E402
-from reprise.midi import read_midi  # noqa: E402
+from reprise.data.midi import read_midi
+from reprise.data.tokenizer import score_notes
 
 NOTE_NAMES = ("C", "C#", "D", "D#", "E", "F", "F#", "G", "G#", "A", "A#", "B")
 BLACK_KEYS = {1, 3, 6, 8, 10}
@@ -74,8 +71,9 @@ def draw_roll(ax: Axes, score: symusic.Score, alpha: float = 1.0) -> list[RollNo
     _draw_grid(ax, low, high, n_bars, beats_per_bar(score))
     boxes = [Rectangle((n.start, n.pitch - 0.42), n.end - n.start, 0.84) for n in notes]
     colours = [track_colour(n.track) for n in notes]
-    ax.add_collection(PatchCollection(boxes, facecolors=colours, edgecolors="0.15", linewidths=0.4,
-                                      alpha=alpha, zorder=2))
+    ax.add_collection(
+        PatchCollection(boxes, facecolors=colours, edgecolors="0.15", linewidths=0.4, alpha=alpha, zorder=2)
+    )
     ax.set_xlim(0, n_bars)
     ax.set_ylim(low - 0.5, high + 0.5)
     ax.set_xlabel("bar")
@@ -86,7 +84,8 @@ def draw_roll(ax: Axes, score: symusic.Score, alpha: float = 1.0) -> list[RollNo
 def plot_pianoroll(midi: Path | symusic.Score, out: Path, title: str | None = None) -> Path:
     """Draw ``midi`` (a file or a score) as a piano roll into the PNG ``out``."""
     score = midi if isinstance(midi, symusic.Score) else read_midi(midi)
-    fig, ax = plt.subplots(figsize=roll_figsize(score), dpi=110)
+    fig = Figure(figsize=roll_figsize(score), dpi=110)
+    ax = fig.subplots()
     notes = draw_roll(ax, score)
     name = title or (Path(midi).name if not isinstance(midi, symusic.Score) else "piano roll")
     ax.set_title(f"{name}: {len(notes)} notes, {math.ceil(ax.get_xlim()[1] - 1e-9)} bars", loc="left")
@@ -103,18 +102,25 @@ def roll_figsize(score: symusic.Score, height: float = 5.0) -> tuple[float, floa
 
 def add_track_legend(ax: Axes, score: symusic.Score, extra: Sequence[Artist] = ()) -> None:
     """A legend of the tracks that have notes (and ``extra`` handles), outside the axes on the right."""
-    handles = [Patch(facecolor=track_colour(i), edgecolor="0.15", lw=0.4, label=t.name or f"track {i + 1}")
-               for i, t in enumerate(score.tracks) if len(t.notes)] + list(extra)
+    handles = [
+        Patch(facecolor=track_colour(i), edgecolor="0.15", lw=0.4, label=t.name or f"track {i + 1}")
+        for i, t in enumerate(score.tracks)
+        if len(t.notes)
+    ] + list(extra)
     if handles:
         ax.legend(handles=handles, loc="upper left", bbox_to_anchor=(1.005, 1), fontsize=8, frameon=False)
 
 
-def save(fig: plt.Figure, out: Path) -> Path:
-    """Write ``fig`` to ``out`` (creating its folder) and free it."""
+def save(fig: Figure, out: Path) -> Path:
+    """Write ``fig`` to ``out`` (creating its folder).
+
+    Figures here are plain :class:`~matplotlib.figure.Figure` objects, not pyplot's:
+    drawing files never touches the global backend (a notebook's inline plots keep
+    working) and nothing needs closing.
+    """
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(out)
-    plt.close(fig)
     return out
 
 
@@ -126,8 +132,9 @@ def _draw_grid(ax: Axes, low: int, high: int, n_bars: float, beats: float) -> No
         elif pitch % 12 == 0:
             ax.axhline(pitch - 0.5, color="0.75", lw=0.6, zorder=0)
     for beat in range(int(n_bars * beats) + 1):
-        ax.axvline(beat / beats, color="0.55" if beat % beats == 0 else "0.88", lw=0.8 if beat % beats == 0 else 0.5,
-                   zorder=1)
+        ax.axvline(
+            beat / beats, color="0.55" if beat % beats == 0 else "0.88", lw=0.8 if beat % beats == 0 else 0.5, zorder=1
+        )
     every = max(1, math.ceil(n_bars / 32))
     bars = range(0, math.ceil(n_bars - 1e-9), every)
     ax.set_xticks([b + 0.5 for b in bars], [str(b + 1) for b in bars])

@@ -37,7 +37,7 @@ from typing import TYPE_CHECKING
 import torch
 from torch import nn
 
-from reprise import RepriseError
+from reprise.errors import RepriseError
 from reprise.models.cache import TensorCache
 
 if TYPE_CHECKING:

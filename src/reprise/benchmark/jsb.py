@@ -3,7 +3,7 @@
 Each entry trains on the raster-scan chorale tokens of the standard 229/76/77
 split for the same number of minutes (the Markov chain just counts), then its
 best checkpoint is scored on the valid and test splits with
-:func:`reprise.evaluation.nll.score`: mean NLL per token in nats, every token of
+:func:`reprise.evaluation.nll.nll_of`: mean NLL per token in nats, every token of
 every chorale (the four voices of every 16th step, and the end token) counted
 exactly once, with a sliding window for chorales longer than the context
 that starts on a 16th-note step, as training windows do.
@@ -18,15 +18,17 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from reprise import RepriseError
 from reprise.data.dataset import TokenDataset
 from reprise.data.prepare import prepare
-from reprise.evaluation.nll import score
-from reprise.models.config import ModelConfig, preset
+from reprise.errors import RepriseError
+from reprise.evaluation.nll import nll_of
+from reprise.models.checkpoint import load_checkpoint
+from reprise.models.config import ModelConfig
 from reprise.models.lstm import LSTMConfig
 from reprise.models.markov import MarkovConfig
-from reprise.training.checkpoint import load_checkpoint
-from reprise.training.config import TRAIN_PRESETS, TrainConfig
+from reprise.training.config import TrainConfig
+from reprise.training.metrics import read_metrics
+from reprise.training.presets import preset
 from reprise.training.trainer import train
 
 PAPER_VALID_NLL = 0.335
@@ -58,16 +60,33 @@ ENTRIES = [
     Entry("lstm", "2-layer LSTM, 512 units", LSTMConfig(context=256, hidden=512, dropout=0.3), _TRAIN),
     Entry("learned", "transformer, learned positions", _transformer(positions="learned"), _TRAIN),
     Entry("sinusoidal", "transformer, sinusoidal positions", _transformer(positions="sinusoidal"), _TRAIN),
-    Entry("relative", "Music Transformer: relative attention (skewed), no absolute positions",
-          _transformer(positions="none", attention="relative"), _TRAIN),
-    Entry("relative+absolute", "relative attention plus learned positions",
-          _transformer(positions="learned", attention="relative"), _TRAIN),
-    Entry("local", "local attention (blocks of 64) with relative logits",
-          _transformer(positions="none", attention="local", block_size=64, local_relative=True), _TRAIN),
+    Entry(
+        "relative",
+        "Music Transformer: relative attention (skewed), no absolute positions",
+        _transformer(positions="none", attention="relative"),
+        _TRAIN,
+    ),
+    Entry(
+        "relative+absolute",
+        "relative attention plus learned positions",
+        _transformer(positions="learned", attention="relative"),
+        _TRAIN,
+    ),
+    Entry(
+        "local",
+        "local attention (blocks of 64) with relative logits",
+        _transformer(positions="none", attention="local", block_size=64, local_relative=True),
+        _TRAIN,
+    ),
     Entry("rope", "rotary position embeddings", _transformer(positions="none", attention="rope"), _TRAIN),
     Entry("alibi", "ALiBi linear distance biases", _transformer(positions="none", attention="alibi"), _TRAIN),
     Entry("fourier", "causal Fourier token mixing", _transformer(positions="learned", attention="fourier"), _TRAIN),
-    Entry("jsb-best", "the tuned preset (`--preset jsb-best`)", preset("jsb-best"), TrainConfig(**TRAIN_PRESETS["jsb-best"])),
+    Entry(
+        "jsb-best",
+        "the tuned preset (`--preset jsb-best`)",
+        preset("jsb-best").model_config(),
+        preset("jsb-best").train_config(),
+    ),
 ]
 
 
@@ -99,7 +118,7 @@ def _run_entry(entry: Entry, data: Path, run_dir: Path, budget_minutes: float) -
     for split in ("valid", "test"):
         dataset = TokenDataset(data, split)
         pieces = [dataset.piece(i) for i in range(len(dataset))]
-        nll[split] = score(model, pieces, model.config.context, frame=tokenizer.frame).per_token
+        nll[split] = nll_of(model, pieces, model.config.context, frame=tokenizer.frame).per_token
     return {
         "name": entry.name,
         "description": entry.description,
@@ -136,16 +155,14 @@ def _write_reports(out: Path, results: dict[str, dict]) -> None:
 
 def _plot_curves(out: Path, rows: list[dict]) -> None:
     """Validation NLL against training time, one line per entry (the Markov chain as a level)."""
-    import matplotlib
+    from matplotlib.figure import Figure
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(9, 5.5), dpi=110)
+    fig = Figure(figsize=(9, 5.5), dpi=110)
+    ax = fig.subplots()
     for row in rows:
-        metrics = out / "runs" / row["name"] / "metrics.jsonl"
-        points = [json.loads(line) for line in metrics.read_text().splitlines()] if metrics.is_file() else []
-        points = [(p["elapsed"] / 60, p["val_nll"]) for p in points if "val_nll" in p]
+        run = out / "runs" / row["name"]
+        valid = read_metrics(run)[1] if (run / "metrics.jsonl").is_file() else []
+        points = [(p["elapsed"] / 60, p["val_nll"]) for p in valid]
         if row["name"] == "markov" or len(points) < 2:
             ax.axhline(row["valid_nll"], ls="--", lw=1, color="0.5", label=f"{row['name']} ({row['valid_nll']:.3f})")
         else:
@@ -159,4 +176,3 @@ def _plot_curves(out: Path, rows: list[dict]) -> None:
     ax.grid(alpha=0.3)
     fig.tight_layout()
     fig.savefig(out / "results.png")
-    plt.close(fig)
