@@ -9,6 +9,8 @@ from pathlib import Path
 
 import click
 
+from reprise.models.pretrained import DTYPES, TASKS
+
 _MODEL_HELP = "A model that ships with reprise, by name (see `reprise models`), instead of --checkpoint."
 
 
@@ -64,7 +66,7 @@ def models(as_json: bool) -> None:
 @click.option("--summary", required=True, help="What the model does, in one line (shown by `reprise models`).")
 @click.option(
     "--task",
-    type=click.Choice(["continue", "harmonize", "accompany", "infill"]),
+    type=click.Choice(TASKS),
     default="continue",
     show_default=True,
     help="What the model is for.",
@@ -79,7 +81,7 @@ def models(as_json: bool) -> None:
 @click.option("--hardware", default="", help="For the card: where it trained, e.g. 'CPU, 2 cores' or '1 H100'.")
 @click.option(
     "--dtype",
-    type=click.Choice(["float16", "bfloat16", "float32"]),
+    type=click.Choice(list(DTYPES)),
     default="float16",
     show_default=True,
     help="Stored weights (loading upcasts them to float32).",
