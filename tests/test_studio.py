@@ -14,6 +14,7 @@ from fastapi.testclient import TestClient
 
 from reprise.audio import TAIL_SECONDS, read_wav
 from reprise.data.dataset import TokenDataset
+from reprise.errors import RepriseError
 from reprise.studio import app as studio_app
 from reprise.studio import jobs
 from reprise.studio.app import create_app
@@ -133,6 +134,15 @@ def test_conditional_tasks_say_they_need_a_conditional_model(client: TestClient,
     job = start(client, task=task)
     assert job["status"] == "failed"
     assert f"this model cannot {task}" in job["error"] and "needs a conditional model" in job["error"]
+
+
+def test_a_conditional_model_asked_for_another_task_says_what_it_was_trained_for():
+    from types import SimpleNamespace
+
+    harmonizer = SimpleNamespace(config=SimpleNamespace(task="harmonize"))
+    job = jobs.TaskInput(jobs.JobRequest("model:x", task="accompany"), harmonizer, None, np.array([1]), print)
+    with pytest.raises(RepriseError, match="this model cannot accompany: it was trained to harmonize"):
+        jobs.TASKS["accompany"](job)
 
 
 @pytest.mark.parametrize(

@@ -148,9 +148,10 @@ def needs_conditional_model(task: str) -> Callable[[TaskInput], np.ndarray]:
     """The stand-in for ``task`` until a conditional model for it is registered: a clear refusal."""
 
     def refuse(job: TaskInput) -> np.ndarray:
+        trained = model_task(job.model)
+        does = "continues music from left to right" if trained == "continue" else f"was trained to {trained}"
         raise RepriseError(
-            f"this model cannot {task}: it continues music from left to right (task "
-            f"'{model_task(job.model)}'). {task.capitalize()} needs a conditional model trained for "
+            f"this model cannot {task}: it {does}. {task.capitalize()} needs a conditional model trained for "
             f"it (reprise train --model encoder-decoder --task {task}); pick one in the model list."
         )
 
