@@ -11,6 +11,7 @@ BIN := $(VENV)/bin
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -c constraints.txt -e '.[dev]'
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -c constraints.txt --no-deps tinysoundfont  # docs/audio.md
 	touch $(STAMP)
 
 demo: $(STAMP)

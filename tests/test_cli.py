@@ -95,7 +95,7 @@ def test_prepare_train_generate_evaluate(capsys, jsb_json, small_chorales, tmp_p
     assert code == 0 and (tmp_path / "again" / "sample-1.mid").is_file()
 
 
-@pytest.mark.parametrize("command", ["prepare", "train", "generate", "evaluate", "demo"])
+@pytest.mark.parametrize("command", ["prepare", "train", "generate", "evaluate", "demo", "models", "export", "studio"])
 def test_every_command_documents_every_option(capsys, command):
     from reprise.cli.main import cli
 

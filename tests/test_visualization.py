@@ -19,7 +19,7 @@ import pytest
 import symusic
 import torch
 
-from reprise.audio import TAIL_SECONDS, fluidsynth_available, midi_seconds, read_wav, render_wav
+from reprise.audio import TAIL_SECONDS, available_synths, midi_seconds, read_wav, render_wav
 from reprise.cli.main import main
 from reprise.data.chorale_grid import SILENCE, TICKS_PER_STEP, ChoraleGrid, grid_to_score
 from reprise.data.tokenizer import Tokenizer, score_notes
@@ -32,7 +32,7 @@ from reprise.visualization.curves import plot_curves
 from reprise.visualization.pianoroll import TRACK_COLOURS, plot_pianoroll
 
 CONTEXT = 48  # shorter than the 129-token test piece, so attention slides its window
-SYNTHS = ["midirenderer"] + (["fluidsynth"] if fluidsynth_available() else [])
+SYNTHS = list(available_synths())
 
 
 @pytest.fixture(scope="module")

@@ -23,6 +23,7 @@ import torch
 
 from reprise.audio import render_wav
 from reprise.data.dataset import TokenDataset
+from reprise.data.musicxml import write_musicxml
 from reprise.data.prepare import prepare
 from reprise.data.tokenizer import Tokenizer
 from reprise.device import pick_device
@@ -37,8 +38,9 @@ __all__ = ["load", "generate", "score", "prepare", "write_samples"]
 
 
 def load(checkpoint: str | Path, device: str = "auto") -> tuple[torch.nn.Module, Tokenizer]:
-    """The model (in eval mode) and tokenizer of a run (its ``best/``, else ``last/``) or checkpoint directory."""
-    return load_checkpoint(Path(checkpoint), pick_device(device))
+    """The model (in eval mode) and tokenizer of a run (its ``best/``, else ``last/``), a checkpoint or model
+    folder, or a model that ships with reprise, by name (``load("bach")``; see ``reprise models``)."""
+    return load_checkpoint(checkpoint, pick_device(device))
 
 
 def generate(
@@ -82,9 +84,14 @@ def score(
 
 
 def write_samples(
-    ids: np.ndarray, tokenizer: Tokenizer, out: str | Path, stem: str = "sample", wav: bool = False
+    ids: np.ndarray,
+    tokenizer: Tokenizer,
+    out: str | Path,
+    stem: str = "sample",
+    wav: bool = False,
+    musicxml: bool = False,
 ) -> list[Path]:
-    """Save each row of ``ids`` as ``STEM-N.mid`` with a piano-roll ``STEM-N.png`` (and ``STEM-N.wav``) beside it."""
+    """Save each row of ``ids`` as ``STEM-N.mid`` with a piano-roll ``STEM-N.png`` (and ``.wav``, ``.musicxml``)."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     written = []
@@ -95,4 +102,6 @@ def write_samples(
         written += [midi, plot_pianoroll(piece, midi.with_suffix(".png"), title=midi.name)]
         if wav:
             written.append(render_wav(midi, midi.with_suffix(".wav")))
+        if musicxml:
+            written.append(write_musicxml(piece, midi.with_suffix(".musicxml")))
     return written

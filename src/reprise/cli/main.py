@@ -18,7 +18,9 @@ import click
 from click.core import ParameterSource
 
 from reprise.cli.benchmark import benchmark
+from reprise.cli.models import chosen_model, export, model_options, models
 from reprise.cli.plot import plot, render
+from reprise.cli.studio import studio
 from reprise.data.prepare import Limits
 from reprise.device import PRECISIONS
 from reprise.errors import RepriseError
@@ -320,7 +322,7 @@ def _model_config(model: str, preset: str, tokenizer: Tokenizer, hidden: int, or
 
 
 @cli.command()
-@click.option("--checkpoint", type=click.Path(path_type=Path), required=True, help="Run or checkpoint directory.")
+@model_options
 @click.option(
     "--out",
     type=click.Path(path_type=Path),
@@ -347,9 +349,11 @@ def _model_config(model: str, preset: str, tokenizer: Tokenizer, hidden: int, or
 @click.option("--seed", type=int, default=0, show_default=True, help="Same seed, same samples.")
 @click.option("--no-cache", is_flag=True, help="Recompute the whole window at each step (slow; for comparison).")
 @click.option("--wav", is_flag=True, help="Also render each sample to WAV beside it (see `reprise render`).")
+@click.option("--musicxml", is_flag=True, help="Also write each sample as MusicXML (for MuseScore and other notation).")
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:1, mps.")
 def generate(
-    checkpoint: Path,
+    checkpoint: Path | None,
+    model_name: str | None,
     out: Path,
     primer_midi,
     primer_data,
@@ -364,16 +368,17 @@ def generate(
     seed,
     no_cache,
     wav,
+    musicxml,
     device,
 ) -> None:
-    """Sample new music from a trained model, continuing a primer; writes MIDI, piano rolls (and WAV)."""
+    """Sample new music from a trained model, continuing a primer; writes MIDI, piano rolls (and WAV, MusicXML)."""
     import time
 
     from reprise.api import load, write_samples
     from reprise.generation.generate import generate as run_generate
     from reprise.generation.sampling import SamplingConfig
 
-    model, tokenizer = load(checkpoint, device)
+    model, tokenizer = load(chosen_model(checkpoint, model_name), device)
     primer = _primer(tokenizer, primer_midi, primer_data, primer_piece, primer_split, primer_length)
     n_new = _tokens(length, tokenizer, "--length")
     started = time.perf_counter()
@@ -388,13 +393,13 @@ def generate(
         use_cache=not no_cache,
     )
     rate = samples * n_new / (time.perf_counter() - started)
-    for path in write_samples(ids, tokenizer, out, "sample", wav=wav):
+    for path in write_samples(ids, tokenizer, out, "sample", wav=wav, musicxml=musicxml):
         click.echo(path)
     click.echo(f"generated {samples} x {n_new} tokens at {rate:,.0f} tokens/s")
 
 
 @cli.command()
-@click.option("--checkpoint", type=click.Path(path_type=Path), required=True, help="Run or checkpoint directory.")
+@model_options
 @click.option("--data", type=click.Path(path_type=Path), required=True, help="Prepared dataset directory.")
 @click.option(
     "--split",
@@ -405,12 +410,14 @@ def generate(
 )
 @click.option("--stride", type=click.IntRange(1), help="Sliding-window stride for long pieces [default: context/2].")
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:1, mps.")
-def evaluate(checkpoint: Path, data: Path, split: str, stride: int | None, device: str) -> None:
+def evaluate(
+    checkpoint: Path | None, model_name: str | None, data: Path, split: str, stride: int | None, device: str
+) -> None:
     """Mean negative log-likelihood per token (nats) and perplexity on a split."""
     from reprise.api import load, score
     from reprise.data.dataset import TokenDataset
 
-    model, tokenizer = load(checkpoint, device)
+    model, tokenizer = load(chosen_model(checkpoint, model_name), device)
     nll = score(model, tokenizer, data, split, stride)
     click.echo(
         json.dumps(
@@ -490,8 +497,11 @@ def _parse_split(text: str) -> tuple[float, float, float]:
 
 
 cli.add_command(benchmark)
+cli.add_command(export)
+cli.add_command(models)
 cli.add_command(plot)
 cli.add_command(render)
+cli.add_command(studio)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -11,6 +11,7 @@ from pathlib import Path
 import click
 
 from reprise.audio import SYNTHS
+from reprise.cli.models import chosen_model, model_options
 
 _FILE = click.Path(path_type=Path, dir_okay=False)
 
@@ -32,7 +33,7 @@ def pianoroll(midi: Path, out: Path | None) -> None:
 
 @plot.command()
 @click.argument("midi", type=_FILE)
-@click.option("--checkpoint", type=click.Path(path_type=Path), required=True, help="Run or checkpoint directory.")
+@model_options
 @click.option(
     "--note",
     type=int,
@@ -47,7 +48,9 @@ def pianoroll(midi: Path, out: Path | None) -> None:
     type=click.Path(path_type=Path, file_okay=False),
     help="Folder for MIDI.attention.png and .html [default: beside MIDI].",
 )
-def attention(midi: Path, checkpoint: Path, note: int, layer: str, head: str, out: Path | None) -> None:
+def attention(
+    midi: Path, checkpoint: Path | None, model_name: str | None, note: int, layer: str, head: str, out: Path | None
+) -> None:
     """Arcs from a note of MIDI to the earlier notes the model attends to, as PNG and interactive HTML.
 
     The piece is read with the checkpoint's tokenizer; in the HTML page, hovering
@@ -57,7 +60,8 @@ def attention(midi: Path, checkpoint: Path, note: int, layer: str, head: str, ou
     from reprise.visualization.attention import note_attention, plot_attention
     from reprise.visualization.attention_html import write_attention_html
 
-    model, tokenizer = load_checkpoint(checkpoint)
+    source = chosen_model(checkpoint, model_name)
+    model, tokenizer = load_checkpoint(source)
     result = note_attention(model, tokenizer, tokenizer.encode_midi(midi))
     if result.caveat:
         click.echo(f"note: the piece is too long to show whole; showing {result.caveat}", err=True)
@@ -67,9 +71,7 @@ def attention(midi: Path, checkpoint: Path, note: int, layer: str, head: str, ou
         plot_attention(result, query, folder / f"{midi.stem}.attention.png", layer, head, title=f"{midi.name}: ")
     )
     click.echo(
-        write_attention_html(
-            result, folder / f"{midi.stem}.attention.html", f"{midi.name}: attention under {checkpoint}"
-        )
+        write_attention_html(result, folder / f"{midi.stem}.attention.html", f"{midi.name}: attention under {source}")
     )
 
 
@@ -92,7 +94,7 @@ def curves(run_dir: Path, out: Path | None) -> None:
     type=click.Choice(SYNTHS),
     default="auto",
     show_default=True,
-    help="auto = FluidSynth when libfluidsynth is installed, else midirenderer.",
+    help="auto = the first present of fluidsynth, tinysoundfont, midirenderer (docs/audio.md).",
 )
 def render(midi: Path, out: Path | None, soundfont: Path | None, synth: str) -> None:
     """Render MIDI to a WAV file through a General MIDI SoundFont."""

@@ -8,6 +8,8 @@ frame, so that e.g. the chorale grid's voice order is kept) and decoding goes on
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 import torch
 from torch import nn
@@ -29,6 +31,7 @@ def generate(
     sampling: SamplingConfig | None = None,
     seed: int = 0,
     use_cache: bool = True,
+    on_token: Callable[[int], None] | None = None,
 ) -> np.ndarray:
     """``(num_samples, len(primer) + n_new)`` ids continuing ``primer`` (which starts with ``BOS``).
 
@@ -38,6 +41,8 @@ def generate(
     Special tokens are never sampled, so every sample has exactly ``n_new`` new
     tokens; the tokenizer's :meth:`~Tokenizer.allowed_next` keeps structured
     encodings well-formed. The model runs in eval mode and is left in the mode it was in.
+    ``on_token(i)`` is called after the ``i``-th new token (progress bars; an exception
+    it raises stops generation, e.g. to cancel).
     """
     sampling = sampling or SamplingConfig()
     device = next(model.parameters()).device
@@ -59,6 +64,8 @@ def generate(
         logits = logits.masked_fill(_disallowed(tokenizer, seq.shape[1], banned), float("-inf"))
         token = sample(logits, sampling, generator)
         seq = torch.cat([seq, token[:, None]], dim=1)
+        if on_token is not None:
+            on_token(i + 1)
         full = seq.shape[1] - start > context
         logits = None if caches is None or full or i == n_new - 1 else model(token[:, None], caches)[:, -1]
     return seq.cpu().numpy()

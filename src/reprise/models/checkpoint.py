@@ -6,6 +6,10 @@ the model reads and writes); training adds its own files beside them
 (:mod:`reprise.training.checkpoint`). Directories are written under a temporary
 name and swapped in, so an interruption at any moment leaves the previous
 checkpoint intact.
+
+:func:`load_checkpoint` also loads model folders (``config.json`` beside the
+weights: shipped models and ``reprise export``'s output), by path or by a shipped
+model's name; see :mod:`reprise.models.pretrained`.
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ from safetensors.torch import load_model, save_model
 from reprise.data.tokenizer import Tokenizer, tokenizer_from_json
 from reprise.errors import RepriseError
 from reprise.models import architecture_of, build_model, config_from_json
+from reprise.models.pretrained import read_model_config, resolve_model
 
 T = TypeVar("T")
 
@@ -64,28 +69,36 @@ def resolve(path: Path) -> Path:
     raise RepriseError(f"{path}: no checkpoint here (expected model.safetensors, or a run with best/ or last/)")
 
 
-def load_checkpoint(path: Path, device: str | torch.device = "cpu") -> tuple[torch.nn.Module, Tokenizer]:
-    """The model (in eval mode) and tokenizer stored at ``path``.
+def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> tuple[torch.nn.Module, Tokenizer]:
+    """The model (in eval mode, float32) and tokenizer stored at ``path``, or shipped under that name.
 
     Every file is checked before it is used: a truncated or edited checkpoint
     gives a one-line :class:`RepriseError` naming the file and what is wrong.
     """
-    directory = resolve(path)
-    config = _model_config(directory / "model.json")
-    tokenizer_path = directory / "tokenizer.json"
-    tokenizer = checked(tokenizer_path, lambda: tokenizer_from_json(read_json(tokenizer_path)))
+    directory = resolve(resolve_model(path))
+    if (directory / "model.json").is_file():
+        config_path, meta = directory / "model.json", read_json(directory / "model.json")
+        tokenizer_path = directory / "tokenizer.json"
+        tokenizer_json = read_json(tokenizer_path)
+    else:  # a model folder (reprise export, reprise/pretrained/NAME)
+        config_path = tokenizer_path = directory / "config.json"
+        meta = read_model_config(directory)
+        tokenizer_json = meta["tokenizer"]
+    config = checked(config_path, lambda: config_from_json(meta["architecture"], meta["config"]))
+    tokenizer = checked(tokenizer_path, lambda: tokenizer_from_json(tokenizer_json))
     if tokenizer.vocab_size != config.vocab_size:
         raise RepriseError(
-            f"{tokenizer_path}: {tokenizer.vocab_size} tokens, but the model in model.json reads {config.vocab_size}"
+            f"{tokenizer_path}: {tokenizer.vocab_size} tokens, but the model in {config_path.name} reads "
+            f"{config.vocab_size}"
         )
-    _check_size(config, directory)
+    _check_size(config, directory, config_path)
     model = build_model(config).to(device)
     load_weights(model, directory)
     return model.eval(), tokenizer
 
 
 def load_weights(model: torch.nn.Module, directory: Path) -> None:
-    """Load ``model.safetensors`` from a checkpoint directory into ``model``, in place."""
+    """Load ``model.safetensors`` from a checkpoint directory into ``model``, in place (upcast to its dtype)."""
     device = next(model.parameters()).device
     path = Path(directory) / "model.safetensors"
     checked(path, lambda: load_model(model, str(path), device=str(device)))
@@ -122,21 +135,15 @@ def checked(path: Path, read: Callable[[], T]) -> T:
         ) from err
 
 
-def _model_config(path: Path) -> Any:
-    """The model config stored in ``model.json``, checked."""
-    meta = read_json(path)
-    return checked(path, lambda: config_from_json(meta["architecture"], meta["config"]))
-
-
-def _check_size(config: Any, directory: Path) -> None:
+def _check_size(config: Any, directory: Path, config_path: Path) -> None:
     """Refuse a config whose model has more parameters than ``model.safetensors`` holds values, before
     building it: a damaged ``model.json`` must not make us allocate a model of any size."""
     with torch.device("meta"):  # shapes only, no memory
-        wanted = checked(directory / "model.json", lambda: sum(p.numel() for p in build_model(config).parameters()))
+        wanted = checked(config_path, lambda: sum(p.numel() for p in build_model(config).parameters()))
     weights = directory / "model.safetensors"
     with checked(weights, lambda: safe_open(str(weights), "pt")) as f:
         held = sum(math.prod(f.get_slice(key).get_shape()) for key in f.keys())
     if wanted > held:
         raise RepriseError(
-            f"{weights}: holds {held:,} values, but model.json describes a model of {wanted:,} parameters"
+            f"{weights}: holds {held:,} values, but {config_path.name} describes a model of {wanted:,} parameters"
         )
