@@ -19,6 +19,7 @@ import click
 from reprise import RepriseError
 from reprise.cli.benchmark import benchmark
 from reprise.cli.plot import plot, render
+from reprise.cli.report import report
 from reprise.models.attention import ATTENTION_KINDS
 from reprise.models.config import POSITIONS, PRESETS
 from reprise.training.config import PRECISIONS, TrainConfig
@@ -313,6 +314,7 @@ def _parse_split(text: str) -> tuple[float, float, float]:
 cli.add_command(benchmark)
 cli.add_command(plot)
 cli.add_command(render)
+cli.add_command(report)
 
 
 def main(argv: list[str] | None = None) -> int:
