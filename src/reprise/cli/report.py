@@ -80,23 +80,17 @@ def _describe(source: Path, split: str | None) -> str:
 
 def _draw(checkpoint: Path, n: int, length: str | None, sampling: tuple[float, int, float], seed: int, device: str,
           reference: Path, reference_split: str | None, out: Path) -> list:
-    """Sample ``n`` pieces from ``BOS`` with the checkpoint's model, write them as MIDI, and read them as pieces."""
-    import numpy as np
-
+    """Sample ``n`` pieces with the checkpoint's model, written as MIDI into ``out``."""
     from reprise.cli.main import _tokens
-    from reprise.evaluation.pieces import pieces_from_ids
-    from reprise.generation.generate import generate
-    from reprise.generation.output import write_samples
     from reprise.generation.sampling import SamplingConfig
+    from reprise.report.samples import draw_samples
     from reprise.training.checkpoint import load_checkpoint
     from reprise.training.trainer import pick_device
 
     model, tokenizer = load_checkpoint(checkpoint, pick_device(device))
     n_new = _tokens(length, tokenizer, "--length") if length else _reference_length(reference, reference_split,
                                                                                       tokenizer)
-    ids = generate(model, tokenizer, np.array([tokenizer.bos_id]), n_new, n, SamplingConfig(*sampling), seed)
-    paths = [p for p in write_samples(ids, tokenizer, out, "sample") if p.suffix == ".mid"]
-    return pieces_from_ids(list(ids), tokenizer, [p.name for p in paths], [str(p.resolve()) for p in paths])
+    return draw_samples(model, tokenizer, n, n_new, SamplingConfig(*sampling), seed, out)
 
 
 def _reference_length(reference: Path, split: str | None, tokenizer) -> int:

@@ -7,8 +7,8 @@ to fall into such loops. These figures are measured per piece, on bars of the
 so each figure is read against the same figure for the reference pieces.
 
 * Two bars are *equal* when the same pitches sound and start at the same 16th steps
-  (all tracks together). Bars in which nothing sounds never equal anything: silence
-  is a stall, not a loop.
+  (all tracks together). Bars in which no note starts never equal anything: silence
+  and a held sound are stalls, not loops.
 * ``longest_repeat`` -- the longest run of consecutive bars that occurs twice in the
   piece (the two occurrences may overlap: bar A eight times has a 7-bar repeat).
 * ``loop_coverage`` -- the largest share of the piece's bars covered by
@@ -26,7 +26,6 @@ percentile of the reference's, or it has no notes at all.
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import asdict, dataclass
 
 import numpy as np
@@ -50,29 +49,17 @@ class Degeneration:
 
 def degeneration(piece: Piece) -> Degeneration:
     """The loop and stall figures of ``piece``."""
-    roll, onsets = piece.bar_rolls()
-    ids = bar_ids(roll, onsets)
-    sounding, starting = roll.any(axis=2).reshape(-1), onsets.any(axis=2).reshape(-1)
-    sounding = sounding[: int(np.ceil(piece.end - 1e-9))]  # the last bar's padding is not silence
+    ids, _, starting_bars = piece.bar_hashes()
+    ids[~starting_bars] = -1 - np.flatnonzero(~starting_bars)  # bars where no note starts equal nothing
+    roll, onsets = piece.roll(), piece.onset_roll()
+    sounding, starting = roll.any(axis=1), onsets.any(axis=1)
     return Degeneration(
         bars=len(ids),
         longest_repeat=longest_repeat(ids),
         loop_coverage=loop_coverage(ids),
         longest_silence=_longest_run(~sounding) / piece.steps_per_bar,
-        longest_held=_longest_run(sounding & ~starting[: len(sounding)]) / piece.steps_per_bar,
+        longest_held=_longest_run(sounding & ~starting) / piece.steps_per_bar,
     )
-
-
-def bar_ids(roll: np.ndarray, onsets: np.ndarray) -> np.ndarray:
-    """One int64 per bar of :meth:`Piece.bar_rolls`, equal for equal bars; empty bars get distinct negative ids."""
-    ids = np.empty(len(roll), dtype=np.int64)
-    for b, (sounding, starting) in enumerate(zip(roll, onsets)):
-        if not sounding.any():
-            ids[b] = -1 - b
-            continue
-        digest = hashlib.blake2b(np.packbits(sounding).tobytes() + np.packbits(starting).tobytes(), digest_size=7)
-        ids[b] = int.from_bytes(digest.digest(), "little")
-    return ids
 
 
 def longest_repeat(ids: np.ndarray) -> int:

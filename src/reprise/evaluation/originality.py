@@ -15,7 +15,8 @@ of the training pieces' n-grams (never by scanning every pair of pieces):
   pitches sound and which start at each 16th step) moved down to its lowest
   sounding pitch; two runs of bars are equal when their bars are equal and the
   lowest pitch moves by the same steps from bar to bar, i.e. the one is the other
-  transposed. Bars in which nothing sounds never match; matches are bar-aligned.
+  transposed. Bars in which no note starts (silence, a held sound) never match;
+  matches are bar-aligned.
 
 A piece is never matched with itself: training pieces whose ``key`` (source) equals
 the query's are skipped, so a split checked against itself finds only what its
@@ -30,16 +31,15 @@ starting only from hits that do not continue an earlier hit on the same diagonal
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from reprise.evaluation.pieces import Piece
+from reprise.evaluation.pieces import Piece, mix64
 
 MIN_NOTES = 8
 _BREAK = np.uint64(2**64 - 1)  # separates training sequences; never equals a query element
-_NO_MATCH = np.uint64(2**64 - 2)  # a query element that matches nothing (an empty bar)
+_NO_MATCH = np.uint64(2**64 - 2)  # a query element that matches nothing (a bar where no note starts)
 _BASE = np.uint64(1_000_003)
 
 
@@ -159,31 +159,11 @@ def _lines(piece: Piece) -> list[tuple[str, np.ndarray, tuple[np.ndarray, np.nda
 
 def _bar_transitions(piece: Piece, empty: np.uint64) -> np.ndarray:
     """One element per pair of consecutive bars: both bars' shapes and the step between their lowest pitches."""
-    roll, onsets = piece.bar_rolls()
-    shapes, lowest = [], []
-    for sounding, starting in zip(roll, onsets):
-        pitches = np.flatnonzero(sounding.any(axis=0))
-        if not len(pitches):
-            shapes.append(None)
-            lowest.append(0)
-            continue
-        low = int(pitches[0])
-        shapes.append(b"".join(np.packbits(_move_down(x, low)).tobytes() for x in (sounding, starting)))
-        lowest.append(low)
-    out = np.full(max(len(shapes) - 1, 0), empty, dtype=np.uint64)
-    for b in range(1, len(shapes)):
-        if shapes[b - 1] is not None and shapes[b] is not None:
-            step = (lowest[b] - lowest[b - 1]).to_bytes(2, "little", signed=True)
-            digest = hashlib.blake2b(shapes[b - 1] + b"/" + shapes[b] + step, digest_size=7).digest()
-            out[b - 1] = int.from_bytes(digest, "little")
-    return out
-
-
-def _move_down(roll: np.ndarray, low: int) -> np.ndarray:
-    """``(steps, 128)`` roll with pitch ``low`` moved to 0."""
-    moved = np.zeros_like(roll)
-    moved[:, : 128 - low] = roll[:, low:]
-    return moved
+    shape, lowest, starting = piece.bar_hashes(relative=True)
+    shape = shape.astype(np.uint64)
+    step = (lowest[1:] - lowest[:-1] + 128).astype(np.uint64)
+    both = (shape[:-1] * np.uint64(0x9E3779B97F4A7C15) + shape[1:]) * np.uint64(0xC2B2AE3D27D4EB4F) + step
+    return np.where(starting[:-1] & starting[1:], mix64(both).astype(np.uint64), empty)
 
 
 def _kgram_keys(values: np.ndarray, k: int) -> np.ndarray:

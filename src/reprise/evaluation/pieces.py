@@ -73,10 +73,30 @@ class Piece:
 
     def onset_roll(self) -> np.ndarray:
         """``(steps, 128)`` booleans, shaped as :meth:`roll`: which pitches start at each step."""
-        roll = self.roll()
-        onsets = np.zeros_like(roll)
-        onsets[np.round(self.onset).astype(int), self.pitch] = True
+        start = np.round(self.onset).astype(int)
+        stop = np.maximum(np.round(self.onset + self.duration).astype(int), start + 1)
+        onsets = np.zeros((int(stop.max(initial=0)), 128), dtype=bool)
+        onsets[start, self.pitch] = True
         return onsets
+
+    def bar_hashes(self, relative: bool = False) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(hash, lowest sounding pitch, whether a note starts) per bar of :meth:`bar_rolls`.
+
+        Equal bars (the same pitches sounding and starting at the same steps) hash
+        equally; with ``relative``, pitches count from the bar's lowest, so a bar and
+        its transposition hash equally. The hash is a sum of one mixed code per
+        sounding or starting (step, pitch) cell, mixed again: a set hash, whose
+        collisions between different bars are negligibly rare.
+        """
+        roll, onsets = self.bar_rolls()
+        used = roll.any(axis=1)
+        lowest = np.argmax(used, axis=1) if relative else np.zeros(len(roll), dtype=np.int64)
+        total = np.zeros(len(roll), dtype=np.uint64)
+        for kind, cells in enumerate((roll, onsets)):
+            bar, step, pitch = np.nonzero(cells)
+            code = kind << 20 | step << 8 | (pitch - lowest[bar])
+            np.add.at(total, bar, mix64(code).astype(np.uint64))
+        return mix64(total), lowest, onsets.any(axis=(1, 2))
 
     def bar_rolls(self) -> tuple[np.ndarray, np.ndarray]:
         """:meth:`roll` and :meth:`onset_roll` cut into bars: ``(bars, steps per bar, 128)``, the last bar padded."""
@@ -87,6 +107,14 @@ class Piece:
             padded[: len(roll)] = roll
             rolls.append(padded.reshape(-1, per_bar, 128))
         return rolls[0], rolls[1]
+
+
+def mix64(values: np.ndarray) -> np.ndarray:
+    """splitmix64's finaliser, cut to 56 bits (so that the results are non-negative int64s)."""
+    z = values.astype(np.uint64)
+    z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+    z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+    return ((z ^ (z >> np.uint64(31))) & np.uint64(2**56 - 1)).astype(np.int64)
 
 
 def piece_from_score(score: symusic.Score, name: str, key: str, grid: np.ndarray | None = None) -> Piece:
