@@ -20,6 +20,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 from reprise.evaluation.music_stats import densities  # noqa: E402
+from reprise.evaluation.originality import MIN_NOTES  # noqa: E402
 
 SAMPLES_COLOUR, REFERENCE_COLOUR = "#d62728", "#1f77b4"
 STYLE = """
@@ -106,7 +107,7 @@ def _degeneration(table: dict) -> str:
 
 def _originality(table: dict) -> str:
     summary = [("median longest melodic span (notes)", "median_notes"), ("longest melodic span (notes)", "max_notes"),
-               ("share with a span of 8+ notes", "share_with_span"),
+               (f"share with a span of {MIN_NOTES}+ notes", "share_with_span"),
                ("median longest run of whole bars", "median_full_bars"),
                ("longest run of whole bars", "max_full_bars"),
                ("share with 2+ whole bars", "share_with_full_bars")]
@@ -122,7 +123,7 @@ def _originality(table: dict) -> str:
             "the same training set: real music shares material too.</p>"
             + _table(["figure", "samples", "reference (held out)"], rows)
             + "<h3>Each sample</h3>"
-            + _table(["sample", "span (notes)", "span (bars)", "starts at bar", "line ~ training piece",
+            + _table(["sample", "span (notes)", "span (bars)", "starts after (bars)", "line ~ training piece",
                       "whole bars", "training piece"], detail))
 
 
