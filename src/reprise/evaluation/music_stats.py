@@ -110,7 +110,7 @@ def estimate_key(piece: Piece) -> tuple[int, str] | None:
     if not weights.any():
         return None
     profiles = np.stack([np.roll(p, tonic) for p in (MAJOR_PROFILE, MINOR_PROFILE) for tonic in range(12)])
-    best = int(np.argmax([np.corrcoef(weights, profiles)[0, 1:]]))  # Pearson r with each of the 24 keys
+    best = int(np.argmax(np.corrcoef(weights, profiles)[0, 1:]))  # Pearson r with each of the 24 keys
     return best % 12, ("major", "minor")[best // 12]
 
 

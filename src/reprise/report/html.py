@@ -13,14 +13,11 @@ import io
 import math
 from html import escape
 
-import matplotlib
+import numpy as np
+from matplotlib.figure import Figure
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-
-from reprise.evaluation.music_stats import densities  # noqa: E402
-from reprise.evaluation.originality import MIN_NOTES  # noqa: E402
+from reprise.evaluation.music_stats import densities
+from reprise.evaluation.originality import MIN_NOTES
 
 SAMPLES_COLOUR, REFERENCE_COLOUR = "#d62728", "#1f77b4"
 STYLE = """
@@ -137,8 +134,12 @@ def _table(header: list[str], rows: list[list]) -> str:
 
 
 def _plot(row: dict) -> str:
-    """A small PNG, base64: the two mean histograms as bars, or the two sets' value distributions."""
-    fig, ax = plt.subplots(figsize=(3.6, 2.4), dpi=80)
+    """A small PNG, base64: the two mean histograms as bars, or the two sets' value distributions.
+
+    A bare ``Figure``, not pyplot: no GUI backend, no global figure state to close.
+    """
+    fig = Figure(figsize=(3.6, 2.4), dpi=80)
+    ax = fig.subplots()
     if row["histogram"]:
         x = np.arange(len(row["bins"]))
         for shift, side, colour in ((-0.2, "samples", SAMPLES_COLOUR), (0.2, "reference", REFERENCE_COLOUR)):
@@ -157,11 +158,10 @@ def _plot(row: dict) -> str:
                     transform=ax.transAxes)
     ax.tick_params(labelsize=7)
     if ax.get_legend_handles_labels()[0]:
-        ax.legend(fontsize=7)
+        ax.legend(fontsize=7, loc="upper right")
     fig.tight_layout()
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png")
-    plt.close(fig)
     return base64.b64encode(buffer.getvalue()).decode("ascii")
 
 
