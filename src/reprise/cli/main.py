@@ -20,6 +20,7 @@ from click.core import ParameterSource
 from reprise.cli.benchmark import benchmark
 from reprise.cli.models import chosen_model, export, model_options, models
 from reprise.cli.plot import plot, render
+from reprise.cli.report import report
 from reprise.cli.studio import studio
 from reprise.data.prepare import Limits
 from reprise.device import PRECISIONS
@@ -502,6 +503,7 @@ cli.add_command(models)
 cli.add_command(plot)
 cli.add_command(render)
 cli.add_command(studio)
+cli.add_command(report)
 
 
 def main(argv: list[str] | None = None) -> int:
