@@ -2,7 +2,8 @@
 
 Every model maps ids ``(batch, time)`` to next-token logits ``(batch, time,
 vocab)``, optionally continuing a decoding state from ``new_caches``, and has a
-``config`` dataclass whose ``architecture`` names it in checkpoints.
+``config`` dataclass whose ``architecture`` names it in checkpoints. The
+encoder-decoder also reads the source it is conditioned on (``encoder_decoder.py``).
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from torch import nn
 
 from reprise import RepriseError
 from reprise.models.config import ModelConfig
+from reprise.models.encoder_decoder import EncoderDecoder, EncoderDecoderConfig
 from reprise.models.lstm import LSTMConfig, LSTMLanguageModel
 from reprise.models.markov import MarkovChain, MarkovConfig
 from reprise.models.transformer import MusicTransformer
@@ -21,6 +23,7 @@ ARCHITECTURES: dict[str, tuple[type, type[nn.Module]]] = {
     "music-transformer": (ModelConfig, MusicTransformer),
     "lstm": (LSTMConfig, LSTMLanguageModel),
     "markov": (MarkovConfig, MarkovChain),
+    "encoder-decoder": (EncoderDecoderConfig, EncoderDecoder),
 }
 
 

@@ -28,10 +28,10 @@ def rotate(x: torch.Tensor, theta: torch.Tensor) -> torch.Tensor:
 
 
 class RotaryAttention(FullAttention):
-    """Causal attention over rotated queries and keys."""
+    """Attention over rotated queries and keys (causal or not: the rotation does not care)."""
 
-    def __init__(self, config: "ModelConfig"):
-        super().__init__(config)
+    def __init__(self, config: "ModelConfig", causal: bool = True):
+        super().__init__(config, causal)
         self.register_buffer("freqs", frequencies(config.head_dim), persistent=False)
 
     def split_heads(self, x: torch.Tensor, start: int = 0) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
