@@ -12,19 +12,18 @@ import re
 import sys
 from dataclasses import replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import click
 
 from reprise import RepriseError
+from reprise.cli.arrange import accompany, harmonize, infill, prepare_pairs
 from reprise.cli.benchmark import benchmark
 from reprise.cli.plot import plot, render
+from reprise.data.pairs import TASKS
 from reprise.models.attention import ATTENTION_KINDS
 from reprise.models.config import POSITIONS, PRESETS
 from reprise.training.config import PRECISIONS, TrainConfig
-
-if TYPE_CHECKING:
-    from reprise.data.tokenizer import Tokenizer
 
 _DEFAULTS = TrainConfig()
 
@@ -74,8 +73,17 @@ def prepare(source: str, out: Path, tokenizer: str | None, split: str, workers: 
 @click.option("--data", type=click.Path(path_type=Path), help="Prepared dataset directory.")
 @click.option("--run", "run_dir", type=click.Path(path_type=Path), required=True, help="Run directory to write.")
 @click.option("--resume", is_flag=True, help="Continue the run in --run from its last checkpoint.")
-@click.option("--model", type=click.Choice(["transformer", "lstm", "markov"]), default="transformer",
-              show_default=True, help="The Music Transformer, or a baseline to compare it with.")
+@click.option("--model", type=click.Choice(["transformer", "lstm", "markov", "encoder-decoder"]),
+              default="transformer", show_default=True, help="The Music Transformer, a baseline to compare it with, "
+              "or the encoder-decoder that arranges (with --task).")
+@click.option("--task", type=click.Choice(TASKS), help="Encoder-decoder: harmonize (chorale grid: soprano -> A, T, B), "
+              "accompany (a `prepare-pairs` folder: melody -> accompaniment) or infill (chorale or melody grid).")
+@click.option("--encoder-layers", type=click.IntRange(1), help="Encoder-decoder: encoder blocks [default: half of "
+              "--layers, which counts the decoder's].")
+@click.option("--encoder-attention", help="Encoder-decoder: the encoder's attention kind (full, rope, alibi, local, "
+              "fourier), or one per encoder block [default: rope].")
+@click.option("--source-context", type=click.IntRange(8), help="Encoder-decoder: source tokens the encoder reads "
+              "at once [default: --context].")
 @click.option("--preset", type=click.Choice(sorted(PRESETS)), default="tiny", show_default=True,
               help="Model size (jsb-best: also its training settings); the options below override single fields.")
 @click.option("--positions", type=click.Choice(POSITIONS), help="Absolute positions [default: learned].")
@@ -131,7 +139,9 @@ def prepare(source: str, out: Path, tokenizer: str | None, split: str, workers: 
 def train(data: Path | None, run_dir: Path, resume: bool, model: str, preset: str, **options) -> None:
     """Train a model on a prepared dataset, saving best/ and last/ checkpoints in --run.
 
-    The Markov chain is "trained" by counting, in one pass over the data.
+    The Markov chain is "trained" by counting, in one pass over the data. The
+    encoder-decoder learns the --task it is given; then `reprise harmonize`,
+    `accompany` or `infill` use it.
     """
     from reprise.training.trainer import train as run_train
 
@@ -140,10 +150,7 @@ def train(data: Path | None, run_dir: Path, resume: bool, model: str, preset: st
     else:
         if data is None:
             raise click.UsageError("--data is required for a new run")
-        from reprise.data.dataset import TokenDataset
-
-        tokenizer = TokenDataset(data, "train").tokenizer  # fails early on a bad --data
-        model_config = _model_config(model, preset, tokenizer, options)
+        model_config = _model_config(model, preset, data, options)
         result = run_train(run_dir, data, model_config, _train_config(preset, options))
     click.echo(
         f"finished at step {result.step}: best validation NLL {result.best_val_nll:.4f} nats/token, "
@@ -165,18 +172,28 @@ def _train_config(preset: str, options: dict) -> TrainConfig:
     return TrainConfig(**options)
 
 
-def _model_config(model: str, preset: str, tokenizer: Tokenizer, options: dict) -> Any:
-    """The model config for ``tokenizer``'s data from the train command's options, removing the ones it uses."""
+def _model_config(model: str, preset: str, data: Path, options: dict) -> Any:
+    """The model config for the data in ``data`` from the train command's options, removing the ones it uses."""
     from dataclasses import fields
 
+    from reprise.cli.arrange import encoder_decoder_config
+    from reprise.data.dataset import TokenDataset
     from reprise.models.config import ModelConfig
     from reprise.models.config import preset as make_preset
     from reprise.models.lstm import LSTMConfig
     from reprise.models.markov import MarkovConfig
 
-    vocab_size = tokenizer.vocab_size
     hidden, order = options.pop("hidden"), options.pop("order")
+    task = options.pop("task")
+    encoder = {name: options.pop(name) for name in ("encoder_layers", "encoder_attention", "source_context")}
     shape = {f.name: options.pop(f.name) for f in fields(ModelConfig) if f.name in options}
+    if model == "encoder-decoder":
+        return encoder_decoder_config(data, task, preset, shape, encoder)
+    if task is not None or any(v is not None for v in encoder.values()):
+        raise click.UsageError("--task, --encoder-layers, --encoder-attention and --source-context are for "
+                               "--model encoder-decoder")
+    tokenizer = TokenDataset(data, "train").tokenizer  # fails early on a bad --data
+    vocab_size = tokenizer.vocab_size
     if model == "markov":
         return MarkovConfig(vocab_size=vocab_size, order=order)
     if model == "lstm":
@@ -239,16 +256,20 @@ def generate(checkpoint: Path, out: Path, primer_midi, primer_data, primer_piece
 def evaluate(checkpoint: Path, data: Path, split: str, stride: int | None, device: str) -> None:
     """Mean negative log-likelihood per token (nats) and perplexity on a split."""
     from reprise.data.dataset import TokenDataset
+    from reprise.evaluation.conditional import nll_given
     from reprise.evaluation.nll import score
     from reprise.training.checkpoint import load_checkpoint
-    from reprise.training.trainer import pick_device
+    from reprise.training.trainer import open_split, pick_device
 
     model, tokenizer = load_checkpoint(checkpoint, pick_device(device))
-    dataset = TokenDataset(data, split)
+    dataset = open_split(data, split, model.config)
     if dataset.tokenizer.to_json() != tokenizer.to_json():
         raise RepriseError(f"{data}: tokenized differently from the checkpoint's training data")
-    nll = score(model, [dataset.piece(i) for i in range(len(dataset))], model.config.context, stride,
-                frame=tokenizer.frame)
+    if isinstance(dataset, TokenDataset):
+        nll = score(model, [dataset.piece(i) for i in range(len(dataset))], model.config.context, stride,
+                    frame=tokenizer.frame)
+    else:
+        nll = nll_given(model, dataset, stride)
     click.echo(json.dumps({"split": split, "nll_per_token": round(nll.per_token, 5),
                            "perplexity": round(nll.perplexity, 4), "tokens": nll.tokens, "pieces": len(dataset)}))
 
@@ -311,6 +332,10 @@ def _parse_split(text: str) -> tuple[float, float, float]:
 
 
 cli.add_command(benchmark)
+cli.add_command(prepare_pairs)
+cli.add_command(harmonize)
+cli.add_command(accompany)
+cli.add_command(infill)
 cli.add_command(plot)
 cli.add_command(render)
 

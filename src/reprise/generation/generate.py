@@ -47,10 +47,10 @@ def generate(
     banned = torch.zeros(tokenizer.vocab_size, dtype=torch.bool, device=device)
     banned[[tokenizer.pad_id, tokenizer.bos_id, tokenizer.eos_id]] = True
 
-    start, logits = _window_start(seq.shape[1], context, frame), None
+    start, logits = window_start(seq.shape[1], context, frame), None
     for i in range(n_new):
         if seq.shape[1] - start > context:  # the window is full: slide it
-            start, logits = _window_start(seq.shape[1], context, frame), None
+            start, logits = window_start(seq.shape[1], context, frame), None
         if logits is None:  # prefill the window (every step when not caching)
             caches = model.new_caches(num_samples, context) if use_cache else None
             logits = model(seq[:, start:], caches)[:, -1]
@@ -62,7 +62,7 @@ def generate(
     return seq.cpu().numpy()
 
 
-def _window_start(length: int, context: int, frame: int) -> int:
+def window_start(length: int, context: int, frame: int) -> int:
     """Where the attended window starts: 0 while it fits, else the last half-context on a frame boundary.
 
     The window then stays put, growing token by token, until it fills the

@@ -32,12 +32,12 @@ from torch import nn
 
 from reprise import RepriseError
 from reprise.config import JsonConfig
+from reprise.data.pairs import TASKS
 from reprise.models.attention.cross import CrossAttention, CrossCache
 from reprise.models.config import ModelConfig
 from reprise.models.positions import frequencies, sinusoids
 from reprise.models.transformer import Block, MusicTransformer
 
-TASKS = ("harmonize", "accompany", "infill")
 PAD = 0  # the padding id of every reprise tokenizer: source padding is masked out of attention
 MAX_SLOTS = 8  # learned slot vectors; later ranks within a step share the last
 
