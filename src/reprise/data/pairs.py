@@ -166,6 +166,8 @@ def infill_pair(name: str, ids: np.ndarray, span: tuple[int, int], task: Task) -
     """A piece with the steps ``[start, stop)`` masked -> those steps' tokens."""
     frame, tokenizer = task.tokenizer.frame, task.tokenizer
     first, last = 1 + span[0] * frame, 1 + span[1] * frame
+    if not 0 <= span[0] < span[1] or last > len(ids) - 1:
+        raise RepriseError(f"steps {span[0]}..{span[1]} are not a span of this {(len(ids) - 2) // frame}-step piece")
     source = np.asarray(ids).copy()
     source[first:last] = task.mask_id
     target = np.r_[tokenizer.bos_id, ids[first:last], tokenizer.eos_id]
@@ -388,4 +390,4 @@ def fit_soprano(steps: np.ndarray, tokenizer: ChoraleGrid) -> None:
 def _bar_beat(step: float) -> str:
     """A 16th-step position as ``bar B, beat b`` (4/4, from 1)."""
     bar, within = divmod(step, STEPS_PER_BAR)
-    return f"bar {int(bar) + 1}, beat {within / 4 + 1:g}"
+    return f"bar {int(bar) + 1}, beat {round(within / 4 + 1, 2):g}"
