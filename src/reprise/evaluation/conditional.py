@@ -36,14 +36,16 @@ def scored_windows(model: torch.nn.Module, dataset: PairedDataset, index: int, s
 
 @torch.no_grad()
 def nll_per_pair(model: torch.nn.Module, dataset: PairedDataset, stride: int | None = None, batch_size: int = 16,
-                 exclude_eos: bool = False) -> list[NLL]:
-    """The NLL of each pair's target given its source (``exclude_eos``: of the target's body only)."""
+                 exclude_eos: bool = False, pairs: int | None = None) -> list[NLL]:
+    """The NLL of each pair's target given its source (``exclude_eos``: of the target's body only), for the
+    first ``pairs`` pairs (default: all)."""
     stride = stride or max(1, model.config.context // 2)
     device, pad = next(model.parameters()).device, dataset.tokenizer.pad_id
     was_training = model.training
     model.eval()
-    jobs = [(i, w) for i in range(len(dataset)) for w in scored_windows(model, dataset, i, stride, exclude_eos)]
-    totals, counts = np.zeros(len(dataset)), np.zeros(len(dataset), dtype=np.int64)
+    n = len(dataset) if pairs is None else min(pairs, len(dataset))
+    jobs = [(i, w) for i in range(n) for w in scored_windows(model, dataset, i, stride, exclude_eos)]
+    totals, counts = np.zeros(n), np.zeros(n, dtype=np.int64)
     for at in range(0, len(jobs), batch_size):
         chunk = jobs[at : at + batch_size]
         inputs, targets = collate([w for _, w in chunk], pad)

@@ -15,8 +15,11 @@ non-causal). *Where* a token is comes in as ``(time step, slot)`` pairs (see
 share, so a target token's query can match the source's keys at its own time
 step, however many tokens per step each side spends (the soprano 1, A/T/B 3);
 plus a learned vector per slot, the token's rank within its step (which voice).
-Decoder inputs carry the where of the token they predict. Self-attention adds
-its own relative or absolute sense of order within each sequence (RoPE by default).
+Cross-attention rotates queries and keys by their time steps (``cross.py``), so
+that what a decoder token finds in the source depends on how far apart in time
+they are. Decoder inputs carry the where of the token they predict.
+Self-attention adds its own relative or absolute sense of order within each
+sequence (RoPE by default).
 
 Cached decoding keeps the decoder's self-attention caches and computes the
 cross-attention keys and values once per piece.
@@ -122,9 +125,11 @@ class Where(nn.Module):
 
 @dataclass
 class Memory:
-    """The encoder's output ``(B, S, D)`` and its key mask ``(B, S)`` (false on padding; ``None``: no padding)."""
+    """The encoder's output ``(B, S, D)``, its tokens' time steps ``(B, S)`` and its key mask ``(B, S)``
+    (false on padding; ``None``: no padding)."""
 
     states: torch.Tensor
+    times: torch.Tensor
     mask: torch.Tensor | None
 
 
@@ -147,10 +152,11 @@ class DecoderBlock(Block):
         self.ln_cross = nn.LayerNorm(config.d_model)
         self.cross = CrossAttention(config)
 
-    def forward(self, x: torch.Tensor, memory: Memory, cache: DecoderCache | None = None) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, times: torch.Tensor, memory: Memory,
+                cache: DecoderCache | None = None) -> torch.Tensor:
         x = x + self.drop(self.attn(self.ln_attn(x), None if cache is None else cache.own))
         cross_cache = None if cache is None else cache.cross
-        x = x + self.drop(self.cross(self.ln_cross(x), memory.states, memory.mask, cross_cache))
+        x = x + self.drop(self.cross(self.ln_cross(x), times, memory.states, memory.times, memory.mask, cross_cache))
         return x + self.ff(self.ln_ff(x))
 
 
@@ -186,7 +192,7 @@ class EncoderDecoder(nn.Module):
         x = self.drop(self.source_embed(source) + self.source_where(where))
         for block in self.encoder:
             x = block(x, key_mask=mask)
-        return Memory(self.ln_memory(x), mask)
+        return Memory(self.ln_memory(x), where[..., 0], mask)
 
     def decode(self, memory: Memory, ids: torch.Tensor, where: torch.Tensor,
                caches: list[DecoderCache] | None = None) -> torch.Tensor:
@@ -196,7 +202,7 @@ class EncoderDecoder(nn.Module):
         """
         x = self.drop(self.embed(ids) + self.where(where))
         for i, block in enumerate(self.decoder):
-            x = block(x, memory, caches[i] if caches else None)
+            x = block(x, where[..., 0], memory, caches[i] if caches else None)
         return self.head(self.ln_out(x))
 
     def forward(self, source: torch.Tensor, source_where: torch.Tensor, ids: torch.Tensor,

@@ -21,8 +21,9 @@ if TYPE_CHECKING:
 
 
 def rotate(x: torch.Tensor, theta: torch.Tensor) -> torch.Tensor:
-    """Rotate ``(x_i, x_(i + D/2))`` by ``theta[:, i]`` for ``x`` of shape ``(..., T, D)`` and ``theta`` ``(T, D/2)``."""
-    cos, sin = theta.cos().repeat(1, 2).to(x.dtype), theta.sin().repeat(1, 2).to(x.dtype)
+    """Rotate ``(x_i, x_(i + D/2))`` by ``theta[..., i]`` for ``x`` ``(..., T, D)`` and ``theta`` ``(..., T, D/2)``
+    (broadcast against ``x``)."""
+    cos, sin = (torch.cat([f(theta)] * 2, -1).to(x.dtype) for f in (torch.cos, torch.sin))
     first, second = x.chunk(2, -1)
     return x * cos + torch.cat([-second, first], -1) * sin
 
