@@ -64,6 +64,7 @@ from reprise.training.config import TrainConfig
 from reprise.training.trainer import lr_at, make_optimizer, train, uses_bf16, weight_average
 
 SHARED_SPAN = 13  # notes
+BEGIN, END = "<!-- results -->", "<!-- /results -->"  # the section of docs/conditional.md this script writes
 TRAIN = {"steps": 10**9, "batch_size": 2, "lr": 3e-3, "warmup": 100, "weight_decay": 0.5, "max_transpose": 6,
          "ema_decay": 0.998, "precision": "bf16", "eval_every": 1000}
 SHAPE = {"d_model": 128, "n_heads": 4, "dropout": 0.1, "attention_dropout": 0.0, "attention": "rope"}
@@ -77,7 +78,7 @@ def encoder_decoder(task: Task, context: int, source_context: int) -> EncoderDec
     return EncoderDecoderConfig(task=task.name, vocab_size=task.tokenizer.vocab_size,
                                 source_vocab_size=task.source_vocab_size, context=context,
                                 source_context=source_context, source_offset=0.5 if task.name == "infill" else 0.25,
-                                encoder_layers=2, decoder_layers=4, encoder_attention="rope", **SHAPE)
+                                encoder_layers=2, n_layers=4, encoder_attention="rope", **SHAPE)
 
 
 def decoder_only(vocab_size: int, context: int, **changes) -> ModelConfig:
@@ -292,7 +293,8 @@ def pop909(args, work: Path) -> dict:
 
 # -- the report --------------------------------------------------------------------------------
 def markdown(results: dict, command: str) -> str:
-    lines = ["# Conditional models: harmonisation, accompaniment, infilling", "",
+    """The measurements section of docs/conditional.md."""
+    lines = ["## Measurements", "",
              f"Produced by `{command}` ({results['machine']}); every model trained for {results['minutes']:g} "
              "minutes of wall-clock time on that machine.", "", __doc__.split("\n\n", 2)[2].strip(), ""]
     if "jsb" in results:
@@ -349,8 +351,16 @@ def main() -> None:
     command = "python benchmarks/conditional.py " + " ".join(sys.argv[1:])
     report = markdown(results, command)
     if args.markdown:
-        args.markdown.write_text(report)
+        write_section(args.markdown, report)
     print(report)
+
+
+def write_section(path: Path, section: str) -> None:
+    """Put ``section`` between the results markers of ``path`` (the whole file when it has none)."""
+    text = path.read_text() if path.is_file() else ""
+    if BEGIN in text and END in text:
+        section = text[: text.index(BEGIN) + len(BEGIN)] + "\n" + section + text[text.index(END) :]
+    path.write_text(section)
 
 
 if __name__ == "__main__":

@@ -75,7 +75,7 @@ def test_relative_attention_has_no_encoder_mode_yet_and_encoders_have_no_cache()
 def tiny(attention: str = "rope", encoder_attention: str = "rope", **overrides) -> EncoderDecoder:
     torch.manual_seed(0)
     shape = {"vocab_size": 92, "source_vocab_size": 92, "context": 24, "source_context": 20, "d_model": 32,
-             "encoder_layers": 2, "decoder_layers": 2, "n_heads": 4, "dropout": 0.0, "block_size": 8}
+             "encoder_layers": 2, "n_layers": 2, "n_heads": 4, "dropout": 0.0, "block_size": 8}
     config = EncoderDecoderConfig(attention=attention, encoder_attention=encoder_attention, **{**shape, **overrides})
     return EncoderDecoder(config).eval()
 
@@ -159,7 +159,7 @@ def test_the_decoder_learns_to_read_the_source_at_its_own_time_step():
     from reprise.data.pairs import Pair, Task, collate, decoder_window
 
     task = Task("harmonize", ChoraleGrid())
-    model = tiny(context=48, decoder_layers=1, encoder_layers=1).train()
+    model = tiny(context=48, n_layers=1, encoder_layers=1).train()
     optimizer = torch.optim.AdamW(model.parameters(), 3e-3)
     rng = np.random.default_rng(0)
     for _ in range(250):

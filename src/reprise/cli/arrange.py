@@ -173,8 +173,8 @@ def prepare_pairs(source: str, out: Path, source_tracks: str, target_tracks: str
 
 def encoder_decoder_config(data: Path, task: str | None, preset: str, shape: dict[str, Any],
                            encoder: dict[str, Any]) -> Any:
-    """The encoder-decoder config for ``task`` on ``data``: the preset's width, heads, dropout and context; its
-    layers for the decoder and half as many for the encoder, unless the options say otherwise."""
+    """The encoder-decoder config for ``task`` on ``data``: the preset's shape (not its positions) for the
+    decoder, half as many blocks for the encoder, RoPE on both, unless the options say otherwise."""
     from reprise.data.pairs import PairedDataset
     from reprise.models.config import PRESETS
     from reprise.models.encoder_decoder import EncoderDecoderConfig
@@ -182,17 +182,13 @@ def encoder_decoder_config(data: Path, task: str | None, preset: str, shape: dic
     if task is None:
         raise click.UsageError(f"--model encoder-decoder needs --task ({', '.join(TASKS)})")
     pairs = PairedDataset(data, "train", task)
-    base = {**PRESETS[preset], **{k: v for k, v in shape.items() if v is not None}}
-    decoder_layers = base["n_layers"]
-    fields = {k: base[k] for k in ("context", "d_model", "n_heads", "dropout", "attention_dropout", "attention",
-                                   "max_relative_distance", "relative_shared_heads", "relative_chunk", "block_size",
-                                   "local_relative", "ff_mult", "tie_weights") if k in base}
+    base = {k: v for k, v in PRESETS[preset].items() if k not in ("positions", "frame")}
+    base = {"attention": "rope", **base, **{k: v for k, v in shape.items() if v is not None}}
     return EncoderDecoderConfig(
-        task=task, vocab_size=pairs.tokenizer.vocab_size, source_vocab_size=pairs.task.source_vocab_size,
-        decoder_layers=decoder_layers, encoder_layers=encoder["encoder_layers"] or max(1, decoder_layers // 2),
+        **base, task=task, vocab_size=pairs.tokenizer.vocab_size, source_vocab_size=pairs.task.source_vocab_size,
+        encoder_layers=encoder["encoder_layers"] or max(1, base["n_layers"] // 2),
         encoder_attention=encoder["encoder_attention"] or "rope",
-        source_context=encoder["source_context"] or base["context"],
-        source_offset=0.5 if task == "infill" else 0.25, **{"attention": "rope", **fields})
+        source_context=encoder["source_context"] or base["context"], source_offset=0.5 if task == "infill" else 0.25)
 
 
 def _load(options: dict, task: str):

@@ -30,7 +30,7 @@ ARCHITECTURES: dict[str, tuple[type, type[nn.Module]]] = {
 def architecture_of(config: Any) -> str:
     """The name under which ``config``'s model is stored in checkpoints."""
     for name, (config_class, _) in ARCHITECTURES.items():
-        if isinstance(config, config_class):
+        if type(config) is config_class:  # exactly: the encoder-decoder's config is also a ModelConfig
             return name
     raise TypeError(f"not a model config: {config!r}")
 

@@ -28,7 +28,7 @@ cross-attention keys and values once per piece.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 
 import torch
 from torch import nn
@@ -46,62 +46,44 @@ MAX_SLOTS = 8  # learned slot vectors; later ranks within a step share the last
 
 
 @dataclass
-class EncoderDecoderConfig(JsonConfig):
+class EncoderDecoderConfig(ModelConfig):
     """Shape of an encoder-decoder and the conditional task it was trained for.
 
-    ``context`` is the decoder's window of target tokens, ``source_context`` the
-    encoder's window of source tokens; a window of the source starts
-    ``source_offset`` of its length before the time of the target window's first
-    token (0.25: a quarter of what the encoder sees lies before). The attention
-    kinds and their options mean what they mean in :class:`ModelConfig`.
+    The fields of :class:`ModelConfig` shape the decoder (``n_layers`` blocks,
+    ``context`` target tokens, ``attention`` its self-attention) and, where the
+    encoder has no field of its own, the encoder too (width, heads, dropout,
+    attention options). ``source_context`` is the encoder's window of source
+    tokens; a source window starts ``source_offset`` of its length before the
+    time of the target window's first token (0.25: a quarter of what the
+    encoder sees lies before). ``positions`` stays ``none``: where a token is
+    comes from its time step and slot.
     """
 
+    positions: str = "none"
+    attention: str = "rope"
     task: str = "harmonize"
-    vocab_size: int = 128  # target ids
     source_vocab_size: int = 128
-    context: int = 768
     source_context: int = 768
     source_offset: float = 0.25
-    d_model: int = 128
     encoder_layers: int = 2
-    decoder_layers: int = 4
-    n_heads: int = 4
-    ff_mult: int = 4
-    dropout: float = 0.1
-    attention_dropout: float | None = None
     encoder_attention: str = "rope"
-    attention: str = "rope"
-    tie_weights: bool = True
-    max_relative_distance: int | None = None
-    relative_shared_heads: bool = False
-    relative_chunk: int = 0
-    block_size: int = 128
-    local_relative: bool = False
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         if self.task not in TASKS:
             raise RepriseError(f"unknown task {self.task!r}; choose one of {', '.join(TASKS)}")
+        if self.positions != "none":
+            raise RepriseError("the encoder-decoder places tokens by time step and slot: positions must be 'none'")
         if not 0 <= self.source_offset < 1:
             raise RepriseError(f"source_offset is a share of the source window, in [0, 1), not {self.source_offset}")
-        self.encoder, self.decoder  # building both views validates their options
-
-    def _side(self, vocab_size: int, context: int, layers: int, attention: str) -> ModelConfig:
-        return ModelConfig(vocab_size=vocab_size, context=context, d_model=self.d_model, n_layers=layers,
-                           n_heads=self.n_heads, ff_mult=self.ff_mult, dropout=self.dropout,
-                           attention_dropout=self.attention_dropout, positions="none", attention=attention,
-                           tie_weights=self.tie_weights, max_relative_distance=self.max_relative_distance,
-                           relative_shared_heads=self.relative_shared_heads, relative_chunk=self.relative_chunk,
-                           block_size=self.block_size, local_relative=self.local_relative)
+        self.encoder  # building the encoder's view validates its options
 
     @property
     def encoder(self) -> ModelConfig:
         """The encoder stack's shape, as the attention modules read it."""
-        return self._side(self.source_vocab_size, self.source_context, self.encoder_layers, self.encoder_attention)
-
-    @property
-    def decoder(self) -> ModelConfig:
-        """The decoder stack's shape."""
-        return self._side(self.vocab_size, self.context, self.decoder_layers, self.attention)
+        shared = {f.name: getattr(self, f.name) for f in fields(ModelConfig)}
+        return ModelConfig(**{**shared, "vocab_size": self.source_vocab_size, "context": self.source_context,
+                              "n_layers": self.encoder_layers, "attention": self.encoder_attention})
 
 
 class Where(nn.Module):
@@ -166,14 +148,14 @@ class EncoderDecoder(nn.Module):
     def __init__(self, config: EncoderDecoderConfig):
         super().__init__()
         self.config = config
-        encoder, decoder = config.encoder, config.decoder
+        encoder = config.encoder
         self.source_embed = nn.Embedding(config.source_vocab_size, config.d_model)
         self.source_where = Where(config.d_model)
         self.encoder = nn.ModuleList(Block(encoder, kind, causal=False) for kind in encoder.layer_attention)
         self.ln_memory = nn.LayerNorm(config.d_model)
         self.embed = nn.Embedding(config.vocab_size, config.d_model)
         self.where = Where(config.d_model)
-        self.decoder = nn.ModuleList(DecoderBlock(decoder, kind) for kind in decoder.layer_attention)
+        self.decoder = nn.ModuleList(DecoderBlock(config, kind) for kind in config.layer_attention)
         self.drop = nn.Dropout(config.dropout)
         self.ln_out = nn.LayerNorm(config.d_model)
         self.head = nn.Linear(config.d_model, config.vocab_size, bias=False)
@@ -182,7 +164,7 @@ class EncoderDecoder(nn.Module):
         self.apply(MusicTransformer._init_weights)
         for name, param in self.named_parameters():  # GPT-2: keep each stack's residual variance flat
             if name.endswith(("attn.proj.weight", "cross.proj.weight", "net.2.weight")):
-                layers = config.encoder_layers if name.startswith("encoder.") else config.decoder_layers
+                layers = config.encoder_layers if name.startswith("encoder.") else config.n_layers
                 nn.init.normal_(param, std=0.02 / math.sqrt(2 * layers))
 
     def encode(self, source: torch.Tensor, where: torch.Tensor) -> Memory:
