@@ -135,6 +135,7 @@ def test_train_harmonize_evaluate_and_arrange_from_the_command_line(capsys, smal
         (["harmonize", tmp_path / "two.mid", "--melody-track", "Tune", "--transpose", "-20"],
          "outside the soprano range"),
         (["accompany", tmp_path / "tune.mid"], "trained to harmonize, not to accompany"),
+        (["generate"], "an encoder-decoder trained to harmonize; use `reprise harmonize`"),
     ]:
         code, _, err = run(capsys, args[0], "--checkpoint", tmp_path / "h", *args[1:], "--out", tmp_path / "bad")
         assert code == 1 and message in err and len(err.strip().splitlines()) == 1, err

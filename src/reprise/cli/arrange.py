@@ -206,6 +206,15 @@ def _load(options: dict, task: str):
     return model, tokenizer
 
 
+def refuse_arranger(model, checkpoint: Path) -> None:
+    """Commands that continue music from the left cannot use an encoder-decoder: name the one that can."""
+    from reprise.models.encoder_decoder import EncoderDecoder
+
+    if isinstance(model, EncoderDecoder):
+        raise RepriseError(f"{checkpoint}: an encoder-decoder trained to {model.config.task}; "
+                           f"use `reprise {model.config.task}`")
+
+
 def _sampling(options: dict) -> dict[str, Any]:
     from reprise.generation.sampling import SamplingConfig
 

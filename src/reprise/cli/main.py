@@ -17,7 +17,7 @@ from typing import Any
 import click
 
 from reprise import RepriseError
-from reprise.cli.arrange import accompany, harmonize, infill, prepare_pairs
+from reprise.cli.arrange import accompany, harmonize, infill, prepare_pairs, refuse_arranger
 from reprise.cli.benchmark import benchmark
 from reprise.cli.plot import plot, render
 from reprise.data.pairs import TASKS
@@ -235,6 +235,7 @@ def generate(checkpoint: Path, out: Path, primer_midi, primer_data, primer_piece
     from reprise.training.trainer import pick_device
 
     model, tokenizer = load_checkpoint(checkpoint, pick_device(device))
+    refuse_arranger(model, checkpoint)
     primer = _primer(tokenizer, primer_midi, primer_data, primer_piece, primer_split, primer_length)
     n_new = _tokens(length, tokenizer, "--length")
     started = time.perf_counter()

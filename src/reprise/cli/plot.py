@@ -45,11 +45,13 @@ def attention(midi: Path, checkpoint: Path, note: int, layer: str, head: str, ou
     The piece is read with the checkpoint's tokenizer; in the HTML page, hovering
     any note shows its arcs.
     """
+    from reprise.cli.arrange import refuse_arranger
     from reprise.training.checkpoint import load_checkpoint
     from reprise.visualization.attention import note_attention, plot_attention
     from reprise.visualization.attention_html import write_attention_html
 
     model, tokenizer = load_checkpoint(checkpoint)
+    refuse_arranger(model, checkpoint)
     result = note_attention(model, tokenizer, tokenizer.encode_midi(midi))
     query = result.pick(note)
     folder = out or midi.parent
