@@ -148,25 +148,23 @@ def infill(piece: Path | None, bars: str, primer_data: Path | None, primer_piece
 @click.option("--out", type=click.Path(path_type=Path), required=True, help="Folder to write source/ and target/ in.")
 @click.option("--source-tracks", default="MELODY", show_default=True, help="Tracks the model is given (names or programs).")
 @click.option("--target-tracks", default="PIANO", show_default=True, help="Tracks the model learns to write.")
-@click.option("--tokenizer", default="performance", show_default=True, help="Tokenizer of both (performance).")
 @click.option("--split", default="0.8,0.1,0.1", show_default=True, help="Train,valid,test fractions (by piece).")
 @click.option("--workers", type=click.IntRange(1), default=None, help="Parallel readers [default: CPU count, max 4].")
-def prepare_pairs(source: str, out: Path, source_tracks: str, target_tracks: str, tokenizer: str, split: str,
+def prepare_pairs(source: str, out: Path, source_tracks: str, target_tracks: str, split: str,
                   workers: int | None) -> None:
     """Prepare SOURCE twice, as the tracks given and the tracks to write, for accompaniment.
 
     SOURCE is a folder or zip of multi-track MIDI files, e.g. ../shared/data/pop909; OUT then holds
     source/ and target/ datasets for `reprise train --model encoder-decoder --task accompany --data OUT`.
-    Pieces pair up by name, within their split."""
+    Pieces pair up by name, within their split; both sides are performance events, on the file's own clock."""
     from reprise.cli.main import _parse_split
-    from reprise.data.pairs import Task, write_pair_manifest
-    from reprise.data.prepare import make_tokenizer, prepare
+    from reprise.data.pairs import write_pair_manifest
+    from reprise.data.prepare import prepare
 
-    Task("accompany", make_tokenizer(tokenizer))  # refuses tokenizers the task cannot align
     _, valid, test = _parse_split(split)
     for side, tracks in (("source", source_tracks), ("target", target_tracks)):
         chosen = tuple(t for t in tracks.split(",") if t.strip())
-        prepare(source, out / side, tokenizer, valid, test, workers, chosen)
+        prepare(source, out / side, "performance", valid, test, workers, chosen)
     write_pair_manifest(out, "accompany", source, (source_tracks, target_tracks))
     click.echo(f"wrote {out}: {(out / 'pairs.json').read_text()}")
 

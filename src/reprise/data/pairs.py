@@ -26,7 +26,7 @@ token the window predicts; training, scoring and generation all use them.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -95,11 +95,13 @@ class Task:
 
     @property
     def source_clock(self) -> Clock:
-        return Clock(1 if self.name == "harmonize" else self.tokenizer.frame if self.name == "infill" else 0)
+        """The soprano's one token per step; the grid's frame; performance time."""
+        return Clock({"harmonize": 1, "infill": self.tokenizer.frame, "accompany": 0}[self.name])
 
     @property
     def target_clock(self) -> Clock:
-        return Clock(3 if self.name == "harmonize" else self.tokenizer.frame if self.name == "infill" else 0)
+        """Alto, tenor and bass: three tokens per step; the grid's frame; performance time."""
+        return Clock({"harmonize": 3, "infill": self.tokenizer.frame, "accompany": 0}[self.name])
 
     @property
     def target_frame(self) -> int:
@@ -142,7 +144,7 @@ class Pair:
     source: np.ndarray
     target: np.ndarray
     target_offset: int = 0
-    span: tuple[int, int] | None = field(default=None)  # infill: the masked steps [start, stop)
+    span: tuple[int, int] | None = None  # infill: the masked steps [start, stop)
 
 
 # -- the tasks' pairs -------------------------------------------------------------------
