@@ -103,7 +103,7 @@ SMALL = ["--context", "48", "--source-context", "32", "--d-model", "32", "--laye
 def test_train_harmonize_evaluate_and_arrange_from_the_command_line(capsys, small_chorales, tmp_path):
     code, out, err = run(capsys, "train", "--model", "encoder-decoder", "--task", "harmonize", "--data",
                          small_chorales, "--run", tmp_path / "h", "--steps", "3", "--eval-every", "3",
-                         "--precision", "bf16", *SMALL)
+                         "--precision", "bf16", "--max-transpose", "5", *SMALL)
     assert code == 0, err
     saved = json.loads((tmp_path / "h" / "run.json").read_text())
     assert saved["architecture"] == "encoder-decoder" and saved["model"]["encoder_layers"] == 1
