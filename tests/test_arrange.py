@@ -153,6 +153,8 @@ def test_train_harmonize_evaluate_and_arrange_from_the_command_line(capsys, smal
         "3",
         "--precision",
         "bf16",
+        "--max-transpose",
+        "5",
         *SMALL,
     )
     assert code == 0, err
