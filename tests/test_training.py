@@ -16,6 +16,7 @@ from reprise.errors import RepriseError
 from reprise.evaluation.nll import nll_of
 from reprise.models.checkpoint import load_checkpoint
 from reprise.models.config import ModelConfig
+from reprise.models.encoder_decoder import EncoderDecoderConfig
 from reprise.training import trainer
 from reprise.training.config import TrainConfig
 
@@ -51,11 +52,26 @@ def test_tiny_model_learns_far_below_the_unigram_entropy(small_chorales, tmp_pat
     assert np.mean(losses[-10:]) < 0.6 * np.mean(losses[:10])
 
 
-@pytest.mark.parametrize("ema_decay", [0.0, 0.9])
-def test_resume_continues_with_the_same_step_schedule_and_data(small_chorales, tmp_path, monkeypatch, ema_decay):
+@pytest.mark.parametrize("architecture, ema_decay", [("decoder", 0.0), ("decoder", 0.9), ("encoder-decoder", 0.9)])
+def test_resume_continues_with_the_same_step_schedule_and_data(
+    small_chorales, tmp_path, monkeypatch, architecture, ema_decay
+):
     vocab = TokenDataset(small_chorales, "train").tokenizer.vocab_size
     config = TrainConfig(steps=6, batch_size=4, lr=1e-3, warmup=2, eval_every=3, device="cpu", ema_decay=ema_decay)
-    trainer.train(tmp_path / "straight", small_chorales, small_config(vocab, dropout=0.2), config, quiet=True)
+    model = small_config(vocab, dropout=0.2)
+    if architecture == "encoder-decoder":  # harmonisation pairs: random windows and transpositions of pairs
+        model = EncoderDecoderConfig(
+            vocab_size=vocab,
+            source_vocab_size=vocab,
+            context=64,
+            source_context=32,
+            d_model=64,
+            n_layers=2,
+            encoder_layers=1,
+            n_heads=4,
+            dropout=0.2,
+        )
+    trainer.train(tmp_path / "straight", small_chorales, model, config, quiet=True)
 
     real_step = trainer._Loop.step
 
@@ -66,7 +82,7 @@ def test_resume_continues_with_the_same_step_schedule_and_data(small_chorales, t
 
     monkeypatch.setattr(trainer._Loop, "step", interrupt_at_four)
     with pytest.raises(RepriseError, match="interrupted at step 4; continue with: reprise train --resume"):
-        trainer.train(tmp_path / "cut", small_chorales, small_config(vocab, dropout=0.2), config, quiet=True)
+        trainer.train(tmp_path / "cut", small_chorales, model, config, quiet=True)
     monkeypatch.setattr(trainer._Loop, "step", real_step)
     assert json.loads((tmp_path / "cut" / "last" / "training.json").read_text())["step"] == 4
     result = trainer.train(tmp_path / "cut", resume=True, quiet=True)

@@ -15,26 +15,30 @@ so inline plots in a notebook keep working.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 import numpy as np
+import symusic
 import torch
 
 from reprise.audio import render_wav
-from reprise.data.dataset import TokenDataset
 from reprise.data.musicxml import write_musicxml
+from reprise.data.pairs import PairedDataset
 from reprise.data.prepare import prepare
 from reprise.data.tokenizer import Tokenizer
 from reprise.device import pick_device
 from reprise.errors import RepriseError
+from reprise.evaluation.conditional import nll_given
 from reprise.evaluation.nll import NLL, nll_of
 from reprise.generation.generate import generate as _generate
 from reprise.generation.sampling import SamplingConfig
 from reprise.models.checkpoint import load_checkpoint
+from reprise.models.encoder_decoder import EncoderDecoderConfig
+from reprise.training.trainer import open_split
 from reprise.visualization.pianoroll import plot_pianoroll
 
-__all__ = ["load", "generate", "score", "prepare", "write_samples"]
+__all__ = ["load", "generate", "score", "prepare", "write_samples", "write_scores"]
 
 
 def load(checkpoint: str | Path, device: str = "auto") -> tuple[torch.nn.Module, Tokenizer]:
@@ -73,13 +77,19 @@ def score(
 ) -> NLL:
     """The NLL of a prepared dataset's ``split`` (a directory) or of pieces of ids (``BOS`` first) under ``model``.
 
-    A dataset must have been tokenized as the model's training data was.
+    A dataset must have been tokenized as the model's training data was. An
+    encoder-decoder scores its task's targets given their sources (the dataset,
+    or pair folder, it was trained on).
     """
     if isinstance(data, (str, Path)):
-        dataset = TokenDataset(Path(data), split)
+        dataset = open_split(Path(data), split, model.config)
         if dataset.tokenizer.to_json() != tokenizer.to_json():
             raise RepriseError(f"{data}: tokenized differently from the checkpoint's training data")
+        if isinstance(dataset, PairedDataset):
+            return nll_given(model, dataset, stride)
         data = [dataset.piece(i) for i in range(len(dataset))]
+    elif isinstance(model.config, EncoderDecoderConfig):
+        raise RepriseError("an encoder-decoder scores targets given sources: give the prepared dataset's directory")
     return nll_of(model, data, model.config.context, stride, frame=tokenizer.frame)
 
 
@@ -92,14 +102,30 @@ def write_samples(
     musicxml: bool = False,
 ) -> list[Path]:
     """Save each row of ``ids`` as ``STEM-N.mid`` with a piano-roll ``STEM-N.png`` (and ``.wav``, ``.musicxml``)."""
+    return write_scores([tokenizer.decode(row) for row in np.atleast_2d(ids)], out, stem, wav, musicxml)
+
+
+def write_scores(
+    scores: Sequence[symusic.Score],
+    out: str | Path,
+    stem: str = "sample",
+    wav: bool = False,
+    musicxml: bool = False,
+    given: Sequence[int] = (),
+    generated_span: tuple[float, float] | None = None,
+) -> list[Path]:
+    """:func:`write_samples` for scores (arrangements); the piano rolls draw the ``given`` tracks and the
+    ``generated_span`` (in bars) apart from what the model wrote."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     written = []
-    for i, row in enumerate(np.atleast_2d(ids), start=1):
+    for i, piece in enumerate(scores, start=1):
         midi = out / f"{stem}-{i}.mid"
-        piece = tokenizer.decode(row)
         piece.dump_midi(str(midi))
-        written += [midi, plot_pianoroll(piece, midi.with_suffix(".png"), title=midi.name)]
+        roll = plot_pianoroll(
+            piece, midi.with_suffix(".png"), title=midi.name, given=given, generated_span=generated_span
+        )
+        written += [midi, roll]
         if wav:
             written.append(render_wav(midi, midi.with_suffix(".wav")))
         if musicxml:

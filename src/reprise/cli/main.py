@@ -17,11 +17,13 @@ from typing import TYPE_CHECKING, Any
 import click
 from click.core import ParameterSource
 
+from reprise.cli.arrange import accompany, encoder_decoder_config, harmonize, infill, prepare_pairs, refuse_arranger
 from reprise.cli.benchmark import benchmark
 from reprise.cli.models import chosen_model, export, model_options, models
 from reprise.cli.plot import plot, render
 from reprise.cli.report import report
 from reprise.cli.studio import studio
+from reprise.data.pairs import TASKS
 from reprise.data.prepare import Limits
 from reprise.device import PRECISIONS
 from reprise.errors import RepriseError
@@ -123,10 +125,31 @@ def prepare(
 @click.option("--resume", is_flag=True, help="Continue the run in --run from its last checkpoint.")
 @click.option(
     "--model",
-    type=click.Choice(["transformer", "lstm", "markov"]),
+    type=click.Choice(["transformer", "lstm", "markov", "encoder-decoder"]),
     default="transformer",
     show_default=True,
-    help="The Music Transformer, or a baseline to compare it with.",
+    help="The Music Transformer, a baseline to compare it with, or the encoder-decoder that arranges (with --task).",
+)
+@click.option(
+    "--task",
+    type=click.Choice(TASKS),
+    help="Encoder-decoder: harmonize (chorale grid: soprano -> A, T, B), accompany (a `prepare-pairs` folder: "
+    "melody -> accompaniment) or infill (chorale or melody grid).",
+)
+@click.option(
+    "--encoder-layers",
+    type=click.IntRange(1),
+    help="Encoder-decoder: encoder blocks [default: half of --layers, which counts the decoder's].",
+)
+@click.option(
+    "--encoder-attention",
+    help="Encoder-decoder: the encoder's attention kind (full, rope, alibi, local, fourier), or one per encoder "
+    "block [default: rope].",
+)
+@click.option(
+    "--source-context",
+    type=click.IntRange(8),
+    help="Encoder-decoder: source tokens the encoder reads at once [default: --context].",
 )
 @click.option(
     "--preset",
@@ -267,11 +290,17 @@ def train(
     hidden: int,
     order: int,
     no_augment: bool,
+    task: str | None,
+    encoder_layers: int | None,
+    encoder_attention: str | None,
+    source_context: int | None,
     **fields: Any,
 ) -> None:
     """Train a model on a prepared dataset, saving best/ and last/ checkpoints in --run.
 
-    The Markov chain is "trained" by counting, in one pass over the data.
+    The Markov chain is "trained" by counting, in one pass over the data. The
+    encoder-decoder learns the --task it is given; then `reprise harmonize`,
+    `accompany` or `infill` use it.
     """
     from reprise.training.trainer import train as run_train
 
@@ -280,13 +309,23 @@ def train(
     else:
         if data is None:
             raise click.UsageError("--data is required for a new run")
-        from reprise.data.dataset import TokenDataset
-
-        tokenizer = TokenDataset(data, "train").tokenizer  # fails early on a bad --data
         given = _given(fields)
         if _given({"no_augment": no_augment}):
             given["augment"] = False
-        model_config = _model_config(model, preset, tokenizer, hidden, order, given)
+        encoder = {"encoder_layers": encoder_layers, "encoder_attention": encoder_attention}
+        encoder["source_context"] = source_context
+        if model == "encoder-decoder":
+            shape = {k: v for k, v in given.items() if k not in _TRAIN_FIELDS}
+            model_config = encoder_decoder_config(data, task, PRESETS[preset], shape, encoder)
+        elif task is not None or any(v is not None for v in encoder.values()):
+            raise click.UsageError(
+                "--task, --encoder-layers, --encoder-attention and --source-context are for --model encoder-decoder"
+            )
+        else:
+            from reprise.data.dataset import TokenDataset
+
+            tokenizer = TokenDataset(data, "train").tokenizer  # fails early on a bad --data
+            model_config = _model_config(model, preset, tokenizer, hidden, order, given)
         train_config = PRESETS[preset].train_config(**{k: v for k, v in given.items() if k in _TRAIN_FIELDS})
         result = run_train(run_dir, data, model_config, train_config)
     click.echo(
@@ -380,6 +419,7 @@ def generate(
     from reprise.generation.sampling import SamplingConfig
 
     model, tokenizer = load(chosen_model(checkpoint, model_name), device)
+    refuse_arranger(model, checkpoint or model_name)
     primer = _primer(tokenizer, primer_midi, primer_data, primer_piece, primer_split, primer_length)
     n_new = _tokens(length, tokenizer, "--length")
     started = time.perf_counter()
@@ -416,7 +456,7 @@ def evaluate(
 ) -> None:
     """Mean negative log-likelihood per token (nats) and perplexity on a split."""
     from reprise.api import load, score
-    from reprise.data.dataset import TokenDataset
+    from reprise.training.trainer import open_split
 
     model, tokenizer = load(chosen_model(checkpoint, model_name), device)
     nll = score(model, tokenizer, data, split, stride)
@@ -427,7 +467,7 @@ def evaluate(
                 "nll_per_token": round(nll.per_token, 5),
                 "perplexity": round(nll.perplexity, 4),
                 "tokens": nll.tokens,
-                "pieces": len(TokenDataset(data, split)),
+                "pieces": len(open_split(data, split, model.config)),
             }
         )
     )
@@ -500,6 +540,10 @@ def _parse_split(text: str) -> tuple[float, float, float]:
 cli.add_command(benchmark)
 cli.add_command(export)
 cli.add_command(models)
+cli.add_command(prepare_pairs)
+cli.add_command(harmonize)
+cli.add_command(accompany)
+cli.add_command(infill)
 cli.add_command(plot)
 cli.add_command(render)
 cli.add_command(studio)

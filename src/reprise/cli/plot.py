@@ -56,12 +56,14 @@ def attention(
     The piece is read with the checkpoint's tokenizer; in the HTML page, hovering
     any note shows its arcs.
     """
+    from reprise.cli.arrange import refuse_arranger
     from reprise.models.checkpoint import load_checkpoint
     from reprise.visualization.attention import note_attention, plot_attention
     from reprise.visualization.attention_html import write_attention_html
 
     source = chosen_model(checkpoint, model_name)
     model, tokenizer = load_checkpoint(source)
+    refuse_arranger(model, source)
     result = note_attention(model, tokenizer, tokenizer.encode_midi(midi))
     if result.caveat:
         click.echo(f"note: the piece is too long to show whole; showing {result.caveat}", err=True)

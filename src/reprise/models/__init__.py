@@ -2,7 +2,8 @@
 
 Every model maps ids ``(B, T)`` to next-token logits ``(B, T, V)``, optionally
 continuing a decoding state from ``new_caches``, and has a ``config`` dataclass
-whose ``architecture`` names it in checkpoints.
+whose ``architecture`` names it in checkpoints. The encoder-decoder also reads
+the source it is conditioned on (``encoder_decoder.py``).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from torch import nn
 
 from reprise.errors import RepriseError
 from reprise.models.config import ModelConfig
+from reprise.models.encoder_decoder import EncoderDecoder, EncoderDecoderConfig
 from reprise.models.lstm import LSTMConfig, LSTMLanguageModel
 from reprise.models.markov import MarkovChain, MarkovConfig
 from reprise.models.transformer import MusicTransformer
@@ -23,13 +25,14 @@ ARCHITECTURES: dict[str, tuple[type, type[nn.Module]]] = {
     "music-transformer": (ModelConfig, MusicTransformer),
     "lstm": (LSTMConfig, LSTMLanguageModel),
     "markov": (MarkovConfig, MarkovChain),
+    "encoder-decoder": (EncoderDecoderConfig, EncoderDecoder),
 }
 
 
 def architecture_of(config: Any) -> str:
     """The name under which ``config``'s model is stored in checkpoints."""
     for name, (config_class, _) in ARCHITECTURES.items():
-        if isinstance(config, config_class):
+        if type(config) is config_class:  # exactly: the encoder-decoder's config is also a ModelConfig
             return name
     raise TypeError(f"not a model config: {config!r}")
 

@@ -40,18 +40,22 @@ class FeedForward(nn.Module):
 
 
 class Block(nn.Module):
-    """Pre-LayerNorm transformer block: x + attn(ln(x)), then x + ff(ln(x))."""
+    """Pre-LayerNorm transformer block: x + attn(ln(x)), then x + ff(ln(x)); causal, or not (encoders)."""
 
-    def __init__(self, config: ModelConfig, attention: str):
+    def __init__(self, config: ModelConfig, attention: str, causal: bool = True):
         super().__init__()
         self.ln_attn = nn.LayerNorm(config.d_model)
-        self.attn = build_attention(config, attention)
+        self.attn = build_attention(config, attention, causal)
         self.drop = nn.Dropout(config.dropout)
         self.ln_ff = nn.LayerNorm(config.d_model)
         self.ff = FeedForward(config)
 
-    def forward(self, x: torch.Tensor, cache: Cache | None = None) -> torch.Tensor:
-        x = x + self.drop(self.attn(self.ln_attn(x), cache))
+    def forward(
+        self, x: torch.Tensor, cache: Cache | None = None, key_mask: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """``key_mask`` ``(B, T)``, false on padding, is for encoders (non-causal attention)."""
+        h = self.ln_attn(x)
+        x = x + self.drop(self.attn(h, cache) if key_mask is None else self.attn(h, key_mask=key_mask))
         return x + self.ff(self.ln_ff(x))
 
 

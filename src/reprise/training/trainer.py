@@ -23,11 +23,14 @@ from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from tqdm import tqdm
 
 from reprise.data.dataset import TokenDataset
+from reprise.data.pairs import PairedDataset
 from reprise.device import autocast, pick_device
 from reprise.errors import RepriseError
+from reprise.evaluation.conditional import nll_given
 from reprise.evaluation.nll import nll_of
 from reprise.models import architecture_of, build_model, config_from_json
 from reprise.models.checkpoint import load_weights, save_checkpoint
+from reprise.models.encoder_decoder import EncoderDecoderConfig
 from reprise.models.markov import MarkovChain
 from reprise.training.checkpoint import load_training_state, save_training_checkpoint
 from reprise.training.config import TrainConfig
@@ -87,7 +90,7 @@ def train(
         train_config = train_config or saved
     elif data_dir is None or model_config is None or train_config is None:
         raise ValueError("a new run needs data_dir, model_config and train_config")
-    train_set, valid_set = TokenDataset(data_dir, "train"), TokenDataset(data_dir, "valid")
+    train_set, valid_set = (open_split(data_dir, split, model_config) for split in ("train", "valid"))
     tokenizer = train_set.tokenizer
     if model_config.vocab_size != tokenizer.vocab_size:
         raise RepriseError(f"model vocab {model_config.vocab_size} != tokenizer vocab {tokenizer.vocab_size}")
@@ -116,6 +119,19 @@ def train(
 
     loop = _Loop(run_dir, model, optimizer, average, tokenizer, train_config, device, quiet)
     return loop.run(train_set, valid_set, step, best, elapsed)
+
+
+def open_split(data_dir: Path, split: str, model_config: Any) -> TokenDataset | PairedDataset:
+    """A split of the data a model trains on: token windows, or (encoder-decoder) the pairs of its task."""
+    if not isinstance(model_config, EncoderDecoderConfig):
+        return TokenDataset(data_dir, split)
+    pairs = PairedDataset(data_dir, split, model_config.task, model_config.source_context, model_config.source_offset)
+    if model_config.source_vocab_size != pairs.task.source_vocab_size:
+        raise RepriseError(
+            f"model source vocab {model_config.source_vocab_size} != the {model_config.task} task's "
+            f"{pairs.task.source_vocab_size} for {data_dir}"
+        )
+    return pairs
 
 
 def weight_average(model: torch.nn.Module, decay: float) -> AveragedModel | None:
@@ -212,10 +228,10 @@ class _Loop:
         for micro in range(config.grad_accum):
             rng = np.random.default_rng([config.seed, step, micro])
             inputs, targets = train_set.batch(rng, config.batch_size, self.model.config.context, self.augmentation)
-            inputs = torch.from_numpy(inputs).to(self.device)
+            inputs = [torch.from_numpy(x).to(self.device) for x in (inputs if isinstance(inputs, tuple) else [inputs])]
             targets = torch.from_numpy(targets).to(self.device)
             with self.autocast:
-                logits = self.model(inputs)
+                logits = self.model(*inputs)
             loss = F.cross_entropy(logits.float().flatten(0, 1), targets.flatten(), ignore_index=self.tokenizer.pad_id)
             (loss / config.grad_accum).backward()
             total += loss.item()
@@ -228,9 +244,12 @@ class _Loop:
 
     def validate(self, valid_set: TokenDataset, step: int, best: float, started: float) -> float:
         """Score the validation split, log it, save ``last`` and (if better) ``best``."""
-        pieces = [valid_set.piece(i) for i in range(len(valid_set))]
         with self.autocast:
-            nll = nll_of(self.evaluated, pieces, self.model.config.context, frame=self.tokenizer.frame)
+            if isinstance(valid_set, PairedDataset):
+                nll = nll_given(self.evaluated, valid_set)
+            else:
+                pieces = [valid_set.piece(i) for i in range(len(valid_set))]
+                nll = nll_of(self.evaluated, pieces, self.model.config.context, frame=self.tokenizer.frame)
         self.log(
             {
                 "step": step,

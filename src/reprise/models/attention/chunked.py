@@ -117,8 +117,8 @@ class ChunkedRelativeAttention(RelativeAttention):
     A single query (cached decoding) or a sequence no longer than a chunk takes the skewed path.
     """
 
-    def __init__(self, config: "ModelConfig"):
-        super().__init__(config)
+    def __init__(self, config: "ModelConfig", causal: bool = True):
+        super().__init__(config, causal)
         self.chunk = config.relative_chunk
 
     def attend(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,

@@ -30,6 +30,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from reprise.errors import RepriseError
 from reprise.models.attention.full import FullAttention
 
 if TYPE_CHECKING:
@@ -88,6 +89,9 @@ class RelativeAttention(FullAttention):
 
     embedding: type[RelativeEmbedding] = RelativeEmbedding
 
-    def __init__(self, config: "ModelConfig"):
-        super().__init__(config)
+    def __init__(self, config: "ModelConfig", causal: bool = True):
+        if not causal:
+            raise RepriseError("relative attention has no non-causal (encoder) mode yet: "
+                               "give the encoder full, rope, alibi, local or fourier attention")
+        super().__init__(config, causal)
         self.position_bias = self.embedding.from_config(config)
