@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
 
 from reprise.benchmark import jsb as jsb_benchmark
@@ -37,13 +38,16 @@ def tiny_entries(monkeypatch: pytest.MonkeyPatch) -> list[Entry]:
 def test_every_entry_is_scored_on_valid_and_test_with_its_best_checkpoint(jsb_json, tiny_entries, tmp_path):
     rows = run_benchmark(jsb_json, tmp_path, budget_minutes=0.5)
     assert [r["name"] for r in rows] == ["markov", "relative"]
-    valid = TokenDataset(tmp_path / "data", "valid")
     for row in rows:
         model, tokenizer = load_checkpoint(tmp_path / "runs" / row["name"])
-        pieces = [valid.piece(i) for i in range(len(valid))]
-        expected = nll_of(model, pieces, model.config.context, frame=tokenizer.frame).per_token
-        assert row["valid_nll"] == pytest.approx(expected, abs=1e-4)
-        assert 0 < row["test_nll"] < 5 and row["steps"] >= 1 and row["budget_minutes"] == 0.5
+        for split in ("valid", "test"):
+            data = TokenDataset(tmp_path / "data", split)
+            pieces = [data.piece(i) for i in range(len(data))]
+            expected = nll_of(model, pieces, model.config.context, frame=tokenizer.frame).per_token
+            assert row[f"{split}_nll"] == pytest.approx(expected, abs=1e-4)
+        assert row["steps"] >= 1 and row["budget_minutes"] == 0.5
+    uniform = np.log(TokenDataset(tmp_path / "data", "test").tokenizer.vocab_size)  # 4.5 nats: no learning
+    assert rows[0]["test_nll"] < uniform - 1  # the counted bigrams know the grid's structure
     assert rows[1]["steps"] == 4  # the step limit came first
     table = (tmp_path / "results.md").read_text()
     assert "| markov | bigram chain |" in table and "| relative | tiny relative transformer |" in table

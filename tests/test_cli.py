@@ -9,6 +9,9 @@ import pytest
 import symusic
 
 from reprise.cli.main import main
+from reprise.data.dataset import TokenDataset
+from reprise.evaluation.nll import nll_of
+from reprise.models.checkpoint import load_checkpoint
 
 SMALL_MODEL = ["--context", "32", "--d-model", "32", "--layers", "1", "--heads", "2"]
 
@@ -68,7 +71,12 @@ def test_prepare_train_generate_evaluate(capsys, jsb_json, small_chorales, tmp_p
 
     code, out, _ = run(capsys, "evaluate", "--checkpoint", run_dir, "--data", small_chorales, "--split", "test")
     report = json.loads(out)
-    assert code == 0 and report["pieces"] == 2 and 0 < report["nll_per_token"] < 5
+    model, tokenizer = load_checkpoint(run_dir)
+    test = TokenDataset(small_chorales, "test")
+    pieces = [test.piece(i) for i in range(len(test))]
+    expected = nll_of(model, pieces, model.config.context, frame=tokenizer.frame)
+    assert code == 0 and report["pieces"] == 2 and report["tokens"] == sum(len(p) - 1 for p in pieces)
+    assert report["nll_per_token"] == pytest.approx(expected.per_token, abs=1e-4)  # the checkpoint's own NLL
 
     code, out, _ = run(
         capsys,

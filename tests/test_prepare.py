@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import symusic
 
-from conftest import SHARED
+from conftest import SHARED, shared
 from reprise.cli.main import main
 from reprise.data import sources
 from reprise.data.augment import Augmentation
@@ -28,8 +28,7 @@ SMALL_MODEL = ["--context", "32", "--d-model", "32", "--layers", "1", "--heads",
 @pytest.fixture()
 def midi_folder(tmp_path):
     """Four real POP909 songs (one in a subfolder) and every kind of bad file."""
-    if not POP909.is_dir():
-        pytest.skip(f"{POP909} is absent (the shared data folder beside the repo)")
+    shared(POP909)
     folder = tmp_path / "midi"
     (folder / "more").mkdir(parents=True)
     for n in (1, 2, 3):
@@ -98,8 +97,7 @@ def test_tracks_and_tokenizers_over_one_folder(midi_folder, tmp_path):
 
 
 def test_kern_zip_with_melody_grid_and_augmented_batches(tmp_path):
-    if not ERK.is_file():
-        pytest.skip(f"{ERK} is absent (the shared data folder beside the repo)")
+    shared(ERK)
     small = tmp_path / "songs.zip"
     with zipfile.ZipFile(ERK) as src, zipfile.ZipFile(small, "w") as dst:
         for name in sorted(n for n in src.namelist() if n.endswith(".krn"))[:30]:

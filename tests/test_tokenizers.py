@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import symusic
 
-from conftest import SHARED
+from conftest import SHARED, shared
 from reprise.data.augment import Augmentation
 from reprise.data.chorale_grid import ChoraleGrid, grid_to_score
 from reprise.data.melody_grid import HOLD, REST, MelodyGrid
@@ -26,18 +26,16 @@ ERK = SHARED / "erk" / "erk.zip"
 
 @pytest.fixture(scope="module")
 def pop_files():
-    if not POP909.is_dir():
-        pytest.skip(f"{POP909} is absent (the shared data folder beside the repo)")
+    shared(POP909)
     return [POP909 / f"{n:03d}.mid" for n in (1, 9, 250)]
 
 
 @pytest.fixture(scope="module")
 def erk_scores() -> list[symusic.Score]:
-    if not ERK.is_file():
-        pytest.skip(f"{ERK} is absent (the shared data folder beside the repo)")
+    shared(ERK)
     with zipfile.ZipFile(ERK) as archive:
         names = sorted(n for n in archive.namelist() if n.endswith(".krn"))[:6]
-        return [read_item(Item(n, "kern", archive.read(n), "")) for n in names]
+        return [read_item(Item(n, "kern", archive.read(n)))[0] for n in names]
 
 
 def _round_trip(tokenizer, ids, tmp_path) -> np.ndarray:

@@ -20,7 +20,9 @@ from click.core import ParameterSource
 from reprise.cli.benchmark import benchmark
 from reprise.cli.models import chosen_model, export, model_options, models
 from reprise.cli.plot import plot, render
+from reprise.cli.report import report
 from reprise.cli.studio import studio
+from reprise.data.prepare import Limits
 from reprise.device import PRECISIONS
 from reprise.errors import RepriseError
 from reprise.models.attention import ATTENTION_KINDS
@@ -32,6 +34,7 @@ if TYPE_CHECKING:
     from reprise.data.tokenizer import Tokenizer
 
 _DEFAULTS = TrainConfig()
+_LIMITS = Limits()
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -57,8 +60,43 @@ def cli() -> None:
 @click.option("--workers", type=click.IntRange(1), default=None, help="Parallel readers [default: CPU count, max 4].")
 @click.option("--tracks", default="", help="Keep only these tracks, by name or program: MELODY,PIANO or 0,33.")
 @click.option("--bpe", type=click.IntRange(1), help="Learn BPE up to this vocabulary size (remi, tsd, midilike).")
+@click.option(
+    "--max-file-mb",
+    type=click.FloatRange(0, min_open=True),
+    default=_LIMITS.max_file_mb,
+    show_default=True,
+    help="Skip files (or zip members) larger than this.",
+)
+@click.option(
+    "--max-minutes",
+    type=click.FloatRange(0, min_open=True),
+    default=_LIMITS.max_minutes,
+    show_default=True,
+    help="Skip pieces that last longer than this.",
+)
+@click.option(
+    "--max-tokens",
+    type=click.IntRange(1),
+    default=_LIMITS.max_tokens,
+    show_default=True,
+    help="Skip pieces that take more tokens than this.",
+)
+@click.option(
+    "--timeout",
+    type=click.FloatRange(0, min_open=True),
+    default=_LIMITS.timeout,
+    show_default=True,
+    help="Seconds to read one file; a parser still busy then is stopped and the file skipped.",
+)
 def prepare(
-    source: str, out: Path, tokenizer: str | None, split: str, workers: int | None, tracks: str, bpe: int | None
+    source: str,
+    out: Path,
+    tokenizer: str | None,
+    split: str,
+    workers: int | None,
+    tracks: str,
+    bpe: int | None,
+    **limits: float,
 ) -> None:
     """Turn SOURCE into a dataset directory of token arrays.
 
@@ -73,7 +111,7 @@ def prepare(
 
     _, valid, test = _parse_split(split)
     chosen = tuple(t for t in tracks.split(",") if t.strip())
-    directory = run_prepare(source, out, tokenizer, valid, test, workers, chosen, bpe)
+    directory = run_prepare(source, out, tokenizer, valid, test, workers, chosen, bpe, Limits(**limits))
     manifest = read_manifest(directory)
     counts = ", ".join(f"{s}: {c['pieces']} pieces / {c['tokens']:,} tokens" for s, c in manifest["counts"].items())
     click.echo(f"wrote {directory} ({counts}); skipped {len(manifest['skipped'])} (see manifest.json)")
@@ -465,6 +503,7 @@ cli.add_command(models)
 cli.add_command(plot)
 cli.add_command(render)
 cli.add_command(studio)
+cli.add_command(report)
 
 
 def main(argv: list[str] | None = None) -> int:

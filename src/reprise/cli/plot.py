@@ -63,6 +63,8 @@ def attention(
     source = chosen_model(checkpoint, model_name)
     model, tokenizer = load_checkpoint(source)
     result = note_attention(model, tokenizer, tokenizer.encode_midi(midi))
+    if result.caveat:
+        click.echo(f"note: the piece is too long to show whole; showing {result.caveat}", err=True)
     query = result.pick(note)
     folder = out or midi.parent
     click.echo(

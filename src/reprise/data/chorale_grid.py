@@ -177,19 +177,20 @@ def grid_to_score(grid: np.ndarray, tempo_qpm: float = 80.0) -> symusic.Score:
 
 
 def score_to_grid(score: symusic.Score) -> np.ndarray:
-    """A 4-voice score (one voice per track with notes, highest first) on the 16th grid."""
-    tracks = sorted((t for t in score.tracks if len(t.notes)), key=_mean_pitch, reverse=True)
+    """A 4-voice score (one voice per pitched track with notes) on the 16th grid, highest voice first.
+
+    Voices are ordered by their mean pitch over the steps they sound, which a
+    decoded grid keeps, so that reading it back gives the same grid.
+    """
+    tracks = [t for t in score.tracks if len(t.notes) and not t.is_drum]
     if len(tracks) != 4:
         raise RepriseError(f"the chorale grid needs 4 voice tracks with notes, found {len(tracks)}")
     step = score.tpq / 4
-    n_steps = int(round(score.end() / step))
+    spans = [[(round(n.time / step), round((n.time + n.duration) / step)) for n in t.notes] for t in tracks]
+    n_steps = max(max(end, start + 1) for notes in spans for start, end in notes)  # to the last note's end
     grid = np.full((n_steps, 4), SILENCE, dtype=np.int64)
-    for v, track in enumerate(tracks):
-        for note in track.notes:
-            start, end = round(note.time / step), round((note.time + note.duration) / step)
+    for v, (track, notes) in enumerate(zip(tracks, spans)):
+        for note, (start, end) in zip(track.notes, notes):
             grid[start : max(end, start + 1), v] = note.pitch
-    return grid
-
-
-def _mean_pitch(track: symusic.Track) -> float:
-    return float(np.mean([n.pitch for n in track.notes]))
+    height = [grid[:, v][grid[:, v] != SILENCE].mean() for v in range(4)]
+    return grid[:, np.argsort(-np.array(height), kind="stable")]

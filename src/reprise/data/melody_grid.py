@@ -52,8 +52,9 @@ class MelodyGrid(Tokenizer):
             raise RepriseError(
                 f"pitch {pitch.min()}..{pitch.max()} outside the vocabulary {self.pitch_min}..{self.pitch_max}"
             )
-        steps = np.full(end.max(), REST, dtype=np.int64)
-        for on, off in zip(onset, np.minimum(end, np.r_[onset[1:], end.max()])):
+        end = np.minimum(end, np.r_[onset[1:], end.max()])  # a new onset ends the sounding note
+        steps = np.full(end.max(), REST, dtype=np.int64)  # up to the end of the last note that sounds
+        for on, off in zip(onset, end):
             steps[on + 1 : off] = HOLD
         steps[onset] = pitch - self.pitch_min + FIRST_PITCH
         return np.concatenate([[self.bos_id], steps, [self.eos_id]])

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import symusic
@@ -16,7 +17,13 @@ def midi_from_bytes(data: bytes) -> symusic.Score:
     try:
         return symusic.Score.from_midi(data)
     except Exception as err:  # symusic raises plain RuntimeErrors for bad files
-        raise RepriseError(f"not a readable MIDI file ({str(err).split(':')[-2].strip() or err})") from err
+        raise RepriseError(f"not a readable MIDI file ({_symusic_reason(err)})") from err
+
+
+def _symusic_reason(err: Exception) -> str:
+    """symusic's message without its wrapping: ``MiniMidi: <reason>: iostream error`` -> ``<reason>``."""
+    text = re.sub(r"^\w+: ", "", str(err).strip())
+    return re.sub(r": iostream error$", "", text).strip() or type(err).__name__
 
 
 def read_midi(path: Path) -> symusic.Score:

@@ -67,12 +67,10 @@ class MiditokTokenizer(Tokenizer):
         if not len(merged.tracks[0].notes):
             raise RepriseError("no notes")
         quantized = self.tok.preprocess_score(merged)  # onto miditok's grid, then no same-pitch overlaps
-        if len(quantized.tracks):
-            quantized.tracks[0].notes = _without_overlaps(quantized.tracks[0].notes)
-        seqs = self.tok.encode(quantized, encode_ids=False)
-        ids = seqs[0].ids if seqs else []
-        if not ids:
+        if not len(quantized.tracks) or not len(quantized.tracks[0].notes):  # a time signature alone encodes
             raise RepriseError(f"no notes in {self.name}'s pitch range {self._pitch_range}")
+        quantized.tracks[0].notes = _without_overlaps(quantized.tracks[0].notes)
+        ids = self.tok.encode(quantized, encode_ids=False)[0].ids
         return np.array([self.bos_id, *ids, self.eos_id], dtype=np.int64)
 
     def decode(self, ids: np.ndarray) -> symusic.Score:

@@ -99,7 +99,7 @@ def sustained_notes(score: symusic.Score) -> tuple[np.ndarray, ...]:
     comes up; a note still sounding when its pitch is struck again ends there.
     """
     parts = [_track_notes(track) for track in score.to("second").tracks if not track.is_drum]
-    if not parts:
+    if not sum(len(part[0]) for part in parts):  # no pitched track, or no notes in them
         return tuple(np.zeros(0, np.int64) for _ in range(4))
     start, end, pitch, velocity = (np.concatenate(column) for column in zip(*parts))
     start = np.round(start * STEPS_PER_SECOND).astype(np.int64)

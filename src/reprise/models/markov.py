@@ -43,10 +43,14 @@ class MarkovConfig(JsonConfig):
 
 
 class History:
-    """The last ``order`` tokens of each sequence being decoded."""
+    """The last ``order`` tokens of each sequence being decoded, as host-side lists.
+
+    The chain counts on the host whatever device its inputs are on, so the
+    history is kept where the counting happens and never meets a device tensor.
+    """
 
     def __init__(self) -> None:
-        self.tokens: torch.Tensor | None = None
+        self.tokens: list[list[int]] | None = None
         self.length = 0
 
 
@@ -84,9 +88,9 @@ class MarkovChain(nn.Module):
 
     def forward(self, ids: torch.Tensor, caches: list[History] | None = None) -> torch.Tensor:
         """Log-probabilities ``(batch, time, vocab)`` of the token after each position."""
-        past = caches[0].tokens if caches and caches[0].tokens is not None else ids[:, :0]
-        full = torch.cat([past, ids], dim=1).tolist()
-        start = past.shape[1]
+        past = caches[0].tokens if caches and caches[0].tokens is not None else [[] for _ in range(len(ids))]
+        full = [before + now for before, now in zip(past, ids.tolist())]
+        start = len(past[0])
         out = np.stack(
             [
                 [
@@ -97,7 +101,7 @@ class MarkovChain(nn.Module):
             ]
         )
         if caches:
-            caches[0].tokens = torch.tensor(full)[:, -self.config.order :] if self.config.order else ids[:, :0]
+            caches[0].tokens = [row[len(row) - self.config.order :] for row in full]
             caches[0].length += ids.shape[1]
         return torch.from_numpy(out).float().to(ids.device)
 

@@ -9,7 +9,6 @@ Beside the model's files, a training checkpoint holds:
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +17,7 @@ from safetensors.torch import load_file, load_model, save_file, save_model
 
 from reprise.data.tokenizer import Tokenizer
 from reprise.errors import RepriseError
-from reprise.models.checkpoint import save_checkpoint, write_json
+from reprise.models.checkpoint import checked, read_json, save_checkpoint, write_json
 
 
 def save_training_checkpoint(
@@ -52,15 +51,15 @@ def load_training_state(
     if average is not None:
         if not (directory / "average.safetensors").is_file():
             raise RepriseError(f"{directory}: no weight average to resume (average.safetensors is missing)")
-        load_model(average, str(directory / "average.safetensors"), device=str(next(average.parameters()).device))
-    training = json.loads((directory / "training.json").read_text())
-    tensors = load_file(str(directory / "optimizer.safetensors"))
-    torch.set_rng_state(tensors.pop("rng.torch"))
-    state: dict[int, dict[str, torch.Tensor]] = {}
-    for key, value in tensors.items():
-        index, name = key.split(".", 2)[1:]
-        state.setdefault(int(index), {})[name] = value
-    optimizer.load_state_dict({"state": state, "param_groups": training["param_groups"]})
+        path = directory / "average.safetensors"
+        checked(path, lambda: load_model(average, str(path), device=str(next(average.parameters()).device)))
+    training = read_json(directory / "training.json")
+    path = directory / "optimizer.safetensors"
+    state = checked(path, lambda: _unflatten_optimizer(load_file(str(path))))
+    checked(
+        directory / "training.json",
+        lambda: optimizer.load_state_dict({"state": state, "param_groups": training["param_groups"]}),
+    )
     return training
 
 
@@ -73,3 +72,13 @@ def _flatten_optimizer(optimizer: torch.optim.Optimizer) -> tuple[dict[str, torc
         for name, value in entries.items()
     }
     return tensors, state_dict["param_groups"]
+
+
+def _unflatten_optimizer(tensors: dict[str, torch.Tensor]) -> dict[int, dict[str, torch.Tensor]]:
+    """Restore the RNG state from :func:`_flatten_optimizer`'s tensors and return the optimizer state."""
+    torch.set_rng_state(tensors.pop("rng.torch"))
+    state: dict[int, dict[str, torch.Tensor]] = {}
+    for key, value in tensors.items():
+        index, name = key.split(".", 2)[1:]
+        state.setdefault(int(index), {})[name] = value
+    return state
