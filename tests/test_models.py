@@ -58,6 +58,7 @@ def shipped(shelf: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 def test_export_writes_half_precision_weights_a_config_and_a_card(shelf: Path, tiny_run: Path):
     folder = shelf / "tiny"
+    assert [p.name for p in shelf.iterdir()] == ["tiny"]  # staged elsewhere, swapped in whole
     with safe_open(str(folder / "model.safetensors"), "pt") as f:
         assert {f.get_tensor(k).dtype for k in f.keys()} == {torch.float16}  # noqa: SIM118 (safe_open is no dict)
     meta = read_model_config(folder)

@@ -42,6 +42,7 @@ def page(browser, server: str):
     page = browser.new_page(accept_downloads=True)
     page.goto(server)
     page.wait_for_function("document.querySelectorAll('#model option').length > 0")
+    page.select_option("#model", "run:tiny")  # shipped models come first in the list
     yield page
     page.close()
 
@@ -141,3 +142,20 @@ def test_cancel_stops_a_long_job(page):
     page.click("#cancel")
     page.wait_for_function("document.querySelector('#message').textContent.includes('Cancelled')", timeout=30_000)
     assert page.is_enabled("#generate") and page.query_selector("#result-1") is None
+
+
+def test_the_length_unit_follows_the_model(page):
+    assert page.input_value("#unit") == "bars" and page.input_value("#length") == "8"
+    options = page.eval_on_selector_all("#model option", "os => os.map(o => o.value)")
+    page.evaluate(
+        """() => {  // a model whose tokenizer has no fixed bar length, as performance tokens
+        const s = document.getElementById('model');
+        s.add(new Option('performance', 'x:perf'));
+        models.push({key: 'x:perf', name: 'perf', summary: '', task: 'continue', tokenizer: 'performance',
+                     tokens_per_bar: null});
+    }"""
+    )
+    page.select_option("#model", "x:perf")
+    assert page.input_value("#unit") == "tokens" and page.input_value("#length") == "256"
+    page.select_option("#model", options[-1])  # run:tiny, a chorale grid again
+    assert page.input_value("#unit") == "bars" and page.input_value("#length") == "8"

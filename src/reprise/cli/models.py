@@ -4,6 +4,8 @@ and the ``--checkpoint``/``--model`` pair that every command that loads a model 
 from __future__ import annotations
 
 import json
+import shutil
+import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
@@ -122,11 +124,17 @@ def export(
         dtype=dtype,
         parameters=sum(p.numel() for p in model.parameters()),
     )
-    write_model_folder(out, model, tokenizer, card)  # first without NLL: scoring reads the stored weights
-    if data is not None:
-        valid, test = (_nll(out, data, split, device) for split in ("valid", "test"))
-        card = ModelCard(**{**card.to_json(), "valid_nll": valid, "test_nll": test})
-        write_model_folder(out, model, tokenizer, card)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    # staged beside OUT and swapped in at the end, so that OUT is never a folder whose card lacks the NLL
+    with tempfile.TemporaryDirectory(prefix=f".{out.name}.", dir=out.parent) as tmp:
+        staged = Path(tmp) / out.name
+        write_model_folder(staged, model, tokenizer, card)  # first without NLL: scoring reads the stored weights
+        if data is not None:
+            valid, test = (_nll(staged, data, split, device) for split in ("valid", "test"))
+            card = ModelCard(**{**card.to_json(), "valid_nll": valid, "test_nll": test})
+            write_model_folder(staged, model, tokenizer, card)
+        shutil.rmtree(out, ignore_errors=True)
+        staged.rename(out)
     size = (out / "model.safetensors").stat().st_size / 2**20
     click.echo(f"wrote {out} ({size:.2f} MB of {dtype} weights; valid NLL {card.valid_nll}, test NLL {card.test_nll})")
 

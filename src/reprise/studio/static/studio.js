@@ -24,10 +24,14 @@ function showModel() {
   if (!m) return;
   const nll = m.valid_nll == null ? "" : ` · valid NLL ${m.valid_nll.toFixed(4)}`;
   $("model-info").textContent = `${m.summary} · ${m.task} · ${m.tokenizer}${nll}`;
-  const bars = m.tokens_per_bar != null;
+  // bars where the model's tokenizer has a fixed bar length, else tokens; a change of unit resets the lengths
+  const bars = m.tokens_per_bar != null, unit = bars ? "bars" : "tokens";
   $("unit").querySelector("option[value=bars]").disabled = !bars;
-  if (!bars) $("unit").value = "tokens";
-  if (!bars && Number($("length").value) < 32) $("length").value = 256;
+  if ($("unit").value !== unit) {
+    $("unit").value = unit;
+    $("length").value = bars ? 8 : 256;
+    $("primer").value = bars ? 2 : 64;
+  }
   updateUnit();
 }
 
