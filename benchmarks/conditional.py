@@ -330,7 +330,7 @@ def pop909(args, work: Path) -> dict:
         work / "runs" / "g-melody", melody_dir, decoder_only(spans.tokenizer.vocab_size, 512), config
     )
     nlls = []
-    for i in range(min(n, len(spans))):
+    for i in range(len(spans) if n is None else min(n, len(spans))):
         pair, ids = spans.pair(i), spans.target_set.piece(spans.index[i][1])
         first, last = (1 + s for s in pair.span)
         nlls.append(masked_nll(model, ids[:last], (np.arange(last) >= first)))

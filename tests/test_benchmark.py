@@ -36,7 +36,7 @@ def tiny_entries(monkeypatch: pytest.MonkeyPatch) -> list[Entry]:
 
 
 def test_every_entry_is_scored_on_valid_and_test_with_its_best_checkpoint(jsb_json, tiny_entries, tmp_path):
-    rows = run_benchmark(jsb_json, tmp_path, budget_minutes=0.5)
+    rows = run_benchmark(jsb_json, tmp_path, budget_minutes=5, report_samples=2)
     assert [r["name"] for r in rows] == ["markov", "relative"]
     for row in rows:
         model, tokenizer = load_checkpoint(tmp_path / "runs" / row["name"])
@@ -45,7 +45,7 @@ def test_every_entry_is_scored_on_valid_and_test_with_its_best_checkpoint(jsb_js
             pieces = [data.piece(i) for i in range(len(data))]
             expected = nll_of(model, pieces, model.config.context, frame=tokenizer.frame).per_token
             assert row[f"{split}_nll"] == pytest.approx(expected, abs=1e-4)
-        assert row["steps"] >= 1 and row["budget_minutes"] == 0.5
+        assert row["steps"] >= 1 and row["budget_minutes"] == 5
     uniform = np.log(TokenDataset(tmp_path / "data", "test").tokenizer.vocab_size)  # 4.5 nats: no learning
     assert rows[0]["test_nll"] < uniform - 1  # the counted bigrams know the grid's structure
     assert rows[1]["steps"] == 4  # the step limit came first
@@ -53,11 +53,16 @@ def test_every_entry_is_scored_on_valid_and_test_with_its_best_checkpoint(jsb_js
     assert "| markov | bigram chain |" in table and "| relative | tiny relative transformer |" in table
     assert (tmp_path / "results.png").stat().st_size > 10_000
     assert json.loads((tmp_path / "results.json").read_text()) == rows
+    for row in rows:  # the report's figures for samples drawn from the best checkpoint, beside the test split's
+        assert len(list((tmp_path / "runs" / row["name"] / "samples").glob("sample-*.mid"))) == 2
+        assert 0 <= row["report"]["in_key"]["samples"] <= 1 and 0.8 < row["report"]["in_key"]["reference"] <= 1
+        assert row["report"]["parallels"]["reference"] < 0.05
+    assert "| in key |" in table and f"({rows[0]['report']['in_key']['reference']:.3g})" in table
 
 
 def test_only_reruns_one_entry_and_keeps_the_other_rows(jsb_json, tiny_entries, tmp_path):
-    first = run_benchmark(jsb_json, tmp_path, budget_minutes=0.5)
-    again = run_benchmark(jsb_json, tmp_path, budget_minutes=0.25, only=["markov"])
+    first = run_benchmark(jsb_json, tmp_path, budget_minutes=0.5, report_samples=0)
+    again = run_benchmark(jsb_json, tmp_path, budget_minutes=0.25, only=["markov"], report_samples=0)
     assert again[1] == first[1]  # the transformer's row is untouched
     assert again[0]["budget_minutes"] == 0.25 and again[0]["valid_nll"] == first[0]["valid_nll"]
     with pytest.raises(RepriseError, match="unknown benchmark entry 'gpt'; choose from markov, relative"):
