@@ -122,7 +122,13 @@ def prepare(
 @cli.command()
 @click.option("--data", type=click.Path(path_type=Path), help="Prepared dataset directory.")
 @click.option("--run", "run_dir", type=click.Path(path_type=Path), required=True, help="Run directory to write.")
-@click.option("--resume", is_flag=True, help="Continue the run in --run from its last checkpoint.")
+@click.option(
+    "--resume",
+    is_flag=True,
+    help="Continue the run in --run from its last checkpoint, exactly as it was configured: "
+    "no other option may be given with it.",
+)
+@click.option("--overwrite", is_flag=True, help="Replace the run already in --run (its checkpoints and metrics).")
 @click.option(
     "--model",
     type=click.Choice(["transformer", "lstm", "markov", "encoder-decoder"]),
@@ -285,6 +291,7 @@ def train(
     data: Path | None,
     run_dir: Path,
     resume: bool,
+    overwrite: bool,
     model: str,
     preset: str,
     hidden: int,
@@ -305,6 +312,7 @@ def train(
     from reprise.training.trainer import train as run_train
 
     if resume:
+        _refuse_options_besides("--run", "--resume")
         result = run_train(run_dir, resume=True)
     else:
         if data is None:
@@ -327,7 +335,7 @@ def train(
             tokenizer = TokenDataset(data, "train").tokenizer  # fails early on a bad --data
             model_config = _model_config(model, preset, tokenizer, hidden, order, given)
         train_config = PRESETS[preset].train_config(**{k: v for k, v in given.items() if k in _TRAIN_FIELDS})
-        result = run_train(run_dir, data, model_config, train_config)
+        result = run_train(run_dir, data, model_config, train_config, overwrite=overwrite)
     click.echo(
         f"finished at step {result.step}: best validation NLL {result.best_val_nll:.4f} nats/token, "
         f"{result.tokens_per_second:,.0f} training tokens/s; checkpoints in {result.run_dir}"
@@ -335,6 +343,23 @@ def train(
 
 
 _TRAIN_FIELDS = {f.name for f in fields(TrainConfig)}
+
+
+def _refuse_options_besides(*allowed: str) -> None:
+    """A usage error naming the options given beside ``allowed``: `--resume` continues a run as it was
+    configured, so an option that would change it is refused rather than silently ignored."""
+    context = click.get_current_context()
+    given = [
+        param.opts[0]
+        for param in context.command.params
+        if param.opts[0] not in allowed and context.get_parameter_source(param.name) is not ParameterSource.DEFAULT
+    ]
+    if given:
+        raise click.UsageError(
+            f"--resume continues the run with the settings it was started with; drop {', '.join(given)}"
+        )
+
+
 _LSTM_FIELDS = {"context": "context", "d_model": "d_embed", "n_layers": "n_layers", "dropout": "dropout"}
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import math
+import shutil
 import sys
 import time
 from dataclasses import dataclass
@@ -34,7 +35,8 @@ from reprise.models.encoder_decoder import EncoderDecoderConfig
 from reprise.models.markov import MarkovChain
 from reprise.training.checkpoint import load_training_state, save_training_checkpoint
 from reprise.training.config import TrainConfig
-from reprise.training.metrics import append_metrics
+from reprise.training.lock import run_lock
+from reprise.training.metrics import METRICS, append_metrics
 
 LOG_INTERVAL_S = 60  # progress-bar updates when stderr is not a terminal (a log file)
 
@@ -82,14 +84,31 @@ def train(
     train_config: TrainConfig | None = None,
     resume: bool = False,
     quiet: bool = False,
+    overwrite: bool = False,
 ) -> TrainResult:
-    """Train a new run in ``run_dir``, or continue it with ``resume=True``."""
+    """Train a new run in ``run_dir``, or continue it with ``resume=True``.
+
+    The run directory is locked while the run trains (:mod:`reprise.training.lock`).
+    A new run refuses a directory that already holds one unless ``overwrite``, which
+    deletes that run's files (and nothing else in the directory).
+    """
     run_dir = Path(run_dir)
     if resume:
-        data_dir, model_config, saved = _read_run(run_dir)
-        train_config = train_config or saved
+        _read_run(run_dir)  # a clear error before anything is created or locked
     elif data_dir is None or model_config is None or train_config is None:
         raise ValueError("a new run needs data_dir, model_config and train_config")
+    run_dir.mkdir(parents=True, exist_ok=True)
+    with run_lock(run_dir):
+        if resume:
+            data_dir, model_config, saved = _read_run(run_dir)
+            return _train(run_dir, data_dir, model_config, train_config or saved, quiet, resume=True)
+        _clear_run(run_dir, overwrite)
+        return _train(run_dir, data_dir, model_config, train_config, quiet, resume=False)
+
+
+def _train(
+    run_dir: Path, data_dir: Path, model_config: Any, train_config: TrainConfig, quiet: bool, resume: bool
+) -> TrainResult:
     train_set, valid_set = (open_split(data_dir, split, model_config) for split in ("train", "valid"))
     tokenizer = train_set.tokenizer
     if model_config.vocab_size != tokenizer.vocab_size:
@@ -103,7 +122,6 @@ def train(
     torch.manual_seed(train_config.seed)
     model = build_model(model_config).to(device)
     if isinstance(model, MarkovChain):
-        run_dir.mkdir(parents=True, exist_ok=True)
         _write_run(run_dir, data_dir, model_config, train_config)
         return _fit_counts(run_dir, model, train_set, valid_set)
     optimizer = make_optimizer(model, train_config)
@@ -114,7 +132,6 @@ def train(
         state = load_training_state(run_dir / "last", optimizer, average)
         step, best, elapsed = state["step"], state["best_val_nll"], state["elapsed"]
     else:
-        run_dir.mkdir(parents=True, exist_ok=True)
         _write_run(run_dir, data_dir, model_config, train_config)
 
     loop = _Loop(run_dir, model, optimizer, average, tokenizer, train_config, device, quiet)
@@ -300,6 +317,21 @@ def _fit_counts(run_dir: Path, chain: MarkovChain, train_set: TokenDataset, vali
     for name in ("best", "last"):
         save_checkpoint(run_dir / name, chain, train_set.tokenizer)
     return TrainResult(run_dir, 1, nll.per_token, rate)
+
+
+RUN_FILES = ("run.json", METRICS, "best", "last", "best.old", "last.old")  # what a run writes in its directory
+
+
+def _clear_run(run_dir: Path, overwrite: bool) -> None:
+    """Make way for a new run: refuse a directory holding one, or with ``overwrite`` delete its files."""
+    found = [run_dir / name for name in RUN_FILES if (run_dir / name).exists()]
+    if found and not overwrite:
+        raise RepriseError(
+            f"{run_dir}: already holds a run ({', '.join(p.name for p in found)}); continue it with --resume, "
+            "or replace it with --overwrite"
+        )
+    for path in found + sorted(run_dir.glob(".best.*")) + sorted(run_dir.glob(".last.*")):  # unfinished saves
+        shutil.rmtree(path) if path.is_dir() else path.unlink()
 
 
 def _write_run(run_dir: Path, data_dir: Path, model_config: Any, train_config: TrainConfig) -> None:
