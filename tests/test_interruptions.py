@@ -76,3 +76,31 @@ def test_the_cli_refuses_overwriting_and_options_that_resume_would_ignore(capsys
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "drop --steps, --lr" in err
     assert json.loads((run_dir / "last" / "training.json").read_text())["step"] == 2
+
+
+class Killed(BaseException):
+    """Stands for ``kill -9``: nothing in the loop catches it, so nothing is saved on the way out."""
+
+
+def test_timed_checkpoints_and_a_resume_after_a_kill_log_each_step_once(small_chorales, model, tmp_path, monkeypatch):
+    run_dir = tmp_path / "run"
+    real_step = trainer._Loop.step
+
+    def killed_at_five(self, train_set, step):
+        if step == 5:
+            raise Killed
+        return real_step(self, train_set, step)
+
+    monkeypatch.setattr(trainer._Loop, "step", killed_at_five)
+    with pytest.raises(Killed):  # no validation before 5: only the timed checkpoints (every step) saved last/
+        trainer.train(tmp_path / "timed", small_chorales, model, config(eval_every=9, checkpoint_minutes=0), quiet=True)
+    assert json.loads((tmp_path / "timed" / "last" / "training.json").read_text())["step"] == 5
+    with pytest.raises(Killed):  # checkpoint at 3 (validation), steps 4 and 5 logged, then killed
+        trainer.train(run_dir, small_chorales, model, config(checkpoint_minutes=60), quiet=True)
+    monkeypatch.setattr(trainer._Loop, "step", real_step)
+    (run_dir / "last").rename(run_dir / "last.old")  # killed between the two renames of a save
+    assert trainer.train(run_dir, resume=True, quiet=True).step == 6
+    rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in rows if "loss" in r] == [1, 2, 3, 4, 5, 6]
+    assert [r["step"] for r in rows if "val_nll" in r] == [3, 6]
+    assert not (run_dir / "last.old").exists()

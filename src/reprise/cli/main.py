@@ -270,6 +270,13 @@ def prepare(
     help="Validate and checkpoint every this many steps.",
 )
 @click.option(
+    "--checkpoint-minutes",
+    type=click.FloatRange(0),
+    default=_DEFAULTS.checkpoint_minutes,
+    show_default=True,
+    help="Also save last/ this often, so a killed run loses at most this much work.",
+)
+@click.option(
     "--seed", type=int, default=_DEFAULTS.seed, show_default=True, help="Seeds initialisation, data order and dropout."
 )
 @click.option("--no-augment", is_flag=True, help="Train without data augmentation.")

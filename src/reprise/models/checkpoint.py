@@ -55,6 +55,7 @@ def save_checkpoint(
         extra(tmp)
     old = directory.with_name(directory.name + ".old")
     if directory.exists():
+        shutil.rmtree(old, ignore_errors=True)  # left by a kill after the last save's swap: rename needs the name
         directory.rename(old)
     tmp.rename(directory)
     shutil.rmtree(old, ignore_errors=True)

@@ -42,6 +42,7 @@ class TrainConfig(JsonConfig):
     clip: float = 1.0
     ema_decay: float = 0.0  # weight averaging; validation and best/ use the average (0 = off)
     eval_every: int = 200
+    checkpoint_minutes: float = 5.0  # also save last/ this often, so a kill loses at most this much work
     seed: int = 0
     augment: bool = True
     max_transpose: int = DEFAULT_TRANSPOSE  # augmentation's transposition range in semitones

@@ -23,6 +23,24 @@ def append_metrics(run_dir: Path, row: dict[str, Any]) -> None:
         f.write(json.dumps({**row, "time": time.time()}) + "\n")
 
 
+def truncate_metrics(run_dir: Path, step: int) -> None:
+    """Drop the rows past ``step`` (and a row a kill cut short), so that a run resumed from its checkpoint
+    at ``step`` logs each step once."""
+    path = Path(run_dir) / METRICS
+    if not path.is_file():
+        return
+    kept = []
+    for line in path.read_text().splitlines():
+        try:
+            if json.loads(line)["step"] <= step:
+                kept.append(line + "\n")
+        except (json.JSONDecodeError, KeyError, TypeError):
+            continue
+    tmp = path.with_name(METRICS + ".tmp")
+    tmp.write_text("".join(kept))
+    tmp.replace(path)
+
+
 def read_metrics(run_dir: Path) -> tuple[list[dict], list[dict]]:
     """The training and validation rows of ``RUN_DIR/metrics.jsonl`` in step order, the last row kept for a
     repeated step (a resumed run logs again from its last checkpoint)."""

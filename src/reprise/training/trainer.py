@@ -36,7 +36,7 @@ from reprise.models.markov import MarkovChain
 from reprise.training.checkpoint import load_training_state, save_training_checkpoint
 from reprise.training.config import TrainConfig
 from reprise.training.lock import run_lock
-from reprise.training.metrics import METRICS, append_metrics
+from reprise.training.metrics import METRICS, append_metrics, truncate_metrics
 
 LOG_INTERVAL_S = 60  # progress-bar updates when stderr is not a terminal (a log file)
 
@@ -128,9 +128,11 @@ def _train(
     average = weight_average(model, train_config.ema_decay)
     step, best, elapsed = 0, math.inf, 0.0
     if resume:
-        load_weights(model, run_dir / "last")
-        state = load_training_state(run_dir / "last", optimizer, average)
+        last = _last_checkpoint(run_dir)
+        load_weights(model, last)
+        state = load_training_state(last, optimizer, average)
         step, best, elapsed = state["step"], state["best_val_nll"], state["elapsed"]
+        truncate_metrics(run_dir, step)
     else:
         _write_run(run_dir, data_dir, model_config, train_config)
 
@@ -169,6 +171,7 @@ class _Loop:
         self.tokenizer, self.config, self.device, self.quiet = tokenizer, config, device, quiet
         self.autocast = autocast(config.precision, device)
         self.augmentation = config.augmentation()
+        self.saved_at = time.perf_counter()  # when last/ was written, for the timed checkpoints
 
     def run(
         self, train_set: TokenDataset, valid_set: TokenDataset, step: int, best: float, elapsed: float
@@ -202,6 +205,8 @@ class _Loop:
                 )
                 if step % config.eval_every == 0:
                     best = self.validate(valid_set, step, best, started)
+                elif time.perf_counter() - self.saved_at >= 60 * config.checkpoint_minutes:
+                    self.save("last", step, best, time.perf_counter() - started)
             if step % config.eval_every:  # the final step, unless just validated
                 best = self.validate(valid_set, step, best, started)
         except KeyboardInterrupt as interrupt:
@@ -288,6 +293,8 @@ class _Loop:
     def save(self, name: str, step: int, best: float, elapsed: float) -> None:
         """``best`` holds the validated weights (the average, if kept); ``last`` what resuming needs."""
         training = {"step": step, "best_val_nll": best, "elapsed": elapsed, "train_config": self.config.to_json()}
+        if name == "last":
+            self.saved_at = time.perf_counter()
         if name == "best":
             save_training_checkpoint(self.run_dir / name, self.evaluated, self.tokenizer, training, self.optimizer)
         else:
@@ -344,8 +351,16 @@ def _write_run(run_dir: Path, data_dir: Path, model_config: Any, train_config: T
     (run_dir / "run.json").write_text(json.dumps(run, indent=1))
 
 
+def _last_checkpoint(run_dir: Path) -> Path | None:
+    """``last/``, or the ``last.old/`` that a kill between the two renames of a save leaves alone."""
+    for folder in (run_dir / "last", run_dir / "last.old"):
+        if (folder / "training.json").is_file():
+            return folder
+    return None
+
+
 def _read_run(run_dir: Path) -> tuple[Path, Any, TrainConfig]:
-    if not (run_dir / "run.json").is_file() or not (run_dir / "last" / "training.json").is_file():
+    if not (run_dir / "run.json").is_file() or _last_checkpoint(run_dir) is None:
         raise RepriseError(f"{run_dir}: nothing to resume (needs run.json and a last/ checkpoint with training state)")
     run = json.loads((run_dir / "run.json").read_text())
     model_config = config_from_json(run["architecture"], run["model"])
