@@ -60,8 +60,13 @@ def predicted_bytes(kind: str, length: int, width: int, heads: int) -> float:
     """A generous estimate of the pass's memory, to skip what cannot fit (measured ones come out lower)."""
     square = heads * length**2 * 4  # one (H, L, L) float32 tensor
     linear = 64 * length * width * 4 + 64 * 2**20
-    return linear + {"relative-shaw": length**2 * width * 4 + 8 * square, "relative": 10 * square,
-                     "alibi": 4 * square, "full": 0, "rope": 0}.get(kind, 0)
+    return linear + {
+        "relative-shaw": length**2 * width * 4 + 8 * square,
+        "relative": 10 * square,
+        "alibi": 4 * square,
+        "full": 0,
+        "rope": 0,
+    }.get(kind, 0)
 
 
 def measure(kind: str, length: int, width: int, heads: int) -> dict:
@@ -160,32 +165,63 @@ def growth(rows: list[dict], kind: str) -> str:
 
 def markdown(rows: list[dict], command: str) -> str:
     """The report: method, the two grids, the targets, the sweeps, skipped configurations."""
-    full, skewed, shaw, chunked = (lambda n, k=k: find(rows, k, n) for k in ("full", "relative", "relative-shaw",
-                                                                             "relative-chunked"))
-    lines = ["# Attention: time and memory", "", f"Produced by `{command}` on a 2-core CPU "
-             f"(torch {__import__('torch').__version__}, {os.cpu_count()} CPUs visible).", "",
-             __doc__.split("\n\n", 2)[2].strip(), "", THEORY, "",
-             "One layer, batch 1, width 512, 8 heads (head_dim 64); `local` uses blocks of 256;",
-             f"`relative-chunked` is `relative` with `relative_chunk={CHUNK}`. — = not run (see below).", "",
-             "## Forward+backward time (s)", "", *grid(rows, "seconds"), "",
-             "## Peak extra memory (MiB)", "", *grid(rows, "peak_mib"), "",
-             "## Growth and targets", "",
-             f"Memory ∝ L^p between the two longest lengths measured: relative-shaw p = {growth(rows, 'relative-shaw')}, "
-             f"relative p = {growth(rows, 'relative')}, relative-chunked p = {growth(rows, 'relative-chunked')}, "
-             f"full p = {growth(rows, 'full')}.", "",
-             "| L | Shaw / skewed memory | chunked / full memory | chunked / full time |", "|---|---|---|---|"]
+    full, skewed, shaw, chunked = (
+        lambda n, k=k: find(rows, k, n) for k in ("full", "relative", "relative-shaw", "relative-chunked")
+    )
+    lines = [
+        "# Attention: time and memory",
+        "",
+        f"Produced by `{command}` on a 2-core CPU "
+        f"(torch {__import__('torch').__version__}, {os.cpu_count()} CPUs visible).",
+        "",
+        __doc__.split("\n\n", 2)[2].strip(),
+        "",
+        THEORY,
+        "",
+        "One layer, batch 1, width 512, 8 heads (head_dim 64); `local` uses blocks of 256;",
+        f"`relative-chunked` is `relative` with `relative_chunk={CHUNK}`. — = not run (see below).",
+        "",
+        "## Forward+backward time (s)",
+        "",
+        *grid(rows, "seconds"),
+        "",
+        "## Peak extra memory (MiB)",
+        "",
+        *grid(rows, "peak_mib"),
+        "",
+        "## Growth and targets",
+        "",
+        f"Memory ∝ L^p between the two longest lengths measured: relative-shaw p = {growth(rows, 'relative-shaw')}, "
+        f"relative p = {growth(rows, 'relative')}, relative-chunked p = {growth(rows, 'relative-chunked')}, "
+        f"full p = {growth(rows, 'full')}.",
+        "",
+        "| L | Shaw / skewed memory | chunked / full memory | chunked / full time |",
+        "|---|---|---|---|",
+    ]
     for n in LENGTHS + LONG:
-        lines.append(f"| {n} | {ratio(shaw(n), skewed(n), 'peak_mib')} | {ratio(chunked(n), full(n), 'peak_mib')} | "
-                     f"{ratio(chunked(n), full(n), 'seconds')} |")
-    lines += ["", "## Shaw / skewed memory against head dimension (L = 1024)", "",
-              "| width | heads | head_dim | Shaw MiB | skewed MiB | ratio |", "|---|---|---|---|---|---|"]
+        lines.append(
+            f"| {n} | {ratio(shaw(n), skewed(n), 'peak_mib')} | {ratio(chunked(n), full(n), 'peak_mib')} | "
+            f"{ratio(chunked(n), full(n), 'seconds')} |"
+        )
+    lines += [
+        "",
+        "## Shaw / skewed memory against head dimension (L = 1024)",
+        "",
+        "| width | heads | head_dim | Shaw MiB | skewed MiB | ratio |",
+        "|---|---|---|---|---|---|",
+    ]
     for width, heads in ((512, 2), (512, 8), (512, 32), (256, 8), (1024, 8)):
         a, b = find(rows, "relative-shaw", 1024, width, heads), find(rows, "relative", 1024, width, heads)
-        lines.append(f"| {width} | {heads} | {width // heads} | {cell(a, 'peak_mib')} | {cell(b, 'peak_mib')} | "
-                     f"{ratio(a, b, 'peak_mib')} |")
+        lines.append(
+            f"| {width} | {heads} | {width // heads} | {cell(a, 'peak_mib')} | {cell(b, 'peak_mib')} | "
+            f"{ratio(a, b, 'peak_mib')} |"
+        )
     skipped = [r for r in rows if r["status"] != "ok"]
-    lines += ["", "## Not run", ""] + [f"- {r['kind']} L={r['length']} width={r['width']} heads={r['heads']}: "
-                                       f"{r['status']}" for r in skipped] + [""]
+    lines += (
+        ["", "## Not run", ""]
+        + [f"- {r['kind']} L={r['length']} width={r['width']} heads={r['heads']}: {r['status']}" for r in skipped]
+        + [""]
+    )
     return "\n".join(lines)
 
 

@@ -33,8 +33,8 @@ import torch
 
 from reprise.data.chorale_grid import ChoraleGrid
 from reprise.generation.generate import generate
-from reprise.models.config import preset
 from reprise.models.transformer import MusicTransformer
+from reprise.training.presets import preset
 
 CONTEXTS = (256, 1024, 2048)
 CACHED_STEPS, RECOMPUTED_STEPS = 16, 2
@@ -84,39 +84,68 @@ def recomputed_seconds_per_token(model: MusicTransformer, ids: torch.Tensor, con
 def measure(new_tokens: int) -> dict:
     torch.manual_seed(0)
     tokenizer = ChoraleGrid()
-    config = preset("base", vocab_size=tokenizer.vocab_size, context=2048, attention="relative",
-                    positions="none", dropout=0.0)
+    config = preset("base").model_config(
+        vocab_size=tokenizer.vocab_size, context=2048, attention="relative", positions="none", dropout=0.0
+    )
     model = MusicTransformer(config).eval()
     ids = torch.randint(4, tokenizer.vocab_size, (1, 2048 + RECOMPUTED_STEPS))
     rows = []
     for context in CONTEXTS:
         cached = cached_seconds_per_token(model, ids, context)
         recomputed = recomputed_seconds_per_token(model, ids, context)
-        rows.append({"context": context, "cached_s_per_token": round(cached, 5), "cached_tokens_per_s": round(1 / cached, 2),
-                     "recomputed_s_per_token": round(recomputed, 4), "recomputed_tokens_per_s": round(1 / recomputed, 3),
-                     "speedup": round(recomputed / cached, 1)})
+        rows.append(
+            {
+                "context": context,
+                "cached_s_per_token": round(cached, 5),
+                "cached_tokens_per_s": round(1 / cached, 2),
+                "recomputed_s_per_token": round(recomputed, 4),
+                "recomputed_tokens_per_s": round(1 / recomputed, 3),
+                "speedup": round(recomputed / cached, 1),
+            }
+        )
         print(json.dumps(rows[-1]), file=sys.stderr)
     started = time.perf_counter()
     out = generate(model, tokenizer, np.array([tokenizer.bos_id]), new_tokens)
     seconds = time.perf_counter() - started
-    end_to_end = {"new_tokens": int(out.shape[1] - 1), "seconds": round(seconds, 1),
-                  "tokens_per_s": round((out.shape[1] - 1) / seconds, 2)}
-    return {"model": config.to_json(), "parameters": model.num_parameters(), "threads": torch.get_num_threads(),
-            "steps": rows, "generate": end_to_end}
+    end_to_end = {
+        "new_tokens": int(out.shape[1] - 1),
+        "seconds": round(seconds, 1),
+        "tokens_per_s": round((out.shape[1] - 1) / seconds, 2),
+    }
+    return {
+        "model": config.to_json(),
+        "parameters": model.num_parameters(),
+        "threads": torch.get_num_threads(),
+        "steps": rows,
+        "generate": end_to_end,
+    }
 
 
 def markdown(result: dict, command: str) -> str:
-    lines = ["# Generation speed: cached against recomputing", "", f"Produced by `{command}` "
-             f"({result['threads']} threads, torch {torch.__version__}).", "", __doc__.split("\n\n", 2)[2].strip(), "",
-             f"Model: {result['parameters']:,} parameters.", "",
-             "| context | cached tokens/s | cached s/token | recomputing tokens/s | recomputing s/step | speed-up |",
-             "|---|---|---|---|---|---|"]
+    lines = [
+        "# Generation speed: cached against recomputing",
+        "",
+        f"Produced by `{command}` ({result['threads']} threads, torch {torch.__version__}).",
+        "",
+        __doc__.split("\n\n", 2)[2].strip(),
+        "",
+        f"Model: {result['parameters']:,} parameters.",
+        "",
+        "| context | cached tokens/s | cached s/token | recomputing tokens/s | recomputing s/step | speed-up |",
+        "|---|---|---|---|---|---|",
+    ]
     for r in result["steps"]:
-        lines.append(f"| {r['context']} | {r['cached_tokens_per_s']:.1f} | {r['cached_s_per_token']:.4f} | "
-                     f"{r['recomputed_tokens_per_s']:.2f} | {r['recomputed_s_per_token']:.3f} | {r['speedup']:.0f}× |")
+        lines.append(
+            f"| {r['context']} | {r['cached_tokens_per_s']:.1f} | {r['cached_s_per_token']:.4f} | "
+            f"{r['recomputed_tokens_per_s']:.2f} | {r['recomputed_s_per_token']:.3f} | {r['speedup']:.0f}× |"
+        )
     g = result["generate"]
-    lines += ["", f"`generate()` from `BOS`: {g['new_tokens']} new tokens in {g['seconds']} s, "
-              f"{g['tokens_per_s']} tokens/s (sampling and the context rebuild included).", ""]
+    lines += [
+        "",
+        f"`generate()` from `BOS`: {g['new_tokens']} new tokens in {g['seconds']} s, "
+        f"{g['tokens_per_s']} tokens/s (sampling and the context rebuild included).",
+        "",
+    ]
     return "\n".join(lines)
 
 

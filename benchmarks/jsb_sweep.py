@@ -27,6 +27,7 @@ from pathlib import Path
 from reprise.data.prepare import prepare
 from reprise.models.config import ModelConfig
 from reprise.training.config import TrainConfig
+from reprise.training.metrics import read_metrics
 from reprise.training.trainer import train
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -39,22 +40,33 @@ def run_one(name: str, base: dict, change: dict, steps: int, data: Path, out: Pa
     config = replace(config, steps=steps, max_minutes=None, device=device)
     started = time.perf_counter()
     train(out / "runs" / name, data, model, config, quiet=True)
-    rows = [json.loads(line) for line in (out / "runs" / name / "metrics.jsonl").read_text().splitlines()]
-    curve = [(r["step"], round(r["val_nll"], 4)) for r in rows if "val_nll" in r]
+    train_rows, valid_rows = read_metrics(out / "runs" / name)
+    curve = [(r["step"], round(r["val_nll"], 4)) for r in valid_rows]
     best_step, best = min(curve, key=lambda point: point[1])
-    losses = [r["loss"] for r in rows if "loss" in r][-200:]
-    return {"name": name, "change": change, "steps": steps, "best_valid_nll": best, "best_step": best_step,
-            "final_train_loss": round(sum(losses) / len(losses), 4), "seconds": round(time.perf_counter() - started),
-            "curve": curve}
+    losses = [r["loss"] for r in train_rows][-200:]
+    return {
+        "name": name,
+        "change": change,
+        "steps": steps,
+        "best_valid_nll": best,
+        "best_step": best_step,
+        "final_train_loss": round(sum(losses) / len(losses), 4),
+        "seconds": round(time.perf_counter() - started),
+        "curve": curve,
+    }
 
 
 def table(rows: list[dict]) -> str:
-    lines = ["| run | change | steps | best valid NLL | at step | train loss (last 200) |",
-             "|---|---|---:|---:|---:|---:|"]
+    lines = [
+        "| run | change | steps | best valid NLL | at step | train loss (last 200) |",
+        "|---|---|---:|---:|---:|---:|",
+    ]
     for r in rows:
         change = ", ".join(f"{k}={v}" for part in r["change"].values() for k, v in part.items()) or "none"
-        lines.append(f"| {r['name']} | {change} | {r['steps']:,} | {r['best_valid_nll']:.4f} | "
-                     f"{r['best_step']:,} | {r['final_train_loss']:.4f} |")
+        lines.append(
+            f"| {r['name']} | {change} | {r['steps']:,} | {r['best_valid_nll']:.4f} | "
+            f"{r['best_step']:,} | {r['final_train_loss']:.4f} |"
+        )
     return "\n".join(lines)
 
 
@@ -74,8 +86,10 @@ def main() -> None:
         data = prepare(str(args.data), args.out / "data")
     # a GPU context does not survive fork; each run gets a fresh process
     with ProcessPoolExecutor(args.parallel, mp_context=multiprocessing.get_context("spawn")) as pool:
-        jobs = [pool.submit(run_one, r["name"], spec["base"], r.get("change", {}), r["steps"], data, args.out,
-                            args.device) for r in runs]
+        jobs = [
+            pool.submit(run_one, r["name"], spec["base"], r.get("change", {}), r["steps"], data, args.out, args.device)
+            for r in runs
+        ]
         rows = [job.result() for job in jobs]
     (args.out / "results.json").write_text(json.dumps(rows, indent=1))
     (args.out / "results.md").write_text(table(rows) + "\n")

@@ -35,14 +35,23 @@ def run(source: Path, tokenizers: list[str], workers: int, limit: int | None) ->
             started = time.perf_counter()
             manifest = read_manifest(prepare(str(folder), Path(tmp) / name, name, workers=workers))
             seconds = time.perf_counter() - started
-            rows.append({
-                "tokenizer": name, "files": n_files, "seconds": round(seconds, 2),
-                "files_per_s": round(n_files / seconds, 1),
-                "tokens": sum(c["tokens"] for c in manifest["counts"].values()),
-                "skipped": manifest["skipped"],
-            })
-    return {"source": str(source), "workers": workers, "cpus": os.cpu_count(),
-            "machine": platform.processor() or platform.machine(), "results": rows}
+            rows.append(
+                {
+                    "tokenizer": name,
+                    "files": n_files,
+                    "seconds": round(seconds, 2),
+                    "files_per_s": round(n_files / seconds, 1),
+                    "tokens": sum(c["tokens"] for c in manifest["counts"].values()),
+                    "skipped": manifest["skipped"],
+                }
+            )
+    return {
+        "source": str(source),
+        "workers": workers,
+        "cpus": os.cpu_count(),
+        "machine": platform.processor() or platform.machine(),
+        "results": rows,
+    }
 
 
 def _subset(source: Path, into: Path, limit: int | None) -> Path:
@@ -58,8 +67,10 @@ def _subset(source: Path, into: Path, limit: int | None) -> Path:
 def table(report: dict) -> str:
     lines = ["| tokenizer | files | seconds | files/s | tokens | skipped |", "|---|---:|---:|---:|---:|---:|"]
     for r in report["results"]:
-        lines.append(f"| {r['tokenizer']} | {r['files']} | {r['seconds']} | {r['files_per_s']} | "
-                     f"{r['tokens']:,} | {len(r['skipped'])} |")
+        lines.append(
+            f"| {r['tokenizer']} | {r['files']} | {r['seconds']} | {r['files_per_s']} | "
+            f"{r['tokens']:,} | {len(r['skipped'])} |"
+        )
     return "\n".join(lines)
 
 

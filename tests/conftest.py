@@ -3,12 +3,46 @@
 from __future__ import annotations
 
 import os
+import shutil
 from pathlib import Path
 
 import pytest
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+# The studio's browser tests drive Debian's chromium (Playwright's own browser download cannot work here).
+CHROMIUM = os.environ.get("REPRISE_CHROMIUM") or shutil.which("chromium") or shutil.which("chromium-browser")
+NO_CHROMIUM = "studio browser tests skipped: no chromium found (apt-get install chromium, or set REPRISE_CHROMIUM)"
+
+
+def pytest_report_header() -> str:
+    return f"studio browser tests: chromium at {CHROMIUM}" if CHROMIUM else NO_CHROMIUM
+
+
+def pytest_terminal_summary(terminalreporter) -> None:
+    if not CHROMIUM:
+        terminalreporter.write_line(NO_CHROMIUM, yellow=True, bold=True)
+
+
+@pytest.fixture(scope="session")
+def chromium() -> str:
+    """The chromium executable for Playwright; skips the test, saying why, when there is none."""
+    if not CHROMIUM:
+        pytest.skip(NO_CHROMIUM)
+    return CHROMIUM
+
+
 JSB_JSON = SHARED / "jsb" / "Jsb16thSeparated.json"
+
+
+def shared(path: Path) -> Path:
+    """``path`` in the shared data folder; a test that needs it is skipped when it is absent, but fails
+    under ``CI=true``, so that a green CI run has run every test."""
+    if not path.exists():
+        message = f"{path} is absent (the shared data folder beside the repo)"
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail(f"{message}; CI=true needs it", pytrace=False)
+        pytest.skip(message)
+    return path
 
 
 @pytest.fixture(scope="session")
@@ -21,9 +55,7 @@ def device():
 
 @pytest.fixture(scope="session")
 def jsb_json() -> Path:
-    if not JSB_JSON.is_file():
-        pytest.skip(f"{JSB_JSON} is absent (the shared data folder beside the repo)")
-    return JSB_JSON
+    return shared(JSB_JSON)
 
 
 @pytest.fixture(scope="session")
@@ -45,3 +77,38 @@ def small_chorales(jsb_data: Path, tmp_path_factory: pytest.TempPathFactory) -> 
         pieces += [EncodedPiece(f"{split}/{i}", dataset.piece(i), split) for i in range(n)]
     out = tmp_path_factory.mktemp("small") / "data"
     return write_dataset(out, pieces, load_tokenizer(jsb_data), "jsb subset", [])
+
+
+@pytest.fixture(scope="session")
+def tiny_run(small_chorales: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A run folder holding a one-layer transformer trained for a few steps by `reprise train`."""
+    from reprise.cli.main import main
+
+    run_dir = tmp_path_factory.mktemp("runs") / "tiny"
+    code = main(
+        [
+            "train",
+            "--data",
+            str(small_chorales),
+            "--run",
+            str(run_dir),
+            "--steps",
+            "6",
+            "--eval-every",
+            "3",
+            "--batch-size",
+            "2",
+            "--device",
+            "cpu",
+            "--context",
+            "64",
+            "--d-model",
+            "32",
+            "--layers",
+            "1",
+            "--heads",
+            "2",
+        ]
+    )
+    assert code == 0
+    return run_dir

@@ -10,7 +10,7 @@ import json
 import pytest
 import torch
 
-from reprise import RepriseError
+from reprise.errors import RepriseError
 from reprise.models.attention import ATTENTION_KINDS, build_attention, relative
 from reprise.models.attention.fourier import causal_convolution, fnet_mixing
 from reprise.models.attention.full import FullAttention
@@ -38,8 +38,18 @@ VARIANTS = {
 
 
 def config(variant: str, **overrides) -> ModelConfig:
-    options = {"vocab_size": 24, "context": 32, "d_model": 24, "n_layers": 2, "n_heads": 3, "dropout": 0.0,
-               "positions": "none", "attention": variant, **VARIANTS[variant], **overrides}
+    options = {
+        "vocab_size": 24,
+        "context": 32,
+        "d_model": 24,
+        "n_layers": 2,
+        "n_heads": 3,
+        "dropout": 0.0,
+        "positions": "none",
+        "attention": variant,
+        **VARIANTS[variant],
+        **overrides,
+    }
     return ModelConfig(**options)
 
 
@@ -62,7 +72,9 @@ def test_every_kind_is_tested():
     assert {k for v in VARIANTS for k in VARIANTS[v].get("attention", v).split(",")} == set(ATTENTION_KINDS)
 
 
-def shaw_reference(q: torch.Tensor, table: torch.Tensor, n_keys: int, after: torch.Tensor | None = None) -> torch.Tensor:
+def shaw_reference(
+    q: torch.Tensor, table: torch.Tensor, n_keys: int, after: torch.Tensor | None = None
+) -> torch.Tensor:
     """Shaw et al.'s relative logits by explicit loops over query/key pairs (no code shared with reprise).
 
     Causal without ``after`` (embeddings of keys after the query), else over every pair.
@@ -72,14 +84,29 @@ def shaw_reference(q: torch.Tensor, table: torch.Tensor, n_keys: int, after: tor
     for i in range(t):
         for k in range(n_keys if after is not None else n_keys - t + i + 1):
             distance = n_keys - t + i - k
-            row = table[:, min(distance, table.shape[1] - 1)] if distance >= 0 else after[:, min(-distance, after.shape[1]) - 1]
+            row = (
+                table[:, min(distance, table.shape[1] - 1)]
+                if distance >= 0
+                else after[:, min(-distance, after.shape[1]) - 1]
+            )
             out[:, :, i, k] = (q[:, :, i] * row).sum(-1) / d**0.5
     return out
 
 
 @pytest.mark.parametrize("heads,groups", [(1, 1), (4, 4), (4, 1)])
-@pytest.mark.parametrize("queries,keys,causal", [(1, 1, True), (5, 5, True), (9, 9, True), (3, 11, True), (1, 8, True),
-                                                 (1, 1, False), (5, 5, False), (9, 9, False)])
+@pytest.mark.parametrize(
+    "queries,keys,causal",
+    [
+        (1, 1, True),
+        (5, 5, True),
+        (9, 9, True),
+        (3, 11, True),
+        (1, 8, True),
+        (1, 1, False),
+        (5, 5, False),
+        (9, 9, False),
+    ],
+)
 @pytest.mark.parametrize("max_distance", [1, 3, 20])
 def test_skewed_and_shaw_logits_equal_the_definition(heads, groups, queries, keys, causal, max_distance):
     torch.manual_seed(0)
@@ -111,8 +138,11 @@ def test_shaw_backward_passes_gradcheck():
     torch.manual_seed(2)
     shaw = ShawRelativeEmbedding(2, 3, 4).double()
     q = torch.randn(2, 2, 5, 3, dtype=torch.float64, requires_grad=True)
-    assert torch.autograd.gradcheck(lambda q, table: shaw.__class__.forward(_with_table(shaw, table), q, 7),
-                                    (q, shaw.table.detach().clone().requires_grad_()), fast_mode=True)
+    assert torch.autograd.gradcheck(
+        lambda q, table: shaw.__class__.forward(_with_table(shaw, table), q, 7),
+        (q, shaw.table.detach().clone().requires_grad_()),
+        fast_mode=True,
+    )
 
 
 def _with_table(module: RelativeEmbedding, table: torch.Tensor) -> RelativeEmbedding:
@@ -168,8 +198,14 @@ def test_non_causal_relative_attention_sees_both_ways(device, kind):
     earlier[:, 2] += 1
     assert (layer(later) - layer(x))[:, :8].abs().min() > 0  # every position reads the future
     assert (layer(earlier) - layer(x))[:, 3:].abs().min() > 0  # and the past
-    assert set(layer.state_dict()) == {"qkv.weight", "qkv.bias", "proj.weight", "proj.bias",
-                                       "position_bias.table", "position_bias.table_after"}
+    assert set(layer.state_dict()) == {
+        "qkv.weight",
+        "qkv.bias",
+        "proj.weight",
+        "proj.bias",
+        "position_bias.table",
+        "position_bias.table_after",
+    }
 
 
 @pytest.mark.parametrize("variant", VARIANTS)
@@ -218,8 +254,9 @@ def test_local_equals_full_attention_under_the_block_mask(relative, length):
     band = (j <= i) & (j >= (i // cfg.block_size - 1) * cfg.block_size)
     expected = local.merge_heads(logits.masked_fill(~band, float("-inf")).softmax(-1) @ v)
     torch.testing.assert_close(local(x), expected, rtol=0, atol=1e-12)
-    torch.testing.assert_close(local.weights(x), logits.masked_fill(~band, float("-inf")).softmax(-1),
-                               rtol=0, atol=1e-12)
+    torch.testing.assert_close(
+        local.weights(x), logits.masked_fill(~band, float("-inf")).softmax(-1), rtol=0, atol=1e-12
+    )
 
 
 @pytest.mark.parametrize("variant", VARIANTS)
@@ -295,12 +332,14 @@ def test_rope_scores_depend_only_on_relative_position():
 
 
 def test_attention_options_are_validated():
-    for bad, message in [({"max_relative_distance": 0}, "max_relative_distance"),
-                         ({"block_size": 0}, "block_size"),
-                         ({"attention": "rope", "d_model": 15, "n_heads": 3}, "even"),
-                         ({"attention": "nope"}, "unknown attention"),
-                         ({"attention": "rope,nope"}, "unknown attention 'nope'"),
-                         ({"attention": "fourier,rope", "n_layers": 3}, "2 kinds for 3 layers")]:
+    for bad, message in [
+        ({"max_relative_distance": 0}, "max_relative_distance"),
+        ({"block_size": 0}, "block_size"),
+        ({"attention": "rope", "d_model": 15, "n_heads": 3}, "even"),
+        ({"attention": "nope"}, "unknown attention"),
+        ({"attention": "rope,nope"}, "unknown attention 'nope'"),
+        ({"attention": "fourier,rope", "n_layers": 3}, "2 kinds for 3 layers"),
+    ]:
         with pytest.raises(RepriseError, match=message):
             ModelConfig(**bad)
 
@@ -310,8 +349,10 @@ def test_full_attention_is_the_fused_default():
     assert type(build_attention(config, config.attention)) is FullAttention
 
 
-@pytest.mark.parametrize("kind, attention_dropout, random", [("full", None, True), ("full", 0.0, False),
-                                                              ("relative", None, False), ("relative", 0.3, True)])
+@pytest.mark.parametrize(
+    "kind, attention_dropout, random",
+    [("full", None, True), ("full", 0.0, False), ("relative", None, False), ("relative", 0.3, True)],
+)
 def test_attention_dropout_defaults_to_dropout_but_not_for_relative(kind, attention_dropout, random):
     options = dict(vocab_size=24, context=32, d_model=24, n_heads=3, attention=kind)
     layer = build_attention(ModelConfig(dropout=0.5, attention_dropout=attention_dropout, **options), kind).train()
@@ -322,10 +363,11 @@ def test_attention_dropout_defaults_to_dropout_but_not_for_relative(kind, attent
 
 def test_checkpoints_that_name_relative_chunk_still_load(tmp_path):
     from reprise.data.chorale_grid import ChoraleGrid
-    from reprise.training.checkpoint import load_checkpoint, save_checkpoint
+    from reprise.models.checkpoint import load_checkpoint, save_checkpoint
 
-    saved = model("relative", dtype=torch.float32)
-    save_checkpoint(tmp_path, saved, ChoraleGrid())
+    tokenizer = ChoraleGrid()
+    saved = model("relative", dtype=torch.float32, vocab_size=tokenizer.vocab_size)
+    save_checkpoint(tmp_path, saved, tokenizer)
     meta = json.loads((tmp_path / "model.json").read_text())
     meta["config"]["relative_chunk"] = 128  # what reprise wrote before relative attention chose its chunks
     (tmp_path / "model.json").write_text(json.dumps(meta))

@@ -8,11 +8,11 @@ import torch
 
 from reprise.data.chorale_grid import ChoraleGrid
 from reprise.data.dataset import TokenDataset
-from reprise.evaluation.nll import score
+from reprise.evaluation.nll import nll_of
 from reprise.generation.generate import generate
+from reprise.models.checkpoint import load_checkpoint, save_checkpoint
 from reprise.models.lstm import LSTMConfig, LSTMLanguageModel
 from reprise.models.markov import MarkovChain, MarkovConfig
-from reprise.training.checkpoint import load_checkpoint, save_checkpoint
 
 
 def test_witten_bell_matches_a_hand_computation():
@@ -42,7 +42,7 @@ def test_markov_chain_scores_cached_like_full_and_survives_a_checkpoint(jsb_data
     valid = [TokenDataset(jsb_data, "valid").piece(i) for i in range(10)]
     unigram = MarkovChain(MarkovConfig(vocab_size=train.tokenizer.vocab_size, order=0))
     unigram.fit(train.piece(i) for i in range(len(train)))
-    assert score(chain, valid, 1024).per_token < 0.5 * score(unigram, valid, 1024).per_token
+    assert nll_of(chain, valid, 1024).per_token < 0.5 * nll_of(unigram, valid, 1024).per_token
 
 
 def test_lstm_is_causal_caches_its_state_and_survives_a_checkpoint(tmp_path):

@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 import symusic
 
-from reprise import RepriseError
 from reprise.data.chorale_grid import SILENCE, ChoraleGrid, grid_to_score, score_to_grid
 from reprise.data.chorales import _read_chorale, _satb_parts, load_jsb_json, split_of
+from reprise.errors import RepriseError
 
 
 @pytest.fixture(scope="module")

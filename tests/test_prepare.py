@@ -5,20 +5,20 @@ from __future__ import annotations
 import faulthandler
 import multiprocessing
 import os
-import signal
 import shutil
+import signal
 import zipfile
 
 import numpy as np
 import pytest
 import symusic
 
+from conftest import SHARED, shared
 from reprise.cli.main import main
 from reprise.data import sources
+from reprise.data.augment import Augmentation
 from reprise.data.dataset import TokenDataset, read_manifest
 from reprise.data.prepare import CRASHED, prepare
-
-from conftest import SHARED
 
 POP909 = SHARED / "pop909"
 ERK = SHARED / "erk" / "erk.zip"
@@ -28,8 +28,7 @@ SMALL_MODEL = ["--context", "32", "--d-model", "32", "--layers", "1", "--heads",
 @pytest.fixture()
 def midi_folder(tmp_path):
     """Four real POP909 songs (one in a subfolder) and every kind of bad file."""
-    if not POP909.is_dir():
-        pytest.skip(f"{POP909} is absent (the shared data folder beside the repo)")
+    shared(POP909)
     folder = tmp_path / "midi"
     (folder / "more").mkdir(parents=True)
     for n in (1, 2, 3):
@@ -90,14 +89,15 @@ def test_a_crashing_parser_costs_one_file_not_the_run(midi_folder, tmp_path, mon
 def test_tracks_and_tokenizers_over_one_folder(midi_folder, tmp_path):
     melody = read_manifest(prepare(str(midi_folder), tmp_path / "m", "melody-grid", tracks=("MELODY",)))
     both = read_manifest(prepare(str(midi_folder), tmp_path / "b", "remi", tracks=("melody", "piano")))
-    assert melody["counts"]["train"]["pieces"] + melody["counts"]["valid"]["pieces"] + \
-        melody["counts"]["test"]["pieces"] == 4
+    assert (
+        melody["counts"]["train"]["pieces"] + melody["counts"]["valid"]["pieces"] + melody["counts"]["test"]["pieces"]
+        == 4
+    )
     assert sum(p["tokens"] for p in both["pieces"]) > 3 * sum(p["tokens"] for p in melody["pieces"])
 
 
 def test_kern_zip_with_melody_grid_and_augmented_batches(tmp_path):
-    if not ERK.is_file():
-        pytest.skip(f"{ERK} is absent (the shared data folder beside the repo)")
+    shared(ERK)
     small = tmp_path / "songs.zip"
     with zipfile.ZipFile(ERK) as src, zipfile.ZipFile(small, "w") as dst:
         for name in sorted(n for n in src.namelist() if n.endswith(".krn"))[:30]:
@@ -112,8 +112,8 @@ def test_kern_zip_with_melody_grid_and_augmented_batches(tmp_path):
     train = TokenDataset(data, "train")
     moved = 0
     for seed in range(8):  # the first window of a batch is the same with and without augmentation
-        plain = train.batch(np.random.default_rng(seed), 4, 64, augment=False)[0][0]
-        varied = train.batch(np.random.default_rng(seed), 4, 64, augment=True)[0][0]
+        plain = train.batch(np.random.default_rng(seed), 4, 64, augment=None)[0][0]
+        varied = train.batch(np.random.default_rng(seed), 4, 64, augment=Augmentation())[0][0]
         np.testing.assert_array_equal(plain < 5, varied < 5)  # only pitches move; holds, rests, specials stay
         assert len(set(varied[varied >= 5] - plain[plain >= 5])) == 1 and varied.max() < train.tokenizer.vocab_size
         moved += (plain != varied).any()
@@ -124,10 +124,43 @@ def test_prepare_train_generate_with_performance_tokens(capsys, midi_folder, tmp
     assert main(["prepare", str(midi_folder), "--out", str(tmp_path / "data"), "--split", "0.5,0.5,0"]) == 0
     assert "skipped 5" in capsys.readouterr().out
     run = tmp_path / "run"
-    assert main(["train", "--data", str(tmp_path / "data"), "--run", str(run), "--steps", "2", "--eval-every", "2",
-                 "--batch-size", "2", "--device", "cpu", *SMALL_MODEL]) == 0
-    assert main(["generate", "--checkpoint", str(run), "--length", "64", "--samples", "1",
-                 "--out", str(tmp_path / "samples")]) == 0
+    assert (
+        main(
+            [
+                "train",
+                "--data",
+                str(tmp_path / "data"),
+                "--run",
+                str(run),
+                "--steps",
+                "2",
+                "--eval-every",
+                "2",
+                "--batch-size",
+                "2",
+                "--device",
+                "cpu",
+                *SMALL_MODEL,
+            ]
+        )
+        == 0
+    )
+    assert (
+        main(
+            [
+                "generate",
+                "--checkpoint",
+                str(run),
+                "--length",
+                "64",
+                "--samples",
+                "1",
+                "--out",
+                str(tmp_path / "samples"),
+            ]
+        )
+        == 0
+    )
     assert symusic.Score(str(tmp_path / "samples" / "sample-1.mid")).tracks[0].name == "Piano"
     assert main(["generate", "--checkpoint", str(run), "--length", "2bars", "--out", str(tmp_path / "x")]) == 1
     assert "no fixed bar length" in capsys.readouterr().err

@@ -11,9 +11,9 @@ import torch
 from reprise.data.chorale_grid import ChoraleGrid
 from reprise.generation.generate import generate
 from reprise.generation.sampling import SamplingConfig, filter_logits
+from reprise.models.checkpoint import load_checkpoint, save_checkpoint
 from reprise.models.config import ModelConfig
 from reprise.models.transformer import MusicTransformer
-from reprise.training.checkpoint import load_checkpoint, save_checkpoint
 
 POSITIONS = ["learned", "sinusoidal", "frame", "none"]
 
@@ -21,8 +21,9 @@ POSITIONS = ["learned", "sinusoidal", "frame", "none"]
 def tiny_model(positions: str = "learned", device="cpu", **overrides) -> MusicTransformer:
     torch.manual_seed(0)
     overrides.setdefault("frame", 4)
-    config = ModelConfig(vocab_size=92, context=32, d_model=32, n_layers=2, n_heads=4, dropout=0.0,
-                         positions=positions, **overrides)
+    config = ModelConfig(
+        vocab_size=92, context=32, d_model=32, n_layers=2, n_heads=4, dropout=0.0, positions=positions, **overrides
+    )
     return MusicTransformer(config).to(device).eval()
 
 
@@ -77,8 +78,15 @@ def test_sampling_keeps_the_four_voice_structure():
     model = tiny_model("learned")
     ranges = [(60, 81), (53, 74), (48, 69), (36, 62)]
     tokenizer = ChoraleGrid(voice_ranges=ranges)
-    ids = generate(model, tokenizer, np.array([tokenizer.bos_id]), 64, num_samples=4,
-                   sampling=SamplingConfig(temperature=2.0), seed=1)
+    ids = generate(
+        model,
+        tokenizer,
+        np.array([tokenizer.bos_id]),
+        64,
+        num_samples=4,
+        sampling=SamplingConfig(temperature=2.0),
+        seed=1,
+    )
     assert (ids[:, 1:] >= tokenizer.silence_id).all()  # no specials in the body
     grid = tokenizer.decode_grid(ids[0])
     assert grid.shape == (16, 4)
@@ -114,7 +122,7 @@ def test_save_then_load_gives_identical_logits(device, tmp_path):
 
 
 def test_bad_model_options_are_refused():
-    from reprise import RepriseError
+    from reprise.errors import RepriseError
 
     with pytest.raises(RepriseError, match="unknown attention 'nope'"):
         ModelConfig(attention="nope")

@@ -19,20 +19,20 @@ import pytest
 import symusic
 import torch
 
-from reprise.audio import TAIL_SECONDS, fluidsynth_available, midi_seconds, read_wav, render_wav
+from reprise.audio import TAIL_SECONDS, available_synths, midi_seconds, read_wav, render_wav
 from reprise.cli.main import main
 from reprise.data.chorale_grid import SILENCE, TICKS_PER_STEP, ChoraleGrid, grid_to_score
 from reprise.data.tokenizer import Tokenizer, score_notes
+from reprise.models.checkpoint import save_checkpoint
 from reprise.models.config import ModelConfig
 from reprise.models.transformer import MusicTransformer
-from reprise.training.checkpoint import save_checkpoint
 from reprise.visualization.attention import note_attention, plot_attention, token_attention
 from reprise.visualization.attention_html import write_attention_html
 from reprise.visualization.curves import plot_curves
 from reprise.visualization.pianoroll import TRACK_COLOURS, plot_pianoroll
 
 CONTEXT = 48  # shorter than the 129-token test piece, so attention slides its window
-SYNTHS = ["midirenderer"] + (["fluidsynth"] if fluidsynth_available() else [])
+SYNTHS = list(available_synths())
 
 
 @pytest.fixture(scope="module")
@@ -78,7 +78,7 @@ def checkpoint(model: MusicTransformer, tokenizer: ChoraleGrid, tmp_path_factory
 def colour_pixels(png: Path, colour: str, tolerance: float = 0.04) -> int:
     """How many pixels of ``png`` have the RGB colour ``#rrggbb`` (within ``tolerance``)."""
     image = matplotlib.image.imread(str(png))[..., :3]
-    target = np.array([int(colour[i: i + 2], 16) / 255 for i in (1, 3, 5)])
+    target = np.array([int(colour[i : i + 2], 16) / 255 for i in (1, 3, 5)])
     return int((np.abs(image - target).max(-1) < tolerance).sum())
 
 
@@ -89,6 +89,7 @@ def ink(png: Path) -> float:
 
 
 # -- piano roll -----------------------------------------------------------------------------------
+
 
 def test_piano_roll_draws_every_voice_in_its_own_colour(chorale: Path, tmp_path: Path):
     png = plot_pianoroll(chorale, tmp_path / "roll.png")
@@ -101,6 +102,7 @@ def test_piano_roll_draws_every_voice_in_its_own_colour(chorale: Path, tmp_path:
 
 
 # -- tokens to notes -------------------------------------------------------------------------------
+
 
 def test_chorale_grid_token_notes_point_at_the_note_each_token_sounds(tokenizer: ChoraleGrid, grid: np.ndarray):
     ids = tokenizer.encode_grid(grid)
@@ -118,8 +120,7 @@ def test_chorale_grid_token_notes_point_at_the_note_each_token_sounds(tokenizer:
     assert set(owner[owner >= 0]) == set(range(len(notes)))
 
 
-def test_default_token_notes_gives_each_note_the_token_that_completes_it(tokenizer: ChoraleGrid,
-                                                                         grid: np.ndarray):
+def test_default_token_notes_gives_each_note_the_token_that_completes_it(tokenizer: ChoraleGrid, grid: np.ndarray):
     ids = tokenizer.encode_grid(grid[:8])
     owner = Tokenizer.token_notes(tokenizer, ids)  # the generic, prefix-decoding version
     notes = score_notes(tokenizer.decode(ids))
@@ -130,6 +131,7 @@ def test_default_token_notes_gives_each_note_the_token_that_completes_it(tokeniz
 
 
 # -- attention ------------------------------------------------------------------------------------
+
 
 def test_hooked_attention_is_the_modules_own_causal_probabilities(model: MusicTransformer, tokenizer, grid):
     ids = tokenizer.encode_grid(grid[:8], eos=False)  # 33 tokens: one window
@@ -169,7 +171,7 @@ def test_note_arcs_sum_token_attention_and_reach_only_earlier_notes(model, token
 
 
 def test_models_without_attention_are_refused_with_a_reason(tokenizer, grid):
-    from reprise import RepriseError
+    from reprise.errors import RepriseError
     from reprise.models.markov import MarkovChain, MarkovConfig
 
     chain = MarkovChain(MarkovConfig(vocab_size=tokenizer.vocab_size, order=1))
@@ -189,9 +191,14 @@ def test_attention_png_draws_arcs_over_the_roll(model, tokenizer, chorale, tmp_p
 def test_html_page_holds_every_note_and_only_earlier_arcs(model, tokenizer, chorale, tmp_path):
     result = note_attention(model, tokenizer, tokenizer.encode_midi(chorale))
     page = write_attention_html(result, tmp_path / "page.html", "chorale <test>").read_text()
-    drawn = Counter(tuple(int(v) for v in m) for m in re.findall(
-        r'<rect class="note" data-i="\d+" data-track="(\d+)" data-pitch="(\d+)" data-time="(\d+)" '
-        r'data-duration="(\d+)"', page))
+    drawn = Counter(
+        tuple(int(v) for v in m)
+        for m in re.findall(
+            r'<rect class="note" data-i="\d+" data-track="(\d+)" data-pitch="(\d+)" data-time="(\d+)" '
+            r'data-duration="(\d+)"',
+            page,
+        )
+    )
     score = symusic.Score(str(chorale))
     expected = Counter((t, n.pitch, n.time, n.duration) for t, n in score_notes(score))
     assert drawn == expected and sum(drawn.values()) > 30
@@ -207,16 +214,19 @@ def test_html_page_holds_every_note_and_only_earlier_arcs(model, tokenizer, chor
 
 # -- curves ---------------------------------------------------------------------------------------
 
+
 def test_curves_show_training_and_validation_loss(tmp_path: Path):
-    rows = [{"step": s, "loss": 4 * 0.98 ** s, "lr": 1e-3, "tokens_per_s": 900, "elapsed": 2.0 * s}
-            for s in range(1, 101)]
-    rows += [{"step": s, "val_nll": 4.2 * 0.985 ** s, "val_ppl": 1.0, "elapsed": 2.0 * s + 1} for s in (25, 50, 100)]
+    rows = [
+        {"step": s, "loss": 4 * 0.98**s, "lr": 1e-3, "tokens_per_s": 900, "elapsed": 2.0 * s} for s in range(1, 101)
+    ]
+    rows += [{"step": s, "val_nll": 4.2 * 0.985**s, "val_ppl": 1.0, "elapsed": 2.0 * s + 1} for s in (25, 50, 100)]
     (tmp_path / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
     png = plot_curves(tmp_path, tmp_path / "curves.png")
     assert colour_pixels(png, "#1f77b4", 0.06) > 500 and colour_pixels(png, "#d62728", 0.06) > 100
 
 
 # -- audio ----------------------------------------------------------------------------------------
+
 
 @pytest.mark.parametrize("synth", SYNTHS)
 def test_wav_lasts_as_long_as_the_midi_and_sounds_its_pitch(synth: str, tmp_path: Path):
@@ -229,7 +239,7 @@ def test_wav_lasts_as_long_as_the_midi_and_sounds_its_pitch(synth: str, tmp_path
     audio, rate = read_wav(render_wav(tmp_path / "a4.mid", tmp_path / "a4.wav", synth=synth))
     assert len(audio) == round((2.0 + TAIL_SECONDS) * rate) and audio.shape[1] == 2
     first_second = audio[:rate, 0].astype(float)
-    assert np.sqrt(np.mean(first_second ** 2)) > 1000
+    assert np.sqrt(np.mean(first_second**2)) > 1000
     spectrum = np.abs(np.fft.rfft(first_second))
     assert abs(np.argmax(spectrum) * rate / len(first_second) - 440) < 3
 
@@ -245,6 +255,7 @@ def test_chorale_wav_is_not_silent_while_the_music_plays(synth: str, chorale: Pa
 
 # -- command line ---------------------------------------------------------------------------------
 
+
 def run(capsys, *args) -> tuple[int, str, str]:
     code = main([str(a) for a in args])
     out, err = capsys.readouterr()
@@ -254,10 +265,24 @@ def run(capsys, *args) -> tuple[int, str, str]:
 def test_commands_write_beside_the_input(capsys, chorale: Path, checkpoint: Path, tmp_path: Path):
     code, out, _ = run(capsys, "plot", "pianoroll", chorale)
     assert code == 0 and out.strip() == str(chorale.with_suffix(".png"))
-    code, out, _ = run(capsys, "plot", "attention", "--checkpoint", checkpoint, chorale, "--note", "5",
-                       "--head", "mean", "--out", tmp_path)
-    assert code == 0 and out.split() == [str(tmp_path / "chorale.attention.png"),
-                                         str(tmp_path / "chorale.attention.html")]
+    code, out, _ = run(
+        capsys,
+        "plot",
+        "attention",
+        "--checkpoint",
+        checkpoint,
+        chorale,
+        "--note",
+        "5",
+        "--head",
+        "mean",
+        "--out",
+        tmp_path,
+    )
+    assert code == 0 and out.split() == [
+        str(tmp_path / "chorale.attention.png"),
+        str(tmp_path / "chorale.attention.html"),
+    ]
     code, out, _ = run(capsys, "render", chorale, "--out", tmp_path / "c.wav", "--synth", "midirenderer")
     assert code == 0 and read_wav(tmp_path / "c.wav")[0].size > 0
     (checkpoint.parent / "metrics.jsonl").write_text('{"step": 1, "loss": 4.0, "elapsed": 1.0}\n')
@@ -266,22 +291,29 @@ def test_commands_write_beside_the_input(capsys, chorale: Path, checkpoint: Path
 
 
 def test_generate_wav_renders_beside_each_sample(capsys, checkpoint: Path, tmp_path: Path):
-    code, out, _ = run(capsys, "generate", "--checkpoint", checkpoint, "--length", "1bar", "--samples", "1",
-                       "--wav", "--out", tmp_path)
+    code, out, _ = run(
+        capsys, "generate", "--checkpoint", checkpoint, "--length", "1bar", "--samples", "1", "--wav", "--out", tmp_path
+    )
     assert code == 0
     audio, rate = read_wav(tmp_path / "sample-1.wav")
     assert len(audio) / rate == pytest.approx(midi_seconds(tmp_path / "sample-1.mid") + TAIL_SECONDS, abs=0.01)
     assert (tmp_path / "sample-1.png").is_file()
 
 
-@pytest.mark.parametrize("args, message", [
-    (["plot", "pianoroll", "missing.mid"], "missing.mid: no such MIDI file"),
-    (["render", "{bad}"], "bad.mid: cannot read MIDI"),
-    (["render", "{chorale}", "--soundfont", "none.sf2"], "none.sf2: no such SoundFont file"),
-    (["plot", "attention", "--checkpoint", "{checkpoint}", "{chorale}", "--layer", "9"], "--layer '9': expected"),
-    (["plot", "attention", "--checkpoint", "{checkpoint}", "{chorale}", "--note", "9999"], "--note 9999: the piece has"),
-    (["plot", "curves", "{tmp}"], "no metrics.jsonl here"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["plot", "pianoroll", "missing.mid"], "missing.mid: no such MIDI file"),
+        (["render", "{bad}"], "bad.mid: cannot read MIDI"),
+        (["render", "{chorale}", "--soundfont", "none.sf2"], "none.sf2: no such SoundFont file"),
+        (["plot", "attention", "--checkpoint", "{checkpoint}", "{chorale}", "--layer", "9"], "--layer '9': expected"),
+        (
+            ["plot", "attention", "--checkpoint", "{checkpoint}", "{chorale}", "--note", "9999"],
+            "--note 9999: the piece has",
+        ),
+        (["plot", "curves", "{tmp}"], "no metrics.jsonl here"),
+    ],
+)
 def test_bad_input_is_one_clear_line(capsys, chorale, checkpoint, tmp_path, args, message):
     (tmp_path / "bad.mid").write_bytes(b"not midi at all")
     paths = {"bad": tmp_path / "bad.mid", "chorale": chorale, "checkpoint": checkpoint, "tmp": tmp_path}

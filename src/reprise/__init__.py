@@ -1,16 +1,29 @@
 """reprise: train, sample, evaluate and look inside Music Transformers.
 
-The package follows the pipeline: ``data`` (corpora and tokenizers) -> ``models``
--> ``training`` -> ``generation`` / ``evaluation`` -> ``visualization``, with
-``cli`` tying the stages together as the ``reprise`` command.
+The package follows the pipeline, bottom to top: ``errors``/``constants``/``config``/
+``device`` -> ``data`` -> ``models`` -> ``evaluation`` -> ``training`` | ``generation``
+-> ``visualization`` | ``audio`` -> ``api`` -> ``benchmark`` -> ``cli``
+(docs/architecture.md). The public API (:mod:`reprise.api`) is imported on first
+use, so ``import reprise.data.x`` stays light::
+
+    import reprise
+    model, tokenizer = reprise.load("runs/bach")
+    ids = reprise.generate(model, tokenizer, n_new=256)
 """
 
+from typing import Any
+
+from reprise.errors import RepriseError
+
 __version__ = "0.1.0"
+__all__ = ["RepriseError", "generate", "load", "prepare", "score", "write_samples"]
+_API = {"generate", "load", "prepare", "score", "write_samples"}
 
 
-class RepriseError(Exception):
-    """A problem caused by the user's input (a missing file, a bad option).
+def __getattr__(name: str) -> Any:
+    """PEP 562: the public API's functions, imported from :mod:`reprise.api` when first asked for."""
+    if name in _API:
+        from reprise import api
 
-    The command line prints these as one line and exits non-zero, instead of a
-    traceback, because they are not bugs in reprise.
-    """
+        return getattr(api, name)
+    raise AttributeError(f"module 'reprise' has no attribute {name!r}")

@@ -10,23 +10,33 @@ from __future__ import annotations
 import json
 import re
 import sys
-from dataclasses import replace
+from dataclasses import fields
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import click
+from click.core import ParameterSource
 
-from reprise import RepriseError
+from reprise.cli.arrange import accompany, encoder_decoder_config, harmonize, infill, prepare_pairs, refuse_arranger
 from reprise.cli.benchmark import benchmark
+from reprise.cli.models import chosen_model, export, model_options, models
 from reprise.cli.plot import plot, render
+from reprise.cli.report import report
+from reprise.cli.studio import studio
+from reprise.data.pairs import TASKS
+from reprise.data.prepare import Limits
+from reprise.device import PRECISIONS
+from reprise.errors import RepriseError
 from reprise.models.attention import ATTENTION_KINDS
-from reprise.models.config import POSITIONS, PRESETS
-from reprise.training.config import PRECISIONS, TrainConfig
+from reprise.models.config import POSITIONS
+from reprise.training.config import TrainConfig
+from reprise.training.presets import PRESETS
 
 if TYPE_CHECKING:
     from reprise.data.tokenizer import Tokenizer
 
 _DEFAULTS = TrainConfig()
+_LIMITS = Limits()
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -43,14 +53,53 @@ def cli() -> None:
 @cli.command()
 @click.argument("source")
 @click.option("--out", type=click.Path(path_type=Path), required=True, help="Dataset directory to write.")
-@click.option("--tokenizer", help="performance, remi, tsd, midilike, melody-grid or chorale-grid "
-              "[default: chorale-grid for chorales, melody-grid for **kern/ABC, performance for MIDI].")
+@click.option(
+    "--tokenizer",
+    help="performance, remi, tsd, midilike, melody-grid or chorale-grid "
+    "[default: chorale-grid for chorales, melody-grid for **kern/ABC, performance for MIDI].",
+)
 @click.option("--split", default="0.8,0.1,0.1", show_default=True, help="Train,valid,test fractions (by piece).")
 @click.option("--workers", type=click.IntRange(1), default=None, help="Parallel readers [default: CPU count, max 4].")
 @click.option("--tracks", default="", help="Keep only these tracks, by name or program: MELODY,PIANO or 0,33.")
 @click.option("--bpe", type=click.IntRange(1), help="Learn BPE up to this vocabulary size (remi, tsd, midilike).")
-def prepare(source: str, out: Path, tokenizer: str | None, split: str, workers: int | None, tracks: str,
-            bpe: int | None) -> None:
+@click.option(
+    "--max-file-mb",
+    type=click.FloatRange(0, min_open=True),
+    default=_LIMITS.max_file_mb,
+    show_default=True,
+    help="Skip files (or zip members) larger than this.",
+)
+@click.option(
+    "--max-minutes",
+    type=click.FloatRange(0, min_open=True),
+    default=_LIMITS.max_minutes,
+    show_default=True,
+    help="Skip pieces that last longer than this.",
+)
+@click.option(
+    "--max-tokens",
+    type=click.IntRange(1),
+    default=_LIMITS.max_tokens,
+    show_default=True,
+    help="Skip pieces that take more tokens than this.",
+)
+@click.option(
+    "--timeout",
+    type=click.FloatRange(0, min_open=True),
+    default=_LIMITS.timeout,
+    show_default=True,
+    help="Seconds to read one file; a parser still busy then is stopped and the file skipped.",
+)
+def prepare(
+    source: str,
+    out: Path,
+    tokenizer: str | None,
+    split: str,
+    workers: int | None,
+    tracks: str,
+    bpe: int | None,
+    **limits: float,
+) -> None:
     """Turn SOURCE into a dataset directory of token arrays.
 
     SOURCE is a folder (searched recursively) or zip of MIDI or **kern files; the
@@ -64,7 +113,7 @@ def prepare(source: str, out: Path, tokenizer: str | None, split: str, workers: 
 
     _, valid, test = _parse_split(split)
     chosen = tuple(t for t in tracks.split(",") if t.strip())
-    directory = run_prepare(source, out, tokenizer, valid, test, workers, chosen, bpe)
+    directory = run_prepare(source, out, tokenizer, valid, test, workers, chosen, bpe, Limits(**limits))
     manifest = read_manifest(directory)
     counts = ", ".join(f"{s}: {c['pieces']} pieces / {c['tokens']:,} tokens" for s, c in manifest["counts"].items())
     click.echo(f"wrote {directory} ({counts}); skipped {len(manifest['skipped'])} (see manifest.json)")
@@ -73,122 +122,281 @@ def prepare(source: str, out: Path, tokenizer: str | None, split: str, workers: 
 @cli.command()
 @click.option("--data", type=click.Path(path_type=Path), help="Prepared dataset directory.")
 @click.option("--run", "run_dir", type=click.Path(path_type=Path), required=True, help="Run directory to write.")
-@click.option("--resume", is_flag=True, help="Continue the run in --run from its last checkpoint.")
-@click.option("--model", type=click.Choice(["transformer", "lstm", "markov"]), default="transformer",
-              show_default=True, help="The Music Transformer, or a baseline to compare it with.")
-@click.option("--preset", type=click.Choice(sorted(PRESETS)), default="tiny", show_default=True,
-              help="Model size (jsb-best: also its training settings); the options below override single fields.")
+@click.option(
+    "--resume",
+    is_flag=True,
+    help="Continue the run in --run from its last checkpoint, exactly as it was configured: "
+    "no other option may be given with it.",
+)
+@click.option("--overwrite", is_flag=True, help="Replace the run already in --run (its checkpoints and metrics).")
+@click.option(
+    "--model",
+    type=click.Choice(["transformer", "lstm", "markov", "encoder-decoder"]),
+    default="transformer",
+    show_default=True,
+    help="The Music Transformer, a baseline to compare it with, or the encoder-decoder that arranges (with --task).",
+)
+@click.option(
+    "--task",
+    type=click.Choice(TASKS),
+    help="Encoder-decoder: harmonize (chorale grid: soprano -> A, T, B), accompany (a `prepare-pairs` folder: "
+    "melody -> accompaniment) or infill (chorale or melody grid).",
+)
+@click.option(
+    "--encoder-layers",
+    type=click.IntRange(1),
+    help="Encoder-decoder: encoder blocks [default: half of --layers, which counts the decoder's].",
+)
+@click.option(
+    "--encoder-attention",
+    help="Encoder-decoder: the encoder's attention kind (full, rope, alibi, local, fourier), or one per encoder "
+    "block [default: rope].",
+)
+@click.option(
+    "--source-context",
+    type=click.IntRange(8),
+    help="Encoder-decoder: source tokens the encoder reads at once [default: --context].",
+)
+@click.option(
+    "--preset",
+    type=click.Choice(sorted(PRESETS)),
+    default="tiny",
+    show_default=True,
+    help="Model size and training settings (jsb-best: the tuned JSB model); the options below override single fields.",
+)
 @click.option("--positions", type=click.Choice(POSITIONS), help="Absolute positions [default: learned].")
-@click.option("--attention", help=f"Attention kind ({', '.join(ATTENTION_KINDS)}), or one per layer separated by "
-              "commas, e.g. fourier,rope,rope,rope [default: full].")
+@click.option(
+    "--attention",
+    help=f"Attention kind ({', '.join(ATTENTION_KINDS)}), or one per layer separated by "
+    "commas, e.g. fourier,rope,rope,rope [default: full].",
+)
 @click.option("--context", type=click.IntRange(8), help="Context length in tokens [default: from preset].")
 @click.option("--d-model", type=click.IntRange(8), help="Model width [default: from preset].")
 @click.option("--layers", "n_layers", type=click.IntRange(1), help="Number of blocks [default: from preset].")
 @click.option("--heads", "n_heads", type=click.IntRange(1), help="Attention heads [default: from preset].")
 @click.option("--dropout", type=click.FloatRange(0, 1), help="Dropout [default: from preset].")
-@click.option("--attention-dropout", type=click.FloatRange(0, 1),
-              help="Dropout of attention probabilities; 0 is much faster on CPU [default: --dropout; 0 for relative].")
-@click.option("--max-relative-distance", type=click.IntRange(1),
-              help="Relative attention: longest distance with its own embedding [default: context - 1].")
-@click.option("--shared-relative-heads", "relative_shared_heads", is_flag=True,
-              help="Relative attention: one set of distance embeddings for all heads.")
+@click.option(
+    "--attention-dropout",
+    type=click.FloatRange(0, 1),
+    help="Dropout of attention probabilities; 0 is much faster on CPU [default: --dropout; 0 for relative].",
+)
+@click.option(
+    "--max-relative-distance",
+    type=click.IntRange(1),
+    help="Relative attention: longest distance with its own embedding [default: context - 1].",
+)
+@click.option(
+    "--shared-relative-heads",
+    "relative_shared_heads",
+    is_flag=True,
+    help="Relative attention: one set of distance embeddings for all heads.",
+)
 @click.option("--block-size", type=click.IntRange(1), help="Local attention: tokens per block [default: 128].")
 @click.option("--local-relative", is_flag=True, help="Local attention: add relative logits.")
 @click.option("--hidden", type=click.IntRange(1), default=512, show_default=True, help="LSTM: hidden units per layer.")
 @click.option("--order", type=click.IntRange(0), default=4, show_default=True, help="Markov: tokens of history.")
-@click.option("--steps", type=click.IntRange(1), default=_DEFAULTS.steps, show_default=True,
-              help="Optimizer steps; the LR schedule ends here.")
-@click.option("--minutes", "max_minutes", type=click.FloatRange(0, min_open=True),
-              help="Stop after this much wall-clock time; the LR schedule then follows time.")
-@click.option("--batch-size", type=click.IntRange(1), default=_DEFAULTS.batch_size, show_default=True,
-              help="Windows per micro-batch.")
-@click.option("--grad-accum", type=click.IntRange(1), default=_DEFAULTS.grad_accum, show_default=True,
-              help="Micro-batches per optimizer step.")
-@click.option("--lr", type=click.FloatRange(0, min_open=True), default=_DEFAULTS.lr, show_default=True,
-              help="Peak learning rate (AdamW).")
-@click.option("--warmup", type=click.IntRange(0), default=_DEFAULTS.warmup, show_default=True,
-              help="Steps of linear warm-up before the cosine decay.")
-@click.option("--weight-decay", type=click.FloatRange(0), default=_DEFAULTS.weight_decay, show_default=True,
-              help="AdamW weight decay on weight matrices.")
-@click.option("--clip", type=click.FloatRange(0, min_open=True), default=_DEFAULTS.clip, show_default=True,
-              help="Gradient-norm clipping threshold.")
-@click.option("--ema-decay", type=click.FloatRange(0, 1, max_open=True), default=_DEFAULTS.ema_decay,
-              show_default=True, help="Keep a moving average of the weights (e.g. 0.999) and validate and "
-              "save that as best/; 0 = off.")
-@click.option("--eval-every", type=click.IntRange(1), default=_DEFAULTS.eval_every, show_default=True,
-              help="Validate and checkpoint every this many steps.")
-@click.option("--seed", type=int, default=_DEFAULTS.seed, show_default=True,
-              help="Seeds initialisation, data order and dropout.")
+@click.option(
+    "--steps",
+    type=click.IntRange(1),
+    default=_DEFAULTS.steps,
+    show_default=True,
+    help="Optimizer steps; the LR schedule ends here.",
+)
+@click.option(
+    "--minutes",
+    "max_minutes",
+    type=click.FloatRange(0, min_open=True),
+    help="Stop after this much wall-clock time; the LR schedule then follows time.",
+)
+@click.option(
+    "--batch-size",
+    type=click.IntRange(1),
+    default=_DEFAULTS.batch_size,
+    show_default=True,
+    help="Windows per micro-batch.",
+)
+@click.option(
+    "--grad-accum",
+    type=click.IntRange(1),
+    default=_DEFAULTS.grad_accum,
+    show_default=True,
+    help="Micro-batches per optimizer step.",
+)
+@click.option(
+    "--lr",
+    type=click.FloatRange(0, min_open=True),
+    default=_DEFAULTS.lr,
+    show_default=True,
+    help="Peak learning rate (AdamW).",
+)
+@click.option(
+    "--warmup",
+    type=click.IntRange(0),
+    default=_DEFAULTS.warmup,
+    show_default=True,
+    help="Steps of linear warm-up before the cosine decay.",
+)
+@click.option(
+    "--weight-decay",
+    type=click.FloatRange(0),
+    default=_DEFAULTS.weight_decay,
+    show_default=True,
+    help="AdamW weight decay on weight matrices.",
+)
+@click.option(
+    "--clip",
+    type=click.FloatRange(0, min_open=True),
+    default=_DEFAULTS.clip,
+    show_default=True,
+    help="Gradient-norm clipping threshold.",
+)
+@click.option(
+    "--ema-decay",
+    type=click.FloatRange(0, 1, max_open=True),
+    default=_DEFAULTS.ema_decay,
+    show_default=True,
+    help="Keep a moving average of the weights (e.g. 0.999) and validate and save that as best/; 0 = off.",
+)
+@click.option(
+    "--eval-every",
+    type=click.IntRange(1),
+    default=_DEFAULTS.eval_every,
+    show_default=True,
+    help="Validate and checkpoint every this many steps.",
+)
+@click.option(
+    "--checkpoint-minutes",
+    type=click.FloatRange(0),
+    default=_DEFAULTS.checkpoint_minutes,
+    show_default=True,
+    help="Also save last/ this often, so a killed run loses at most this much work.",
+)
+@click.option(
+    "--seed", type=int, default=_DEFAULTS.seed, show_default=True, help="Seeds initialisation, data order and dropout."
+)
 @click.option("--no-augment", is_flag=True, help="Train without data augmentation.")
-@click.option("--max-transpose", type=click.IntRange(0),
-              help="Augmentation: transpose windows by up to this many semitones [default: the dataset's, 3].")
-@click.option("--precision", type=click.Choice(PRECISIONS), default=_DEFAULTS.precision,
-              show_default=True, help="bf16: bfloat16 autocast, 1.3-1.6x faster on CPUs with AVX512-BF16 "
-              "(weights stay float32); auto: bf16 on CUDA only.")
+@click.option(
+    "--max-transpose",
+    type=click.IntRange(0),
+    help=f"Augmentation: transpose windows by up to this many semitones [default: {_DEFAULTS.max_transpose}].",
+)
+@click.option(
+    "--precision",
+    type=click.Choice(PRECISIONS),
+    default=_DEFAULTS.precision,
+    show_default=True,
+    help="bf16: bfloat16 autocast, 1.3-1.6x faster on CPUs with AVX512-BF16 "
+    "(weights stay float32); auto: bf16 on CUDA only.",
+)
 @click.option("--device", default=_DEFAULTS.device, show_default=True, help="auto, cpu, cuda, cuda:1, mps.")
-def train(data: Path | None, run_dir: Path, resume: bool, model: str, preset: str, **options) -> None:
+def train(
+    data: Path | None,
+    run_dir: Path,
+    resume: bool,
+    overwrite: bool,
+    model: str,
+    preset: str,
+    hidden: int,
+    order: int,
+    no_augment: bool,
+    task: str | None,
+    encoder_layers: int | None,
+    encoder_attention: str | None,
+    source_context: int | None,
+    **fields: Any,
+) -> None:
     """Train a model on a prepared dataset, saving best/ and last/ checkpoints in --run.
 
-    The Markov chain is "trained" by counting, in one pass over the data.
+    The Markov chain is "trained" by counting, in one pass over the data. The
+    encoder-decoder learns the --task it is given; then `reprise harmonize`,
+    `accompany` or `infill` use it.
     """
     from reprise.training.trainer import train as run_train
 
     if resume:
+        _refuse_options_besides("--run", "--resume")
         result = run_train(run_dir, resume=True)
     else:
         if data is None:
             raise click.UsageError("--data is required for a new run")
-        from reprise.data.dataset import TokenDataset
+        given = _given(fields)
+        if _given({"no_augment": no_augment}):
+            given["augment"] = False
+        encoder = {"encoder_layers": encoder_layers, "encoder_attention": encoder_attention}
+        encoder["source_context"] = source_context
+        if model == "encoder-decoder":
+            shape = {k: v for k, v in given.items() if k not in _TRAIN_FIELDS}
+            model_config = encoder_decoder_config(data, task, PRESETS[preset], shape, encoder)
+        elif task is not None or any(v is not None for v in encoder.values()):
+            raise click.UsageError(
+                "--task, --encoder-layers, --encoder-attention and --source-context are for --model encoder-decoder"
+            )
+        else:
+            from reprise.data.dataset import TokenDataset
 
-        tokenizer = TokenDataset(data, "train").tokenizer  # fails early on a bad --data
-        model_config = _model_config(model, preset, tokenizer, options)
-        result = run_train(run_dir, data, model_config, _train_config(preset, options))
+            tokenizer = TokenDataset(data, "train").tokenizer  # fails early on a bad --data
+            model_config = _model_config(model, preset, tokenizer, hidden, order, given)
+        train_config = PRESETS[preset].train_config(**{k: v for k, v in given.items() if k in _TRAIN_FIELDS})
+        result = run_train(run_dir, data, model_config, train_config, overwrite=overwrite)
     click.echo(
         f"finished at step {result.step}: best validation NLL {result.best_val_nll:.4f} nats/token, "
         f"{result.tokens_per_second:,.0f} training tokens/s; checkpoints in {result.run_dir}"
     )
 
 
-def _train_config(preset: str, options: dict) -> TrainConfig:
-    """The training config from the remaining options; a preset's settings fill those left at their default."""
-    from click.core import ParameterSource
+_TRAIN_FIELDS = {f.name for f in fields(TrainConfig)}
 
-    from reprise.training.config import TRAIN_PRESETS
 
-    options["augment"] = not options.pop("no_augment")
+def _refuse_options_besides(*allowed: str) -> None:
+    """A usage error naming the options given beside ``allowed``: `--resume` continues a run as it was
+    configured, so an option that would change it is refused rather than silently ignored."""
+    context = click.get_current_context()
+    given = [
+        param.opts[0]
+        for param in context.command.params
+        if param.opts[0] not in allowed and context.get_parameter_source(param.name) is not ParameterSource.DEFAULT
+    ]
+    if given:
+        raise click.UsageError(
+            f"--resume continues the run with the settings it was started with; drop {', '.join(given)}"
+        )
+
+
+_LSTM_FIELDS = {"context": "context", "d_model": "d_embed", "n_layers": "n_layers", "dropout": "dropout"}
+
+
+def _given(options: dict[str, Any]) -> dict[str, Any]:
+    """The options the user gave (on the command line or from the environment), by config field name.
+
+    Options left at their default take the preset's value, or else the config's own default.
+    """
     source = click.get_current_context().get_parameter_source
-    for name, value in TRAIN_PRESETS.get(preset, {}).items():
-        if source("no_augment" if name == "augment" else name) is ParameterSource.DEFAULT:
-            options[name] = value
-    return TrainConfig(**options)
+    return {name: value for name, value in options.items() if source(name) is not ParameterSource.DEFAULT}
 
 
-def _model_config(model: str, preset: str, tokenizer: Tokenizer, options: dict) -> Any:
-    """The model config for ``tokenizer``'s data from the train command's options, removing the ones it uses."""
-    from dataclasses import fields
-
-    from reprise.models.config import ModelConfig
-    from reprise.models.config import preset as make_preset
+def _model_config(model: str, preset: str, tokenizer: Tokenizer, hidden: int, order: int, given: dict[str, Any]) -> Any:
+    """The model config for ``tokenizer``'s data: the preset's shape with the given fields on top."""
     from reprise.models.lstm import LSTMConfig
     from reprise.models.markov import MarkovConfig
 
-    vocab_size = tokenizer.vocab_size
-    hidden, order = options.pop("hidden"), options.pop("order")
-    shape = {f.name: options.pop(f.name) for f in fields(ModelConfig) if f.name in options}
     if model == "markov":
-        return MarkovConfig(vocab_size=vocab_size, order=order)
+        return MarkovConfig(vocab_size=tokenizer.vocab_size, order=order)
     if model == "lstm":
-        lstm = LSTMConfig(vocab_size=vocab_size, hidden=hidden)
-        overrides = dict(context=shape["context"], d_embed=shape["d_model"], n_layers=shape["n_layers"],
-                         dropout=shape["dropout"])
-        return replace(lstm, **{k: v for k, v in overrides.items() if v is not None})
-    return make_preset(preset, vocab_size=vocab_size, frame=tokenizer.frame, **shape)
+        shape = {lstm: given[name] for name, lstm in _LSTM_FIELDS.items() if name in given}
+        return LSTMConfig(vocab_size=tokenizer.vocab_size, hidden=hidden, **shape)
+    shape = {k: v for k, v in given.items() if k not in _TRAIN_FIELDS}
+    return PRESETS[preset].model_config(**{**shape, "vocab_size": tokenizer.vocab_size, "frame": tokenizer.frame})
 
 
 @cli.command()
-@click.option("--checkpoint", type=click.Path(path_type=Path), required=True, help="Run or checkpoint directory.")
-@click.option("--out", type=click.Path(path_type=Path), default=Path("samples"), show_default=True,
-              help="Folder for the MIDI files and piano rolls.")
+@model_options
+@click.option(
+    "--out",
+    type=click.Path(path_type=Path),
+    default=Path("samples"),
+    show_default=True,
+    help="Folder for the MIDI files and piano rolls.",
+)
 @click.option("--primer-midi", type=click.Path(path_type=Path, dir_okay=False), help="Continue this MIDI file.")
 @click.option("--primer-data", type=click.Path(path_type=Path), help="Take the primer from this dataset...")
 @click.option("--primer-piece", type=click.IntRange(0), default=0, show_default=True, help="...piece number...")
@@ -196,64 +404,110 @@ def _model_config(model: str, preset: str, tokenizer: Tokenizer, options: dict) 
 @click.option("--primer-length", default="2bars", show_default=True, help="Primer length: tokens (64) or bars (2bars).")
 @click.option("--length", default="8bars", show_default=True, help="New material: tokens (512) or bars (8bars).")
 @click.option("--samples", type=click.IntRange(1), default=3, show_default=True, help="How many pieces to sample.")
-@click.option("--temperature", type=click.FloatRange(0, min_open=True), default=1.0, show_default=True,
-              help="Below 1: safer choices; above 1: wilder.")
+@click.option(
+    "--temperature",
+    type=click.FloatRange(0, min_open=True),
+    default=1.0,
+    show_default=True,
+    help="Below 1: safer choices; above 1: wilder.",
+)
 @click.option("--top-k", type=click.IntRange(0), default=0, show_default=True, help="0 = off.")
 @click.option("--top-p", type=click.FloatRange(0, 1, min_open=True), default=1.0, show_default=True, help="1 = off.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Same seed, same samples.")
 @click.option("--no-cache", is_flag=True, help="Recompute the whole window at each step (slow; for comparison).")
 @click.option("--wav", is_flag=True, help="Also render each sample to WAV beside it (see `reprise render`).")
+@click.option("--musicxml", is_flag=True, help="Also write each sample as MusicXML (for MuseScore and other notation).")
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:1, mps.")
-def generate(checkpoint: Path, out: Path, primer_midi, primer_data, primer_piece, primer_split, primer_length,
-             length, samples, temperature, top_k, top_p, seed, no_cache, wav, device) -> None:
-    """Sample new music from a trained model, continuing a primer; writes MIDI, piano rolls (and WAV)."""
+def generate(
+    checkpoint: Path | None,
+    model_name: str | None,
+    out: Path,
+    primer_midi,
+    primer_data,
+    primer_piece,
+    primer_split,
+    primer_length,
+    length,
+    samples,
+    temperature,
+    top_k,
+    top_p,
+    seed,
+    no_cache,
+    wav,
+    musicxml,
+    device,
+) -> None:
+    """Sample new music from a trained model, continuing a primer; writes MIDI, piano rolls (and WAV, MusicXML)."""
     import time
 
+    from reprise.api import load, write_samples
     from reprise.generation.generate import generate as run_generate
-    from reprise.generation.output import write_samples
     from reprise.generation.sampling import SamplingConfig
-    from reprise.training.checkpoint import load_checkpoint
-    from reprise.training.trainer import pick_device
 
-    model, tokenizer = load_checkpoint(checkpoint, pick_device(device))
+    model, tokenizer = load(chosen_model(checkpoint, model_name), device)
+    refuse_arranger(model, checkpoint or model_name)
     primer = _primer(tokenizer, primer_midi, primer_data, primer_piece, primer_split, primer_length)
     n_new = _tokens(length, tokenizer, "--length")
     started = time.perf_counter()
-    ids = run_generate(model, tokenizer, primer, n_new, samples, SamplingConfig(temperature, top_k, top_p),
-                       seed, use_cache=not no_cache)
+    ids = run_generate(
+        model,
+        tokenizer,
+        primer,
+        n_new,
+        samples,
+        SamplingConfig(temperature, top_k, top_p),
+        seed,
+        use_cache=not no_cache,
+    )
     rate = samples * n_new / (time.perf_counter() - started)
-    for path in write_samples(ids, tokenizer, out, "sample", wav=wav):
+    for path in write_samples(ids, tokenizer, out, "sample", wav=wav, musicxml=musicxml):
         click.echo(path)
     click.echo(f"generated {samples} x {n_new} tokens at {rate:,.0f} tokens/s")
 
 
 @cli.command()
-@click.option("--checkpoint", type=click.Path(path_type=Path), required=True, help="Run or checkpoint directory.")
+@model_options
 @click.option("--data", type=click.Path(path_type=Path), required=True, help="Prepared dataset directory.")
-@click.option("--split", type=click.Choice(["train", "valid", "test"]), default="valid", show_default=True,
-              help="Which part of the dataset to score.")
+@click.option(
+    "--split",
+    type=click.Choice(["train", "valid", "test"]),
+    default="valid",
+    show_default=True,
+    help="Which part of the dataset to score.",
+)
 @click.option("--stride", type=click.IntRange(1), help="Sliding-window stride for long pieces [default: context/2].")
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:1, mps.")
-def evaluate(checkpoint: Path, data: Path, split: str, stride: int | None, device: str) -> None:
+def evaluate(
+    checkpoint: Path | None, model_name: str | None, data: Path, split: str, stride: int | None, device: str
+) -> None:
     """Mean negative log-likelihood per token (nats) and perplexity on a split."""
-    from reprise.data.dataset import TokenDataset
-    from reprise.evaluation.nll import score
-    from reprise.training.checkpoint import load_checkpoint
-    from reprise.training.trainer import pick_device
+    from reprise.api import load, score
+    from reprise.training.trainer import open_split
 
-    model, tokenizer = load_checkpoint(checkpoint, pick_device(device))
-    dataset = TokenDataset(data, split)
-    if dataset.tokenizer.to_json() != tokenizer.to_json():
-        raise RepriseError(f"{data}: tokenized differently from the checkpoint's training data")
-    nll = score(model, [dataset.piece(i) for i in range(len(dataset))], model.config.context, stride,
-                frame=tokenizer.frame)
-    click.echo(json.dumps({"split": split, "nll_per_token": round(nll.per_token, 5),
-                           "perplexity": round(nll.perplexity, 4), "tokens": nll.tokens, "pieces": len(dataset)}))
+    model, tokenizer = load(chosen_model(checkpoint, model_name), device)
+    nll = score(model, tokenizer, data, split, stride)
+    click.echo(
+        json.dumps(
+            {
+                "split": split,
+                "nll_per_token": round(nll.per_token, 5),
+                "perplexity": round(nll.perplexity, 4),
+                "tokens": nll.tokens,
+                "pieces": len(open_split(data, split, model.config)),
+            }
+        )
+    )
 
 
 @cli.command()
-@click.option("--out", type=click.Path(path_type=Path), default=Path("reprise-demo"), show_default=True,
-              help="Folder for the data, the run and the samples.")
+@click.option(
+    "--out",
+    type=click.Path(path_type=Path),
+    default=Path("reprise-demo"),
+    show_default=True,
+    help="Folder for the data, the run and the samples.",
+)
 @click.option("--minutes", type=click.FloatRange(0.1), default=5.0, show_default=True, help="Training time.")
 def demo(out: Path, minutes: float) -> None:
     """Prepare the music21 chorales, train `tiny`, and generate three chorales into --out."""
@@ -277,7 +531,9 @@ def _primer(tokenizer, midi: Path | None, data: Path | None, piece: int, split: 
 
         dataset = TokenDataset(data, split)
         if piece >= len(dataset):
-            raise RepriseError(f"{data}: the {split} split has {len(dataset)} pieces; --primer-piece {piece} is out of range")
+            raise RepriseError(
+                f"{data}: the {split} split has {len(dataset)} pieces; --primer-piece {piece} is out of range"
+            )
         ids = dataset.piece(piece)
     else:
         return np.array([tokenizer.bos_id])
@@ -309,8 +565,16 @@ def _parse_split(text: str) -> tuple[float, float, float]:
 
 
 cli.add_command(benchmark)
+cli.add_command(export)
+cli.add_command(models)
+cli.add_command(prepare_pairs)
+cli.add_command(harmonize)
+cli.add_command(accompany)
+cli.add_command(infill)
 cli.add_command(plot)
 cli.add_command(render)
+cli.add_command(studio)
+cli.add_command(report)
 
 
 def main(argv: list[str] | None = None) -> int:

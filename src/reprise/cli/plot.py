@@ -11,6 +11,7 @@ from pathlib import Path
 import click
 
 from reprise.audio import SYNTHS
+from reprise.cli.models import chosen_model, model_options
 
 _FILE = click.Path(path_type=Path, dir_okay=False)
 
@@ -32,31 +33,48 @@ def pianoroll(midi: Path, out: Path | None) -> None:
 
 @plot.command()
 @click.argument("midi", type=_FILE)
-@click.option("--checkpoint", type=click.Path(path_type=Path), required=True, help="Run or checkpoint directory.")
-@click.option("--note", type=int, default=-1, show_default=True,
-              help="Which note looks back: its number in reading order (0 = first, -1 = last).")
+@model_options
+@click.option(
+    "--note",
+    type=int,
+    default=-1,
+    show_default=True,
+    help="Which note looks back: its number in reading order (0 = first, -1 = last).",
+)
 @click.option("--layer", default="all", show_default=True, help="all (a panel each), mean, or a number from 1.")
 @click.option("--head", default="all", show_default=True, help="all (a colour each), mean, or a number from 1.")
-@click.option("--out", type=click.Path(path_type=Path, file_okay=False),
-              help="Folder for MIDI.attention.png and .html [default: beside MIDI].")
-def attention(midi: Path, checkpoint: Path, note: int, layer: str, head: str, out: Path | None) -> None:
+@click.option(
+    "--out",
+    type=click.Path(path_type=Path, file_okay=False),
+    help="Folder for MIDI.attention.png and .html [default: beside MIDI].",
+)
+def attention(
+    midi: Path, checkpoint: Path | None, model_name: str | None, note: int, layer: str, head: str, out: Path | None
+) -> None:
     """Arcs from a note of MIDI to the earlier notes the model attends to, as PNG and interactive HTML.
 
     The piece is read with the checkpoint's tokenizer; in the HTML page, hovering
     any note shows its arcs.
     """
-    from reprise.training.checkpoint import load_checkpoint
+    from reprise.cli.arrange import refuse_arranger
+    from reprise.models.checkpoint import load_checkpoint
     from reprise.visualization.attention import note_attention, plot_attention
     from reprise.visualization.attention_html import write_attention_html
 
-    model, tokenizer = load_checkpoint(checkpoint)
+    source = chosen_model(checkpoint, model_name)
+    model, tokenizer = load_checkpoint(source)
+    refuse_arranger(model, source)
     result = note_attention(model, tokenizer, tokenizer.encode_midi(midi))
+    if result.caveat:
+        click.echo(f"note: the piece is too long to show whole; showing {result.caveat}", err=True)
     query = result.pick(note)
     folder = out or midi.parent
-    click.echo(plot_attention(result, query, folder / f"{midi.stem}.attention.png", layer, head,
-                              title=f"{midi.name}: "))
-    click.echo(write_attention_html(result, folder / f"{midi.stem}.attention.html",
-                                    f"{midi.name}: attention under {checkpoint}"))
+    click.echo(
+        plot_attention(result, query, folder / f"{midi.stem}.attention.png", layer, head, title=f"{midi.name}: ")
+    )
+    click.echo(
+        write_attention_html(result, folder / f"{midi.stem}.attention.html", f"{midi.name}: attention under {source}")
+    )
 
 
 @plot.command()
@@ -73,8 +91,13 @@ def curves(run_dir: Path, out: Path | None) -> None:
 @click.argument("midi", type=_FILE)
 @click.option("--out", type=_FILE, help="WAV to write [default: MIDI with .wav].")
 @click.option("--soundfont", type=_FILE, help="SF2 SoundFont [default: TimGM6mb.sf2 from pretty_midi].")
-@click.option("--synth", type=click.Choice(SYNTHS), default="auto", show_default=True,
-              help="auto = FluidSynth when libfluidsynth is installed, else midirenderer.")
+@click.option(
+    "--synth",
+    type=click.Choice(SYNTHS),
+    default="auto",
+    show_default=True,
+    help="auto = the first present of fluidsynth, tinysoundfont, midirenderer (docs/audio.md).",
+)
 def render(midi: Path, out: Path | None, soundfont: Path | None, synth: str) -> None:
     """Render MIDI to a WAV file through a General MIDI SoundFont."""
     from reprise.audio import render_wav

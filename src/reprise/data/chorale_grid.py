@@ -18,13 +18,12 @@ from typing import Any
 import numpy as np
 import symusic
 
-from reprise import RepriseError
-from reprise.data.tokenizer import Tokenizer, random_shift, register
+from reprise.constants import TICKS_PER_QUARTER, TICKS_PER_STEP
+from reprise.data.tokenizer import Tokenizer, known_fields, register, shift_bounds
+from reprise.errors import RepriseError
 
 VOICES = ("Soprano", "Alto", "Tenor", "Bass")
 SILENCE = -1  # pitch value for "this voice is silent" in grids, as in the JSB JSON
-TICKS_PER_QUARTER = 480
-TICKS_PER_STEP = TICKS_PER_QUARTER // 4
 STEPS_PER_BAR = 16
 
 
@@ -36,7 +35,6 @@ class ChoraleGrid(Tokenizer):
     pitch_max: int = 108
     voice_ranges: list[tuple[int, int]] = field(default_factory=lambda: [(21, 108)] * 4)
     tempo_qpm: float = 80.0
-    max_transpose: int = 3
 
     name = "chorale-grid"
     frame = 4
@@ -47,9 +45,7 @@ class ChoraleGrid(Tokenizer):
         return 4 + self.pitch_max - self.pitch_min + 1
 
     def token_names(self) -> list[str]:
-        return ["PAD", "BOS", "EOS", "SILENCE"] + [
-            f"PITCH_{p}" for p in range(self.pitch_min, self.pitch_max + 1)
-        ]
+        return ["PAD", "BOS", "EOS", "SILENCE"] + [f"PITCH_{p}" for p in range(self.pitch_min, self.pitch_max + 1)]
 
     # -- grid <-> ids ---------------------------------------------------------
     def encode_grid(self, grid: np.ndarray, eos: bool = True) -> np.ndarray:
@@ -123,8 +119,8 @@ class ChoraleGrid(Tokenizer):
             ranges.append((int(sounding.min()), int(sounding.max())))
         self.voice_ranges = ranges
 
-    def augment(self, ids: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-        """Transpose the window, keeping every voice inside its (fitted) voice range.
+    def transpose_bounds(self, ids: np.ndarray) -> tuple[int, int] | None:
+        """Shifts that keep every voice inside its (fitted) voice range.
 
         Windows start at ``BOS`` or on a step boundary, so token ``j`` belongs to
         voice ``(j - 1) % 4``.
@@ -132,20 +128,22 @@ class ChoraleGrid(Tokenizer):
         voice = (np.arange(len(ids)) - 1) % 4
         pitched = ids > self.silence_id
         if not pitched.any():
-            return ids
+            return None
         used = [v for v in range(4) if pitched[voice == v].any()]
         lows = np.array([ids[pitched & (voice == v)].min() for v in used]) - 4 + self.pitch_min
         highs = np.array([ids[pitched & (voice == v)].max() for v in used]) - 4 + self.pitch_min
         ranges = np.array([self.voice_ranges[v] for v in used])
-        shift = random_shift(lows, highs, ranges[:, 0], ranges[:, 1], self.max_transpose, rng)
-        return np.where(pitched, ids + shift, ids)
+        return shift_bounds(lows, highs, ranges[:, 0], ranges[:, 1])
+
+    def transposed(self, ids: np.ndarray, shift: int) -> np.ndarray:
+        return np.where(ids > self.silence_id, ids + shift, ids)
 
     def to_json(self) -> dict[str, Any]:
         return {"name": self.name, **asdict(self)}
 
     @classmethod
-    def from_json(cls, data: dict[str, Any]) -> "ChoraleGrid":
-        fields = {k: v for k, v in data.items() if k != "name"}
+    def from_json(cls, data: dict[str, Any]) -> ChoraleGrid:
+        fields = known_fields(cls, data)
         fields["voice_ranges"] = [tuple(r) for r in fields["voice_ranges"]]
         return cls(**fields)
 
@@ -179,19 +177,20 @@ def grid_to_score(grid: np.ndarray, tempo_qpm: float = 80.0) -> symusic.Score:
 
 
 def score_to_grid(score: symusic.Score) -> np.ndarray:
-    """A 4-voice score (one voice per track with notes, highest first) on the 16th grid."""
-    tracks = sorted((t for t in score.tracks if len(t.notes)), key=_mean_pitch, reverse=True)
+    """A 4-voice score (one voice per pitched track with notes) on the 16th grid, highest voice first.
+
+    Voices are ordered by their mean pitch over the steps they sound, which a
+    decoded grid keeps, so that reading it back gives the same grid.
+    """
+    tracks = [t for t in score.tracks if len(t.notes) and not t.is_drum]
     if len(tracks) != 4:
         raise RepriseError(f"the chorale grid needs 4 voice tracks with notes, found {len(tracks)}")
     step = score.tpq / 4
-    n_steps = int(round(score.end() / step))
+    spans = [[(round(n.time / step), round((n.time + n.duration) / step)) for n in t.notes] for t in tracks]
+    n_steps = max(max(end, start + 1) for notes in spans for start, end in notes)  # to the last note's end
     grid = np.full((n_steps, 4), SILENCE, dtype=np.int64)
-    for v, track in enumerate(tracks):
-        for note in track.notes:
-            start, end = round(note.time / step), round((note.time + note.duration) / step)
+    for v, (track, notes) in enumerate(zip(tracks, spans)):
+        for note, (start, end) in zip(track.notes, notes):
             grid[start : max(end, start + 1), v] = note.pitch
-    return grid
-
-
-def _mean_pitch(track: symusic.Track) -> float:
-    return float(np.mean([n.pitch for n in track.notes]))
+    height = [grid[:, v][grid[:, v] != SILENCE].mean() for v in range(4)]
+    return grid[:, np.argsort(-np.array(height), kind="stable")]

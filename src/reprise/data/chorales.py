@@ -19,8 +19,8 @@ from pathlib import Path
 
 import numpy as np
 
-from reprise import RepriseError
 from reprise.data.chorale_grid import SILENCE, VOICES
+from reprise.errors import RepriseError
 
 SCORE_SUFFIXES = {".mxl", ".xml", ".musicxml", ".krn"}
 

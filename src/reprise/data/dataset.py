@@ -21,8 +21,10 @@ from typing import Any
 
 import numpy as np
 
-from reprise import RepriseError
+from reprise.data.augment import Augmentation
 from reprise.data.tokenizer import Tokenizer, tokenizer_from_json
+from reprise.data.windows import crop_start
+from reprise.errors import RepriseError
 
 SPLITS = ("train", "valid", "test")
 
@@ -119,13 +121,13 @@ class TokenDataset:
         return int(self.offsets[-1])
 
     def batch(
-        self, rng: np.random.Generator, batch_size: int, context: int, augment: bool = False
+        self, rng: np.random.Generator, batch_size: int, context: int, augment: Augmentation | None = None
     ) -> tuple[np.ndarray, np.ndarray]:
         """``(inputs, targets)`` of shape ``(batch, context)``; padding targets are ``pad_id``.
 
         Pieces are drawn in proportion to their length, and a window starts at
         ``BOS`` or on a frame boundary, so that every token is equally likely to be
-        trained on and structured encodings stay aligned.
+        trained on and structured encodings stay aligned. ``augment`` varies each window.
         """
         if len(self) == 0:
             raise RepriseError(f"{self.directory}: the {self.split} split has no pieces")
@@ -135,10 +137,9 @@ class TokenDataset:
         window = np.full((batch_size, context + 1), self.tokenizer.pad_id, dtype=np.int64)
         for row, i in enumerate(chosen):
             ids = self.piece(i)
-            n_starts = 1 + max(0, len(ids) - 1 - context + frame - 1) // frame
-            start = 0 if n_starts == 1 else int(rng.integers(n_starts)) * frame
+            start = crop_start(len(ids), context, frame, rng)
             ids = ids[start : start + context + 1]
-            ids = self.tokenizer.augment(ids, rng)[: context + 1] if augment else ids
+            ids = augment(ids, self.tokenizer, rng)[: context + 1] if augment else ids
             window[row, : len(ids)] = ids
         return window[:, :-1], window[:, 1:]
 

@@ -20,22 +20,20 @@ from typing import Any
 import numpy as np
 import symusic
 
-from reprise import RepriseError
-from reprise.data.tokenizer import Tokenizer, random_shift, register
+from reprise.constants import TICKS_PER_QUARTER, TICKS_PER_STEP
+from reprise.data.tokenizer import Tokenizer, known_fields, register, shift_bounds
+from reprise.errors import RepriseError
 
 HOLD, REST, FIRST_PITCH = 3, 4, 5
-TICKS_PER_QUARTER = 480
-TICKS_PER_STEP = TICKS_PER_QUARTER // 4
 
 
 @dataclass
 class MelodyGrid(Tokenizer):
-    """16th-note melody tokenizer; augments by transposition inside its pitch range."""
+    """16th-note melody tokenizer; transposes inside its pitch range."""
 
     pitch_min: int = 21
     pitch_max: int = 108
     tempo_qpm: float = 100.0
-    max_transpose: int = 3
 
     name = "melody-grid"
 
@@ -44,9 +42,7 @@ class MelodyGrid(Tokenizer):
         return FIRST_PITCH + self.pitch_max - self.pitch_min + 1
 
     def token_names(self) -> list[str]:
-        return ["PAD", "BOS", "EOS", "HOLD", "REST"] + [
-            f"PITCH_{p}" for p in range(self.pitch_min, self.pitch_max + 1)
-        ]
+        return ["PAD", "BOS", "EOS", "HOLD", "REST"] + [f"PITCH_{p}" for p in range(self.pitch_min, self.pitch_max + 1)]
 
     def encode_score(self, score: symusic.Score) -> np.ndarray:
         onset, end, pitch = _skyline(score)
@@ -56,8 +52,9 @@ class MelodyGrid(Tokenizer):
             raise RepriseError(
                 f"pitch {pitch.min()}..{pitch.max()} outside the vocabulary {self.pitch_min}..{self.pitch_max}"
             )
-        steps = np.full(end.max(), REST, dtype=np.int64)
-        for on, off in zip(onset, np.minimum(end, np.r_[onset[1:], end.max()])):
+        end = np.minimum(end, np.r_[onset[1:], end.max()])  # a new onset ends the sounding note
+        steps = np.full(end.max(), REST, dtype=np.int64)  # up to the end of the last note that sounds
+        for on, off in zip(onset, end):
             steps[on + 1 : off] = HOLD
         steps[onset] = pitch - self.pitch_min + FIRST_PITCH
         return np.concatenate([[self.bos_id], steps, [self.eos_id]])
@@ -71,25 +68,31 @@ class MelodyGrid(Tokenizer):
         onsets = np.flatnonzero(body >= FIRST_PITCH)
         for on in onsets:
             length = 1 + _run_length(body[on + 1 :] == HOLD)
-            track.notes.append(symusic.Note(int(on) * TICKS_PER_STEP, length * TICKS_PER_STEP,
-                                            int(body[on]) - FIRST_PITCH + self.pitch_min, 80))
+            track.notes.append(
+                symusic.Note(
+                    int(on) * TICKS_PER_STEP, length * TICKS_PER_STEP, int(body[on]) - FIRST_PITCH + self.pitch_min, 80
+                )
+            )
         score.tracks.append(track)
         return score
 
-    def augment(self, ids: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    def transpose_bounds(self, ids: np.ndarray) -> tuple[int, int] | None:
         pitched = ids >= FIRST_PITCH
         if not pitched.any():
-            return ids
-        shift = random_shift(ids[pitched].min(keepdims=True), ids[pitched].max(keepdims=True),
-                             [FIRST_PITCH], [self.vocab_size - 1], self.max_transpose, rng)
-        return np.where(pitched, ids + shift, ids)
+            return None
+        return shift_bounds(
+            ids[pitched].min(keepdims=True), ids[pitched].max(keepdims=True), [FIRST_PITCH], [self.vocab_size - 1]
+        )
+
+    def transposed(self, ids: np.ndarray, shift: int) -> np.ndarray:
+        return np.where(ids >= FIRST_PITCH, ids + shift, ids)
 
     def to_json(self) -> dict[str, Any]:
         return {"name": self.name, **asdict(self)}
 
     @classmethod
-    def from_json(cls, data: dict[str, Any]) -> "MelodyGrid":
-        return cls(**{k: v for k, v in data.items() if k != "name"})
+    def from_json(cls, data: dict[str, Any]) -> MelodyGrid:
+        return cls(**known_fields(cls, data))
 
 
 register(MelodyGrid)

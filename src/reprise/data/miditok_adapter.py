@@ -21,9 +21,9 @@ import miditok
 import numpy as np
 import symusic
 
-from reprise import RepriseError
 from reprise.data.performance import clip_restruck
-from reprise.data.tokenizer import Tokenizer, random_shift, register
+from reprise.data.tokenizer import Tokenizer, register, shift_bounds
+from reprise.errors import RepriseError
 
 _KINDS = ("Pitch", "NoteOn", "NoteOff")
 _PITCH_TOKEN = re.compile(r"^(Pitch|NoteOn|NoteOff)_(\d+)$")
@@ -35,9 +35,8 @@ class MiditokTokenizer(Tokenizer):
 
     miditok_class: ClassVar[type[miditok.MusicTokenizer]]
 
-    def __init__(self, bpe_vocab: int | None = None, max_transpose: int = 3,
-                 params: dict[str, Any] | None = None):
-        self.bpe_vocab, self.max_transpose = bpe_vocab, max_transpose
+    def __init__(self, bpe_vocab: int | None = None, params: dict[str, Any] | None = None):
+        self.bpe_vocab = bpe_vocab
         self.tok = _load(self.miditok_class, params) if params else self.miditok_class(_config())
         vocab = self.tok.vocab
         if [vocab[f"{s}_None"] for s in SPECIALS] != [self.pad_id, self.bos_id, self.eos_id]:
@@ -68,12 +67,10 @@ class MiditokTokenizer(Tokenizer):
         if not len(merged.tracks[0].notes):
             raise RepriseError("no notes")
         quantized = self.tok.preprocess_score(merged)  # onto miditok's grid, then no same-pitch overlaps
-        if len(quantized.tracks):
-            quantized.tracks[0].notes = _without_overlaps(quantized.tracks[0].notes)
-        seqs = self.tok.encode(quantized, encode_ids=False)
-        ids = seqs[0].ids if seqs else []
-        if not ids:
+        if not len(quantized.tracks) or not len(quantized.tracks[0].notes):  # a time signature alone encodes
             raise RepriseError(f"no notes in {self.name}'s pitch range {self._pitch_range}")
+        quantized.tracks[0].notes = _without_overlaps(quantized.tracks[0].notes)
+        ids = self.tok.encode(quantized, encode_ids=False)[0].ids
         return np.array([self.bos_id, *ids, self.eos_id], dtype=np.int64)
 
     def decode(self, ids: np.ndarray) -> symusic.Score:
@@ -97,31 +94,39 @@ class MiditokTokenizer(Tokenizer):
         self.tok.encode_token_ids(seq)
         return np.array([ids[0], *seq.ids, ids[-1]], dtype=np.int64)
 
-    def augment(self, ids: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-        """Transpose inside the pitch range; with BPE, through the base tokens and back."""
-        edges = (ids[:1] == self.bos_id).sum(), (ids[-1:] == self.eos_id).sum()
-        body = ids[edges[0] : len(ids) - edges[1]]
+    def transpose_bounds(self, ids: np.ndarray) -> tuple[int, int] | None:
+        """Shifts inside the pitch range; with BPE, read through the base tokens."""
+        pitch = self._pitch[self._expand(self._body(ids))]
+        pitched = pitch >= 0
+        if not pitched.any():
+            return None
+        low, high = self._pitch_range[0], self._pitch_range[1] - 1
+        return shift_bounds(pitch[pitched].min(keepdims=True), pitch[pitched].max(keepdims=True), [low], [high])
+
+    def transposed(self, ids: np.ndarray, shift: int) -> np.ndarray:
+        """Pitches moved through the base tokens and, with BPE, merged again."""
+        body = self._body(ids)
         base = self._expand(body)
         pitch = self._pitch[base]
         pitched = pitch >= 0
-        if not pitched.any():
-            return ids
-        low, high = self._pitch_range[0], self._pitch_range[1] - 1
-        shift = random_shift(pitch[pitched].min(keepdims=True), pitch[pitched].max(keepdims=True), [low], [high],
-                             self.max_transpose, rng)
         moved = base.copy()
         moved[pitched] = self._by_kind_pitch[self._kind[base[pitched]], pitch[pitched] + shift]
         if self.tok.is_trained:
             moved = self.compress(np.r_[self.bos_id, moved, self.eos_id])[1:-1]
-        return np.r_[ids[: edges[0]], moved, ids[len(ids) - edges[1] :]]
+        head = int(ids[:1].tolist() == [self.bos_id])
+        return np.r_[ids[:head], moved, ids[head + len(body) :]]
+
+    def _body(self, ids: np.ndarray) -> np.ndarray:
+        """``ids`` without a leading ``BOS`` and a trailing ``EOS``."""
+        head, tail = (ids[:1] == self.bos_id).sum(), (ids[-1:] == self.eos_id).sum()
+        return ids[head : len(ids) - tail]
 
     def to_json(self) -> dict[str, Any]:
-        return {"name": self.name, "bpe_vocab": self.bpe_vocab, "max_transpose": self.max_transpose,
-                "params": self.tok.to_dict()}
+        return {"name": self.name, "bpe_vocab": self.bpe_vocab, "params": self.tok.to_dict()}
 
     @classmethod
-    def from_json(cls, data: dict[str, Any]) -> "MiditokTokenizer":
-        return cls(data["bpe_vocab"], data["max_transpose"], data["params"])
+    def from_json(cls, data: dict[str, Any]) -> MiditokTokenizer:
+        return cls(data["bpe_vocab"], data["params"])  # older files also hold max_transpose, now a training setting
 
     # -- helpers -------------------------------------------------------------
     def _bytes(self, ids: np.ndarray) -> str:
@@ -195,8 +200,9 @@ def _without_overlaps(notes) -> Any:
 
 def _config() -> miditok.TokenizerConfig:
     """miditok's defaults, with 32 velocities, one stream, no MASK and BPE over whole sequences."""
-    return miditok.TokenizerConfig(num_velocities=32, use_programs=False, special_tokens=list(SPECIALS),
-                                   encode_ids_split="no")
+    return miditok.TokenizerConfig(
+        num_velocities=32, use_programs=False, special_tokens=list(SPECIALS), encode_ids_split="no"
+    )
 
 
 def _load(cls: type[miditok.MusicTokenizer], params: dict[str, Any]) -> miditok.MusicTokenizer:

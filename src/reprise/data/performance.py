@@ -19,8 +19,8 @@ from typing import Any
 import numpy as np
 import symusic
 
-from reprise import RepriseError
-from reprise.data.tokenizer import Tokenizer, random_shift, register
+from reprise.data.tokenizer import Tokenizer, register, shift_bounds
+from reprise.errors import RepriseError
 
 STEPS_PER_SECOND = 100
 MAX_SHIFT = 100  # steps in one TIME_SHIFT token (1 s)
@@ -34,12 +34,10 @@ TPQ, QPM = 500, 120.0  # decoded MIDI: one tick is one millisecond
 
 @dataclass
 class Performance(Tokenizer):
-    """Performance-event tokenizer; augments by transposition and time stretch."""
-
-    max_transpose: int = 3
-    stretches: tuple[float, ...] = (0.95, 0.975, 1.0, 1.025, 1.05)
+    """Performance-event tokenizer; transposes (keeping MIDI's 0..127) and stretches time."""
 
     name = "performance"
+    stretches_time = True
 
     @property
     def vocab_size(self) -> int:
@@ -70,22 +68,25 @@ class Performance(Tokenizer):
         score.tracks.append(track)
         return score
 
-    def augment(self, ids: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-        """Transpose (keeping MIDI's 0..127) and stretch time by a factor from ``stretches``."""
+    def transpose_bounds(self, ids: np.ndarray) -> tuple[int, int] | None:
         notes = (ids >= NOTE_ON) & (ids < TIME_SHIFT)
-        if notes.any():
-            pitches = (ids[notes] - NOTE_ON) % 128
-            shift = random_shift(pitches.min(keepdims=True), pitches.max(keepdims=True), [0], [127],
-                                 self.max_transpose, rng)
-            ids = np.where(notes, ids + shift, ids)
-        return _stretch(ids, float(rng.choice(self.stretches)))
+        if not notes.any():
+            return None
+        pitches = (ids[notes] - NOTE_ON) % 128
+        return shift_bounds(pitches.min(keepdims=True), pitches.max(keepdims=True), [0], [127])
+
+    def transposed(self, ids: np.ndarray, shift: int) -> np.ndarray:
+        return np.where((ids >= NOTE_ON) & (ids < TIME_SHIFT), ids + shift, ids)
+
+    def stretched(self, ids: np.ndarray, factor: float) -> np.ndarray:
+        return _stretch(ids, factor)
 
     def to_json(self) -> dict[str, Any]:
         return {"name": self.name, **asdict(self)}
 
     @classmethod
-    def from_json(cls, data: dict[str, Any]) -> "Performance":
-        return cls(max_transpose=data["max_transpose"], stretches=tuple(data["stretches"]))
+    def from_json(cls, data: dict[str, Any]) -> Performance:
+        return cls()  # older files also hold max_transpose and stretches, now training settings
 
 
 register(Performance)
@@ -98,7 +99,7 @@ def sustained_notes(score: symusic.Score) -> tuple[np.ndarray, ...]:
     comes up; a note still sounding when its pitch is struck again ends there.
     """
     parts = [_track_notes(track) for track in score.to("second").tracks if not track.is_drum]
-    if not parts:
+    if not sum(len(part[0]) for part in parts):  # no pitched track, or no notes in them
         return tuple(np.zeros(0, np.int64) for _ in range(4))
     start, end, pitch, velocity = (np.concatenate(column) for column in zip(*parts))
     start = np.round(start * STEPS_PER_SECOND).astype(np.int64)

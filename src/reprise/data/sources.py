@@ -1,9 +1,11 @@
 """Where music comes from: source readers that list pieces and turn each into a score.
 
 A source is listed in the main process as :class:`Item` s (a name, a reader and
-its input), cheaply; each item is then read into a ``symusic.Score`` in a worker
-process (:func:`read_item`), so a slow or crashing parser never stalls or kills
-``prepare``. Supported sources:
+its input), cheaply: files and zip members are only named there (:class:`FileRef`).
+Each item is then read into a ``symusic.Score`` in a worker process
+(:func:`read_item`), which reads the file itself, never more than a size limit, so
+that a slow or crashing parser never stalls or kills ``prepare`` and a zip bomb
+costs at most the limit. Supported sources:
 
 - a folder of MIDI files (recursive) or a zip of them;
 - a folder or zip of Humdrum ``**kern`` files (e.g. the Essen folk songs);
@@ -16,9 +18,12 @@ process (:func:`read_item`), so a slow or crashing parser never stalls or kills
 
 from __future__ import annotations
 
+import functools
 import hashlib
+import os
 import re
 import zipfile
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -26,24 +31,54 @@ from typing import Any
 import numpy as np
 import symusic
 
-from reprise import RepriseError
-from reprise.data.chorale_grid import TICKS_PER_QUARTER, grid_to_score
+from reprise.constants import TICKS_PER_QUARTER
+from reprise.data.chorale_grid import grid_to_score
 from reprise.data.chorales import SCORE_SUFFIXES, load_jsb_json
 from reprise.data.chorales import _read_chorale as _chorale_grid
+from reprise.data.midi import midi_from_bytes
+from reprise.errors import RepriseError
 
 MIDI_SUFFIXES = (".mid", ".midi", ".kar")
 KERN_SUFFIXES = (".krn",)
 ALIASES = {"essen": "essenFolksong"}
+READ_CHUNK = 1 << 20  # bytes per read of a zip member, so that no read exceeds the size limit by more
+
+
+@dataclass(frozen=True)
+class FileRef:
+    """A file to read later, in the worker: ``path`` itself, or its zip member ``member``."""
+
+    path: str
+    member: str | None = None
+
+    def read(self, max_bytes: int | None = None) -> bytes:
+        """The file's bytes; a :class:`RepriseError` when it is over ``max_bytes`` (checked before reading)."""
+        if self.member is None:
+            try:
+                with open(self.path, "rb") as f:
+                    _check_size(os.fstat(f.fileno()).st_size, max_bytes)
+                    return _read_bounded(f, max_bytes)
+            except OSError as err:
+                raise RepriseError(f"cannot be read ({err.strerror or err})") from err
+        try:
+            archive = _open_zip(self.path, os.getpid())
+            info = archive.getinfo(self.member)
+            _check_size(info.file_size, max_bytes)  # as the zip declares it
+            with archive.open(info) as f:
+                return _read_bounded(f, max_bytes)  # in case the declaration lies
+        except (zipfile.BadZipFile, zlib.error, EOFError, NotImplementedError, RuntimeError) as err:
+            raise RepriseError(f"cannot be unpacked from the zip ({err})") from err
 
 
 @dataclass(frozen=True)
 class Item:
-    """One piece to read: ``reader`` names a function of :data:`READERS`, ``data`` is its input."""
+    """One piece to read: ``reader`` names a function of :data:`READERS`, ``data`` is its input
+    (or a :class:`FileRef` to read it from)."""
 
     name: str
     reader: str
     data: Any
-    sha1: str
+    sha1: str = ""  # of the input; for a FileRef, known once read
     split: str | None = None  # fixed by the source (JSB), else drawn from the name
 
 
@@ -69,9 +104,16 @@ def list_source(source: str) -> tuple[list[Item], str]:
     )
 
 
-def read_item(item: Item) -> symusic.Score:
-    """The item as a score; raises :class:`RepriseError` with the reason it cannot be used."""
-    return READERS[item.reader](item.data)
+def read_item(item: Item, max_bytes: int | None = None) -> tuple[symusic.Score, str]:
+    """The item as a score, and the SHA-1 of what it was read from.
+
+    Raises :class:`RepriseError` with the reason it cannot be used, e.g. a file
+    over ``max_bytes``.
+    """
+    if isinstance(item.data, FileRef):
+        data = item.data.read(max_bytes)
+        return READERS[item.reader](data), _sha1(data)
+    return READERS[item.reader](item.data), item.sha1
 
 
 def select_tracks(score: symusic.Score, tracks: tuple[str, ...] = ()) -> symusic.Score:
@@ -107,29 +149,25 @@ def music21_collections() -> list[str]:
 # -- listing ----------------------------------------------------------------------
 def _folder_items(folder: Path) -> tuple[list[Item], str]:
     files = sorted(p for p in folder.rglob("*") if p.is_file() and not p.name.startswith("."))
-    entries = [(p.relative_to(folder).as_posix(), p.read_bytes) for p in files]
-    return _file_items(entries, f"{folder}")
+    return _file_items([(p.relative_to(folder).as_posix(), FileRef(str(p))) for p in files], f"{folder}")
 
 
 def _zip_items(path: Path) -> tuple[list[Item], str]:
     try:
-        archive = zipfile.ZipFile(path)
-    except zipfile.BadZipFile as err:
+        with zipfile.ZipFile(path) as archive:
+            names = sorted(n for n in archive.namelist() if not n.endswith("/") and not Path(n).name.startswith("."))
+    except (zipfile.BadZipFile, OSError) as err:
         raise RepriseError(f"{path}: not a readable zip ({err})") from err
-    with archive:
-        names = sorted(n for n in archive.namelist() if not n.endswith("/") and not Path(n).name.startswith("."))
-        entries = [(n, lambda n=n: archive.read(n)) for n in names]
-        return _file_items(entries, f"{path}")
+    return _file_items([(n, FileRef(str(path), n)) for n in names], f"{path}")
 
 
-def _file_items(entries: list, where: str) -> tuple[list[Item], str]:
-    """MIDI and **kern entries (name, read-bytes function); other files are ignored."""
+def _file_items(entries: list[tuple[str, FileRef]], where: str) -> tuple[list[Item], str]:
+    """MIDI and **kern entries (name, where to read it); other files are ignored."""
     items = []
-    for name, read in entries:
+    for name, ref in entries:
         suffix = Path(name).suffix.lower()
         if suffix in MIDI_SUFFIXES or suffix in KERN_SUFFIXES:
-            data = read()
-            items.append(Item(name, "kern" if suffix in KERN_SUFFIXES else "midi", data, _sha1(data)))
+            items.append(Item(name, "kern" if suffix in KERN_SUFFIXES else "midi", ref))
     if not items:
         raise RepriseError(f"{where}: no MIDI (.mid, .midi) or **kern (.krn) files in it")
     kern = sum(i.reader == "kern" for i in items) > len(items) / 2
@@ -146,7 +184,8 @@ def _corpus_items(corpus: str) -> tuple[list[Item], str]:
     paths = sorted(m21.getComposer(corpus))
     if corpus == "bach":
         items = [
-            Item(f"bach/{p.stem}", "chorale", str(p), _sha1(p.read_bytes())) if p.suffix in SCORE_SUFFIXES
+            Item(f"bach/{p.stem}", "chorale", str(p), _sha1(p.read_bytes()))
+            if p.suffix in SCORE_SUFFIXES
             else Item(f"bach/{p.stem}", "refuse", "a Roman-numeral analysis, not a score", _sha1(p.read_bytes()))
             for p in paths
         ]
@@ -176,13 +215,28 @@ def _sha1(data: bytes) -> str:
 
 
 # -- reading (in workers) -------------------------------------------------------------
-def _read_midi(data: bytes) -> symusic.Score:
-    if not data:
-        raise RepriseError("empty file")
-    try:
-        return symusic.Score.from_midi(data)
-    except Exception as err:  # symusic raises plain RuntimeErrors for bad files
-        raise RepriseError(f"not a readable MIDI file ({str(err).split(':')[-2].strip() or err})") from err
+@functools.lru_cache(maxsize=4)
+def _open_zip(path: str, pid: int) -> zipfile.ZipFile:
+    """The zip at ``path``, opened once per process: its directory takes long to read (30 ms for
+    1,700 members), and a forked worker must not share its parent's file position."""
+    return zipfile.ZipFile(path)
+
+
+def _check_size(size: int, max_bytes: int | None, at_least: str = "") -> None:
+    if max_bytes is not None and size > max_bytes:
+        raise RepriseError(
+            f"{at_least}{size / 2**20:,.1f} MB, over the limit of {max_bytes / 2**20:g} MB (--max-file-mb)"
+        )
+
+
+def _read_bounded(f, max_bytes: int | None) -> bytes:
+    """All of ``f``, in chunks, failing as soon as it passes ``max_bytes``."""
+    chunks, total = [], 0
+    while chunk := f.read(READ_CHUNK):
+        total += len(chunk)
+        _check_size(total, max_bytes, "at least ")
+        chunks.append(chunk)
+    return b"".join(chunks)
 
 
 def _read_music21(source: str, fmt: str | None = None) -> symusic.Score:
@@ -218,7 +272,7 @@ def music21_to_score(score) -> symusic.Score:
     out = symusic.Score(TICKS_PER_QUARTER)
     parts = list(score.parts) or [score]
     for part in parts:
-        track = symusic.Track(name=str(part.partName or ""), program=0)
+        track = symusic.Track(name=str(getattr(part, "partName", None) or ""), program=0)  # a Score has none
         for element in part.stripTies().flatten().notes:
             start = round(float(element.offset) * TICKS_PER_QUARTER)
             length = round(float(element.quarterLength) * TICKS_PER_QUARTER)
@@ -231,7 +285,7 @@ def music21_to_score(score) -> symusic.Score:
 
 
 READERS = {
-    "midi": _read_midi,
+    "midi": midi_from_bytes,
     "kern": _read_kern,
     "abc": lambda tune: _read_music21(tune, "abc"),
     "music21": _read_music21,

@@ -15,13 +15,15 @@ miditok's BPE merges) and ``compress`` rewrites ids with what it learned.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from dataclasses import fields as dataclass_fields
 from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
 import symusic
 
-from reprise import RepriseError
+from reprise.data.midi import read_midi
+from reprise.errors import RepriseError
 
 
 class Tokenizer(ABC):
@@ -56,16 +58,13 @@ class Tokenizer(ABC):
 
     def encode_midi(self, path: Path) -> np.ndarray:
         """Read a MIDI file into ids, ``BOS`` first and without ``EOS`` (a primer)."""
-        try:
-            score = symusic.Score(str(path))
-        except Exception as err:  # symusic raises plain RuntimeErrors for bad files
-            raise RepriseError(f"{path}: cannot read MIDI ({err})") from err
+        score = read_midi(path)
         try:
             return self.compress(self.encode_score(score))[:-1]
         except RepriseError as err:
             raise RepriseError(f"{path}: {err}") from err
 
-    def fit(self, train: list[np.ndarray]) -> None:
+    def fit(self, train: list[np.ndarray]) -> None:  # noqa: B027 (an optional hook, not an abstract one)
         """Learn corpus-dependent settings from the training pieces' ids (a no-op unless overridden)."""
 
     def compress(self, ids: np.ndarray) -> np.ndarray:
@@ -78,7 +77,7 @@ class Tokenizer(ABC):
 
     @classmethod
     @abstractmethod
-    def from_json(cls, data: dict[str, Any]) -> "Tokenizer":
+    def from_json(cls, data: dict[str, Any]) -> Tokenizer:
         """Rebuild a tokenizer saved with :meth:`to_json`."""
 
     def tokens_per_bar(self) -> int | None:
@@ -93,13 +92,22 @@ class Tokenizer(ABC):
         """
         return None
 
-    def augment(self, ids: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-        """A randomly varied copy of a training window (identity unless overridden).
+    # -- augmentation hooks (reprise.data.augment draws the random choices) --------------
+    stretches_time: ClassVar[bool] = False  # whether ids carry time that :meth:`stretched` can scale
 
-        The copy may be longer or shorter (a time stretch changes how many time
-        shifts it takes); the dataset cuts or pads it to the window's length.
-        """
-        return ids
+    def transpose_bounds(self, ids: np.ndarray) -> tuple[int, int] | None:
+        """``(down, up)``: the shifts in semitones (``down`` <= 0 <= ``up`` when the window fits) that keep
+        every pitch of the window ``ids`` in range, or ``None`` when it has no pitch to move (or the
+        tokenizer cannot transpose)."""
+        return None
+
+    def transposed(self, ids: np.ndarray, shift: int) -> np.ndarray:
+        """The window ``ids`` with every pitch moved by ``shift`` semitones (within :meth:`transpose_bounds`)."""
+        raise NotImplementedError(f"the {self.name} tokenizer cannot transpose")
+
+    def stretched(self, ids: np.ndarray, factor: float) -> np.ndarray:
+        """The window ``ids`` with time scaled by ``factor`` (only where ``stretches_time``)."""
+        raise NotImplementedError(f"the {self.name} tokenizer has no time to stretch")
 
     def token_notes(self, ids: np.ndarray) -> np.ndarray:
         """Which note each position of ``ids`` describes: an index into
@@ -143,18 +151,19 @@ def _note_keys(score: symusic.Score) -> list[tuple]:
     return [(*tracks[t], note.time, note.pitch) for t, note in score_notes(score)]
 
 
-def random_shift(
-    lows: np.ndarray, highs: np.ndarray, floors: np.ndarray, ceilings: np.ndarray,
-    max_shift: int, rng: np.random.Generator,
-) -> int:
-    """A transposition drawn uniformly from ``-max_shift..max_shift`` that keeps every
-    ``lows[i]..highs[i]`` inside ``floors[i]..ceilings[i]`` (0 when nothing else fits).
+def shift_bounds(lows: np.ndarray, highs: np.ndarray, floors: np.ndarray, ceilings: np.ndarray) -> tuple[int, int]:
+    """The shifts ``(down, up)`` that keep every ``lows[i]..highs[i]`` inside ``floors[i]..ceilings[i]``.
 
     Each index is one pitch set (a voice, or the whole window) with its allowed range.
     """
-    down = max(-max_shift, int(np.max(np.asarray(floors) - lows)))
-    up = min(max_shift, int(np.min(np.asarray(ceilings) - highs)))
-    return int(rng.integers(down, up + 1)) if down <= up else 0
+    return int(np.max(np.asarray(floors) - lows)), int(np.min(np.asarray(ceilings) - highs))
+
+
+def known_fields(cls: type, data: dict[str, Any]) -> dict[str, Any]:
+    """The entries of ``data`` that are fields of the dataclass ``cls``: keys an older reprise wrote
+    (``max_transpose``, now a training setting) are ignored, so old tokenizer.json files still load."""
+    names = {f.name for f in dataclass_fields(cls)}
+    return {k: v for k, v in data.items() if k in names}
 
 
 _REGISTRY: dict[str, type[Tokenizer]] = {}

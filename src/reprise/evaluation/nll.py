@@ -8,7 +8,7 @@ tokens, scores only its last ``stride`` tokens, so each of them sees at least
 ``frame`` (tokens per time step, as in the chorale grid) every window starts on
 a frame boundary, as training windows do, so a model with absolute positions
 sees each voice at the positions it was trained on; history is then up to
-``frame - 1`` tokens shorter.
+``frame - 1`` tokens shorter. The windows come from :func:`reprise.data.windows.scoring_windows`.
 """
 
 from __future__ import annotations
@@ -20,6 +20,9 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 import torch.nn.functional as F
+
+from reprise.data.windows import scoring_windows
+from reprise.models import in_eval_mode
 
 
 @dataclass
@@ -38,26 +41,9 @@ class NLL:
         return math.exp(self.per_token)
 
 
-def windows(length: int, context: int, stride: int, frame: int = 1) -> list[tuple[int, int, int]]:
-    """``(start, end, first_scored)`` windows over ids ``[0, length)``.
-
-    A window feeds ids ``[start, end - 1)`` and predicts ``[start + 1, end)``; of
-    those it counts the targets at index ``first_scored`` and later.
-    """
-    if length <= context + 1:
-        return [(0, length, 1)]
-    out = [(0, context + 1, 1)]
-    scored_until = context + 1
-    while scored_until < length:
-        end = min(scored_until + stride, length)
-        start = end - context - 1
-        out.append((start + (-start) % frame, end, scored_until))
-        scored_until = end
-    return out
-
-
 @torch.no_grad()
-def score(
+@in_eval_mode
+def nll_of(
     model: torch.nn.Module,
     pieces: Iterable[np.ndarray],
     context: int,
@@ -68,9 +54,7 @@ def score(
     """Summed NLL of ``pieces`` (arrays of ids, ``BOS`` first) under ``model``; windows start on ``frame``s."""
     stride = stride or max(1, context // 2)
     device = next(model.parameters()).device
-    was_training = model.training
-    model.eval()
-    jobs = [(ids, w) for ids in pieces for w in windows(len(ids), context, stride, frame)]
+    jobs = [(ids, w) for ids in pieces for w in scoring_windows(len(ids), context, stride, frame)]
     total, count = 0.0, 0
     for i in range(0, len(jobs), batch_size):
         chunk = jobs[i : i + batch_size]
@@ -85,5 +69,4 @@ def score(
         nll = F.cross_entropy(logits.flatten(0, 1), targets.to(device).flatten(), reduction="sum")
         total += nll.item()
         count += int((targets != -100).sum())
-    model.train(was_training)
     return NLL(total, count)

@@ -8,15 +8,20 @@ frame, so that e.g. the chorale grid's voice order is kept) and decoding goes on
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 import torch
 from torch import nn
 
 from reprise.data.tokenizer import Tokenizer
+from reprise.data.windows import slide_start
 from reprise.generation.sampling import SamplingConfig, sample
+from reprise.models import in_eval_mode
 
 
 @torch.no_grad()
+@in_eval_mode
 def generate(
     model: nn.Module,
     tokenizer: Tokenizer,
@@ -26,6 +31,7 @@ def generate(
     sampling: SamplingConfig | None = None,
     seed: int = 0,
     use_cache: bool = True,
+    on_token: Callable[[int], None] | None = None,
 ) -> np.ndarray:
     """``(num_samples, len(primer) + n_new)`` ids continuing ``primer`` (which starts with ``BOS``).
 
@@ -34,12 +40,13 @@ def generate(
 
     Special tokens are never sampled, so every sample has exactly ``n_new`` new
     tokens; the tokenizer's :meth:`~Tokenizer.allowed_next` keeps structured
-    encodings well-formed.
+    encodings well-formed. The model runs in eval mode and is left in the mode it was in.
+    ``on_token(i)`` is called after the ``i``-th new token (progress bars; an exception
+    it raises stops generation, e.g. to cancel).
     """
     sampling = sampling or SamplingConfig()
     device = next(model.parameters()).device
     generator = torch.Generator(device=device).manual_seed(seed)
-    model.eval()
     seq = torch.as_tensor(primer, dtype=torch.long, device=device)
     seq = seq.repeat(num_samples, 1) if seq.dim() == 1 else seq
     num_samples = seq.shape[0]
@@ -47,31 +54,21 @@ def generate(
     banned = torch.zeros(tokenizer.vocab_size, dtype=torch.bool, device=device)
     banned[[tokenizer.pad_id, tokenizer.bos_id, tokenizer.eos_id]] = True
 
-    start, logits = _window_start(seq.shape[1], context, frame), None
+    start, logits = slide_start(seq.shape[1], context, frame), None
     for i in range(n_new):
         if seq.shape[1] - start > context:  # the window is full: slide it
-            start, logits = _window_start(seq.shape[1], context, frame), None
+            start, logits = slide_start(seq.shape[1], context, frame), None
         if logits is None:  # prefill the window (every step when not caching)
             caches = model.new_caches(num_samples, context) if use_cache else None
             logits = model(seq[:, start:], caches)[:, -1]
         logits = logits.masked_fill(_disallowed(tokenizer, seq.shape[1], banned), float("-inf"))
         token = sample(logits, sampling, generator)
         seq = torch.cat([seq, token[:, None]], dim=1)
+        if on_token is not None:
+            on_token(i + 1)
         full = seq.shape[1] - start > context
         logits = None if caches is None or full or i == n_new - 1 else model(token[:, None], caches)[:, -1]
     return seq.cpu().numpy()
-
-
-def _window_start(length: int, context: int, frame: int) -> int:
-    """Where the attended window starts: 0 while it fits, else the last half-context on a frame boundary.
-
-    The window then stays put, growing token by token, until it fills the
-    context again; cached and uncached decoding slide it at the same steps.
-    """
-    if length <= context:
-        return 0
-    start = length - max(frame, context // 2)
-    return start - start % frame
 
 
 def _disallowed(tokenizer: Tokenizer, position: int, banned: torch.Tensor) -> torch.Tensor:

@@ -1,12 +1,28 @@
 """Decoding caches: what one layer keeps from the tokens decoded so far.
 
-Every cache has ``length``, the number of tokens decoded so far; the model reads
-the position offset of new tokens from it.
+Every cache is a :class:`Cache`: it has ``length``, the number of tokens decoded
+so far, from which the model reads the position offset of new tokens. The five
+kinds: :class:`TensorCache` (Fourier mixing), :class:`KVCache` (attention),
+:class:`LocalCache` (local attention), the LSTM's state and the Markov chain's
+history.
+
+Shapes in comments: B batch, T time (queries), S source (keys), H heads, D model width,
+Dh head dim (D / H), V vocabulary.
 """
 
 from __future__ import annotations
 
+from typing import Protocol, runtime_checkable
+
 import torch
+
+
+@runtime_checkable
+class Cache(Protocol):
+    """What every decoding cache offers the model: how many tokens it has seen."""
+
+    @property
+    def length(self) -> int: ...
 
 
 class TensorCache:
@@ -35,10 +51,10 @@ class TensorCache:
 
 
 class KVCache:
-    """Keys and values ``(batch, heads, time, head_dim)`` of one attention layer.
+    """Keys and values ``(B, H, T, Dh)`` of one attention layer.
 
-    ``heads_first`` stores them ``(heads, batch, time, head_dim)`` (and returns transposed
-    views), for attention that groups the batch under each head.
+    ``heads_first`` stores them ``(H, B, T, Dh)`` (and returns transposed views), for
+    attention that groups the batch under each head.
     """
 
     def __init__(self, batch: int, heads: int, capacity: int, head_dim: int, device, dtype, heads_first: bool = False):

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
-from typing import Any
+from dataclasses import dataclass
 
-from reprise import RepriseError
 from reprise.config import JsonConfig
+from reprise.errors import RepriseError
 
 POSITIONS = ("learned", "sinusoidal", "frame", "none")
 
@@ -63,7 +62,8 @@ class ModelConfig(JsonConfig):
             raise RepriseError(f"unknown attention {unknown[0]!r}; choose one of {', '.join(ATTENTION_KINDS)}")
         if len(kinds) not in (1, self.n_layers):
             raise RepriseError(
-                f"attention {self.attention!r} names {len(kinds)} kinds for {self.n_layers} layers: give one, or one per layer"
+                f"attention {self.attention!r} names {len(kinds)} kinds for {self.n_layers} layers: "
+                "give one, or one per layer"
             )
         if self.frame < 1:
             raise RepriseError(f"frame must be at least 1 token, not {self.frame}")
@@ -98,26 +98,3 @@ class ModelConfig(JsonConfig):
     def relative_distance(self) -> int:
         """The longest distance with its own relative embedding."""
         return self.max_relative_distance or self.context - 1
-
-
-
-PRESETS: dict[str, dict[str, Any]] = {
-    # trains in a few minutes on a 2-core laptop CPU
-    "tiny": dict(context=256, d_model=128, n_layers=4, n_heads=4, dropout=0.1),
-    # an hour or so on a CPU, minutes on a GPU
-    "small": dict(context=512, d_model=256, n_layers=6, n_heads=8, dropout=0.1),
-    # the Music Transformer paper's size class; wants a GPU
-    "base": dict(context=1024, d_model=512, n_layers=8, n_heads=8, dropout=0.1),
-    # the best JSB Chorales model for 60 minutes of a 2-core CPU (docs/results.md);
-    # its training settings are reprise.training.config.TRAIN_PRESETS["jsb-best"]
-    "jsb-best": dict(context=1024, d_model=128, n_layers=6, n_heads=4, dropout=0.1, attention_dropout=0.0,
-                     positions="frame", frame=4, attention="rope"),
-}
-
-
-def preset(name: str, **overrides: Any) -> ModelConfig:
-    """A preset configuration, with any field overridden (``None`` values are ignored)."""
-    if name not in PRESETS:
-        raise RepriseError(f"unknown preset {name!r}; choose one of {', '.join(PRESETS)}")
-    config = ModelConfig(**PRESETS[name])
-    return replace(config, **{k: v for k, v in overrides.items() if v is not None})

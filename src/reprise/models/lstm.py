@@ -4,6 +4,9 @@ ids -> embedding -> stacked LSTM (dropout between layers) -> logits. It offers
 the same interface as the transformer (``forward(ids, caches)``,
 ``new_caches``), so training, sampling and scoring treat both alike; its
 "cache" is the recurrent state, which is all an LSTM needs to continue.
+
+Shapes in comments: B batch, T time (queries), S source (keys), H heads, D model width,
+Dh head dim (D / H), V vocabulary.
 """
 
 from __future__ import annotations
@@ -13,8 +16,8 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from reprise import RepriseError
 from reprise.config import JsonConfig
+from reprise.errors import RepriseError
 
 
 @dataclass
@@ -34,7 +37,6 @@ class LSTMConfig(JsonConfig):
             raise RepriseError(f"tie_weights needs d_embed == hidden ({self.d_embed} != {self.hidden})")
 
 
-
 class LSTMState:
     """The recurrent state after ``length`` tokens (the LSTM's counterpart of a KV cache)."""
 
@@ -51,8 +53,13 @@ class LSTMLanguageModel(nn.Module):
         self.config = config
         self.embed = nn.Embedding(config.vocab_size, config.d_embed)
         self.drop = nn.Dropout(config.dropout)
-        self.lstm = nn.LSTM(config.d_embed, config.hidden, config.n_layers, batch_first=True,
-                            dropout=config.dropout if config.n_layers > 1 else 0.0)
+        self.lstm = nn.LSTM(
+            config.d_embed,
+            config.hidden,
+            config.n_layers,
+            batch_first=True,
+            dropout=config.dropout if config.n_layers > 1 else 0.0,
+        )
         self.head = nn.Linear(config.hidden, config.vocab_size)
         if config.tie_weights:
             self.head.weight = self.embed.weight

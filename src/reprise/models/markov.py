@@ -10,6 +10,9 @@ It has the transformer's interface (``forward(ids, caches)`` returning
 log-probabilities as logits, ``new_caches``), so scoring, sampling and
 checkpoints treat it like the neural models; its counts are tensors, saved in
 safetensors.
+
+Shapes in comments: B batch, T time (queries), S source (keys), H heads, D model width,
+Dh head dim (D / H), V vocabulary.
 """
 
 from __future__ import annotations
@@ -22,8 +25,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from reprise import RepriseError
 from reprise.config import JsonConfig
+from reprise.errors import RepriseError
 
 
 @dataclass
@@ -39,12 +42,15 @@ class MarkovConfig(JsonConfig):
             raise RepriseError(f"a Markov chain's order must be 0 or more, not {self.order}")
 
 
-
 class History:
-    """The last ``order`` tokens of each sequence being decoded."""
+    """The last ``order`` tokens of each sequence being decoded, as host-side lists.
+
+    The chain counts on the host whatever device its inputs are on, so the
+    history is kept where the counting happens and never meets a device tensor.
+    """
 
     def __init__(self) -> None:
-        self.tokens: torch.Tensor | None = None
+        self.tokens: list[list[int]] | None = None
         self.length = 0
 
 
@@ -82,16 +88,20 @@ class MarkovChain(nn.Module):
 
     def forward(self, ids: torch.Tensor, caches: list[History] | None = None) -> torch.Tensor:
         """Log-probabilities ``(batch, time, vocab)`` of the token after each position."""
-        past = caches[0].tokens if caches and caches[0].tokens is not None else ids[:, :0]
-        full = torch.cat([past, ids], dim=1).tolist()
-        start = past.shape[1]
-        out = np.stack([
-            [np.log(self.distribution(tuple(row[max(0, t + 1 - self.config.order) : t + 1]))) for t in
-             range(start, len(row))]
-            for row in full
-        ])
+        past = caches[0].tokens if caches and caches[0].tokens is not None else [[] for _ in range(len(ids))]
+        full = [before + now for before, now in zip(past, ids.tolist())]
+        start = len(past[0])
+        out = np.stack(
+            [
+                [
+                    np.log(self.distribution(tuple(row[max(0, t + 1 - self.config.order) : t + 1])))
+                    for t in range(start, len(row))
+                ]
+                for row in full
+            ]
+        )
         if caches:
-            caches[0].tokens = torch.tensor(full)[:, -self.config.order :] if self.config.order else ids[:, :0]
+            caches[0].tokens = [row[len(row) - self.config.order :] for row in full]
             caches[0].length += ids.shape[1]
         return torch.from_numpy(out).float().to(ids.device)
 

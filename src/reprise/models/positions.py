@@ -1,4 +1,8 @@
-"""Absolute position signals added to token embeddings: learned, sinusoidal, or place in a frame."""
+"""Absolute position signals added to token embeddings: learned, sinusoidal, or place in a frame.
+
+Shapes in comments: B batch, T time (queries), S source (keys), H heads, D model width,
+Dh head dim (D / H), V vocabulary.
+"""
 
 from __future__ import annotations
 
@@ -49,6 +53,11 @@ def angles(freqs: torch.Tensor, start: int, length: int) -> torch.Tensor:
     return positions[:, None] * freqs[None, :]
 
 
+def sinusoids(theta: torch.Tensor, d_model: int) -> torch.Tensor:
+    """Interleaved ``sin, cos`` of angles ``(..., ceil(d_model / 2))``, cut to ``(..., d_model)``."""
+    return torch.stack([theta.sin(), theta.cos()], dim=-1).flatten(-2)[..., :d_model]
+
+
 class SinusoidalPositions(nn.Module):
     """The fixed sines and cosines of "Attention Is All You Need"; defined at any position.
 
@@ -65,7 +74,7 @@ class SinusoidalPositions(nn.Module):
 
     def forward(self, start: int, length: int) -> torch.Tensor:
         theta = angles(self.freqs, start, length)
-        return self.scale * torch.stack([theta.sin(), theta.cos()], dim=-1).flatten(1)[:, : self.d_model]
+        return self.scale * sinusoids(theta, self.d_model)
 
 
 def build_positions(kind: str, context: int, d_model: int, frame: int) -> nn.Module | None:

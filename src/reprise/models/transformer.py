@@ -4,6 +4,9 @@ ids -> token embedding (+ absolute positions) -> N pre-LayerNorm blocks of
 [causal self-attention, 4x GELU feed-forward], each with a residual -> final
 LayerNorm -> logits over the vocabulary. The attention mechanism is pluggable
 (``reprise.models.attention``); everything else is the same for every kind.
+
+Shapes in comments: B batch, T time (queries), S source (keys), H heads, D model width,
+Dh head dim (D / H), V vocabulary.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ import torch
 from torch import nn
 
 from reprise.models.attention import build_attention
+from reprise.models.cache import Cache
 from reprise.models.config import ModelConfig
 from reprise.models.positions import build_positions
 
@@ -36,18 +40,22 @@ class FeedForward(nn.Module):
 
 
 class Block(nn.Module):
-    """Pre-LayerNorm transformer block: x + attn(ln(x)), then x + ff(ln(x))."""
+    """Pre-LayerNorm transformer block: x + attn(ln(x)), then x + ff(ln(x)); causal, or not (encoders)."""
 
-    def __init__(self, config: ModelConfig, attention: str):
+    def __init__(self, config: ModelConfig, attention: str, causal: bool = True):
         super().__init__()
         self.ln_attn = nn.LayerNorm(config.d_model)
-        self.attn = build_attention(config, attention)
+        self.attn = build_attention(config, attention, causal)
         self.drop = nn.Dropout(config.dropout)
         self.ln_ff = nn.LayerNorm(config.d_model)
         self.ff = FeedForward(config)
 
-    def forward(self, x: torch.Tensor, cache=None) -> torch.Tensor:
-        x = x + self.drop(self.attn(self.ln_attn(x), cache))
+    def forward(
+        self, x: torch.Tensor, cache: Cache | None = None, key_mask: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """``key_mask`` ``(B, T)``, false on padding, is for encoders (non-causal attention)."""
+        h = self.ln_attn(x)
+        x = x + self.drop(self.attn(h, cache) if key_mask is None else self.attn(h, key_mask=key_mask))
         return x + self.ff(self.ln_ff(x))
 
 
@@ -77,8 +85,8 @@ class MusicTransformer(nn.Module):
         if isinstance(module, nn.Linear) and module.bias is not None:
             nn.init.zeros_(module.bias)
 
-    def forward(self, ids: torch.Tensor, caches: list | None = None) -> torch.Tensor:
-        """Logits ``(batch, time, vocab)`` for ids ``(batch, time)``.
+    def forward(self, ids: torch.Tensor, caches: list[Cache] | None = None) -> torch.Tensor:
+        """Logits ``(B, T, V)`` for ids ``(B, T)``.
 
         With ``caches`` (from :meth:`new_caches`) the ids continue the cached
         sequence, and only their logits are computed.
@@ -92,7 +100,7 @@ class MusicTransformer(nn.Module):
             x = block(x, caches[i] if caches else None)
         return self.head(self.ln_out(x))
 
-    def new_caches(self, batch: int, capacity: int) -> list:
+    def new_caches(self, batch: int, capacity: int) -> list[Cache]:
         """Empty per-layer caches for incremental decoding of up to ``capacity`` tokens."""
         param = self.embed.weight
         return [b.attn.new_cache(batch, capacity, param.device, param.dtype) for b in self.blocks]

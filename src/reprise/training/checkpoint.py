@@ -1,87 +1,44 @@
-"""Checkpoints: safetensors for tensors, JSON for everything else, never pickles.
+"""Training checkpoints: a model checkpoint (:mod:`reprise.models.checkpoint`) plus what resuming needs.
 
-A checkpoint directory holds:
+Beside the model's files, a training checkpoint holds:
 
-- ``model.safetensors`` — the weights;
-- ``model.json`` — the architecture and its configuration;
-- ``tokenizer.json`` — the tokenizer the model reads and writes;
 - ``training.json`` — train config, step, best validation NLL, optimizer hyper-parameters;
 - ``optimizer.safetensors`` — optimizer moments and the RNG states, for ``--resume``;
 - ``average.safetensors`` — the running weight average, for ``--resume`` of a run with ``ema_decay``.
-
-Directories are written under a temporary name and swapped in, so an
-interruption at any moment leaves the previous checkpoint intact.
 """
 
 from __future__ import annotations
 
-import json
-import shutil
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import torch
 from safetensors.torch import load_file, load_model, save_file, save_model
 
-from reprise import RepriseError
-from reprise.data.dataset import load_tokenizer
 from reprise.data.tokenizer import Tokenizer
-from reprise.models import architecture_of, build_model, config_from_json
+from reprise.errors import RepriseError
+from reprise.models.checkpoint import checked, read_json, save_checkpoint, write_json
 
 
-def save_checkpoint(
+def save_training_checkpoint(
     directory: Path,
     model: torch.nn.Module,
     tokenizer: Tokenizer,
-    training: dict[str, Any] | None = None,
-    optimizer: torch.optim.Optimizer | None = None,
+    training: dict[str, Any],
+    optimizer: torch.optim.Optimizer,
     average: torch.nn.Module | None = None,
 ) -> None:
-    """Write a checkpoint atomically, replacing any previous one at ``directory``."""
-    directory = Path(directory)
-    directory.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{directory.name}.", dir=directory.parent))
-    tmp.chmod(0o755)  # mkdtemp makes it private; the result is an ordinary folder
-    save_model(model, str(tmp / "model.safetensors"))
-    _write_json(tmp / "model.json", {"architecture": architecture_of(model.config), "config": model.config.to_json()})
-    _write_json(tmp / "tokenizer.json", tokenizer.to_json())
-    if training is not None and optimizer is not None:
+    """Write model, tokenizer, optimizer state (and weight average) atomically to ``directory``."""
+
+    def add_training_state(folder: Path) -> None:
         tensors, groups = _flatten_optimizer(optimizer)
         tensors["rng.torch"] = torch.get_rng_state()
-        save_file(tensors, str(tmp / "optimizer.safetensors"))
-        _write_json(tmp / "training.json", {**training, "param_groups": groups})
-    if average is not None:
-        save_model(average, str(tmp / "average.safetensors"))
-    old = directory.with_name(directory.name + ".old")
-    if directory.exists():
-        directory.rename(old)
-    tmp.rename(directory)
-    shutil.rmtree(old, ignore_errors=True)
+        save_file(tensors, str(folder / "optimizer.safetensors"))
+        write_json(folder / "training.json", {**training, "param_groups": groups})
+        if average is not None:
+            save_model(average, str(folder / "average.safetensors"))
 
-
-def resolve(path: Path) -> Path:
-    """The checkpoint directory for a run directory (its ``best``, else ``last``) or itself."""
-    path = Path(path)
-    for candidate in (path, path / "best", path / "last", path.with_name(path.name + ".old")):
-        if (candidate / "model.safetensors").is_file():
-            return candidate
-    raise RepriseError(f"{path}: no checkpoint here (expected model.safetensors, or a run with best/ or last/)")
-
-
-def load_checkpoint(path: Path, device: str | torch.device = "cpu") -> tuple[torch.nn.Module, Tokenizer]:
-    """The model (in eval mode) and tokenizer stored at ``path``."""
-    directory = resolve(path)
-    meta = json.loads((directory / "model.json").read_text())
-    model = build_model(config_from_json(meta["architecture"], meta["config"])).to(device)
-    load_weights(model, directory)
-    return model.eval(), load_tokenizer(directory)
-
-
-def load_weights(model: torch.nn.Module, directory: Path) -> None:
-    """Load ``model.safetensors`` from a checkpoint directory into ``model``, in place."""
-    device = next(model.parameters()).device
-    load_model(model, str(Path(directory) / "model.safetensors"), device=str(device))
+    save_checkpoint(directory, model, tokenizer, add_training_state)
 
 
 def load_training_state(
@@ -94,15 +51,15 @@ def load_training_state(
     if average is not None:
         if not (directory / "average.safetensors").is_file():
             raise RepriseError(f"{directory}: no weight average to resume (average.safetensors is missing)")
-        load_model(average, str(directory / "average.safetensors"), device=str(next(average.parameters()).device))
-    training = json.loads((directory / "training.json").read_text())
-    tensors = load_file(str(directory / "optimizer.safetensors"))
-    torch.set_rng_state(tensors.pop("rng.torch"))
-    state: dict[int, dict[str, torch.Tensor]] = {}
-    for key, value in tensors.items():
-        index, name = key.split(".", 2)[1:]
-        state.setdefault(int(index), {})[name] = value
-    optimizer.load_state_dict({"state": state, "param_groups": training["param_groups"]})
+        path = directory / "average.safetensors"
+        checked(path, lambda: load_model(average, str(path), device=str(next(average.parameters()).device)))
+    training = read_json(directory / "training.json")
+    path = directory / "optimizer.safetensors"
+    state = checked(path, lambda: _unflatten_optimizer(load_file(str(path))))
+    checked(
+        directory / "training.json",
+        lambda: optimizer.load_state_dict({"state": state, "param_groups": training["param_groups"]}),
+    )
     return training
 
 
@@ -117,5 +74,11 @@ def _flatten_optimizer(optimizer: torch.optim.Optimizer) -> tuple[dict[str, torc
     return tensors, state_dict["param_groups"]
 
 
-def _write_json(path: Path, data: dict[str, Any]) -> None:
-    path.write_text(json.dumps(data, indent=1))
+def _unflatten_optimizer(tensors: dict[str, torch.Tensor]) -> dict[int, dict[str, torch.Tensor]]:
+    """Restore the RNG state from :func:`_flatten_optimizer`'s tensors and return the optimizer state."""
+    torch.set_rng_state(tensors.pop("rng.torch"))
+    state: dict[int, dict[str, torch.Tensor]] = {}
+    for key, value in tensors.items():
+        index, name = key.split(".", 2)[1:]
+        state.setdefault(int(index), {})[name] = value
+    return state

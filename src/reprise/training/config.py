@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
 from reprise.config import JsonConfig
-
-PRECISIONS = ("auto", "bf16", "fp32")
+from reprise.data.augment import DEFAULT_STRETCHES, DEFAULT_TRANSPOSE, Augmentation
 
 
 @dataclass
@@ -18,9 +16,11 @@ class TrainConfig(JsonConfig):
     follows whichever of steps or time is further along, so a budgeted run still
     ends at the low LR; such runs are not bit-reproducible across machines.
 
-    ``max_transpose`` widens (or narrows) the random transposition of training
-    windows that the dataset's tokenizer does by default (±3 semitones): on JSB
-    Chorales ±6 lets a small model train longer before it overfits.
+    With ``augment``, every training window is transposed by up to
+    ``max_transpose`` semitones (within what the tokenizer's pitch range allows)
+    and, for tokenizers whose ids carry time, stretched by one of ``stretches``
+    (:mod:`reprise.data.augment`): on JSB Chorales ±6 semitones lets a small model
+    train longer before it overfits.
 
     ``precision`` ``bf16`` runs the forward pass under bfloat16 autocast (weights,
     optimizer and loss stay float32): on a CPU with AVX512-BF16 the small models
@@ -42,18 +42,19 @@ class TrainConfig(JsonConfig):
     clip: float = 1.0
     ema_decay: float = 0.0  # weight averaging; validation and best/ use the average (0 = off)
     eval_every: int = 200
+    checkpoint_minutes: float = 5.0  # also save last/ this often, so a kill loses at most this much work
     seed: int = 0
     augment: bool = True
-    max_transpose: int | None = None  # augmentation's transposition range in semitones; default: the tokenizer's
+    max_transpose: int = DEFAULT_TRANSPOSE  # augmentation's transposition range in semitones
+    stretches: tuple[float, ...] = DEFAULT_STRETCHES  # augmentation's time-stretch factors (timed tokenizers)
     precision: str = "auto"  # auto (bf16 on CUDA, else fp32), bf16 or fp32
     device: str = "auto"
 
+    def __post_init__(self) -> None:
+        if self.max_transpose is None:  # run.json files written before the setting had a default
+            self.max_transpose = DEFAULT_TRANSPOSE
+        self.stretches = tuple(self.stretches)  # JSON gives a list
 
-
-# Training settings that belong with the model preset of the same name
-# (``reprise.models.config.PRESETS``); ``reprise train --preset NAME`` uses both.
-TRAIN_PRESETS: dict[str, dict[str, Any]] = {
-    # measured best on JSB Chorales within 60 minutes of a 2-core CPU (docs/results.md)
-    "jsb-best": dict(steps=1_000_000, max_minutes=60.0, batch_size=2, lr=3e-3, warmup=100, eval_every=1000,
-                     weight_decay=0.5, max_transpose=6, ema_decay=0.998, precision="bf16"),
-}
+    def augmentation(self) -> Augmentation | None:
+        """What varies each training window, or ``None`` without ``augment``."""
+        return Augmentation(self.max_transpose, self.stretches) if self.augment else None

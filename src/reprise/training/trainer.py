@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import json
 import math
+import shutil
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,13 +23,22 @@ import torch.nn.functional as F
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from tqdm import tqdm
 
-from reprise import RepriseError
 from reprise.data.dataset import TokenDataset
-from reprise.evaluation.nll import score
+from reprise.data.pairs import PairedDataset
+from reprise.device import autocast, pick_device
+from reprise.errors import RepriseError
+from reprise.evaluation.conditional import nll_given
+from reprise.evaluation.nll import nll_of
 from reprise.models import architecture_of, build_model, config_from_json
+from reprise.models.checkpoint import load_weights, save_checkpoint
+from reprise.models.encoder_decoder import EncoderDecoderConfig
 from reprise.models.markov import MarkovChain
-from reprise.training.checkpoint import load_training_state, load_weights, save_checkpoint
-from reprise.training.config import PRECISIONS, TrainConfig
+from reprise.training.checkpoint import load_training_state, save_training_checkpoint
+from reprise.training.config import TrainConfig
+from reprise.training.lock import run_lock
+from reprise.training.metrics import METRICS, append_metrics, truncate_metrics
+
+LOG_INTERVAL_S = 60  # progress-bar updates when stderr is not a terminal (a log file)
 
 
 @dataclass
@@ -38,22 +49,6 @@ class TrainResult:
     step: int
     best_val_nll: float
     tokens_per_second: float
-
-
-def pick_device(name: str) -> torch.device:
-    """``auto`` means CUDA when present, else Apple's MPS, else CPU."""
-    if name == "auto":
-        if torch.cuda.is_available():
-            return torch.device("cuda")
-        return torch.device("mps" if torch.backends.mps.is_available() else "cpu")
-    return torch.device(name)
-
-
-def uses_bf16(precision: str, device: torch.device) -> bool:
-    """Whether ``precision`` means bfloat16 autocast on ``device`` (``auto``: on CUDA only)."""
-    if precision not in PRECISIONS:
-        raise RepriseError(f"unknown precision {precision!r}; choose one of {', '.join(PRECISIONS)}")
-    return precision == "bf16" or (precision == "auto" and device.type == "cuda")
 
 
 def lr_at(step: int, config: TrainConfig, elapsed: float = 0.0) -> float:
@@ -89,45 +84,73 @@ def train(
     train_config: TrainConfig | None = None,
     resume: bool = False,
     quiet: bool = False,
+    overwrite: bool = False,
 ) -> TrainResult:
-    """Train a new run in ``run_dir``, or continue it with ``resume=True``."""
+    """Train a new run in ``run_dir``, or continue it with ``resume=True``.
+
+    The run directory is locked while the run trains (:mod:`reprise.training.lock`).
+    A new run refuses a directory that already holds one unless ``overwrite``, which
+    deletes that run's files (and nothing else in the directory).
+    """
     run_dir = Path(run_dir)
     if resume:
-        data_dir, model_config, saved = _read_run(run_dir)
-        train_config = train_config or saved
+        _read_run(run_dir)  # a clear error before anything is created or locked
     elif data_dir is None or model_config is None or train_config is None:
         raise ValueError("a new run needs data_dir, model_config and train_config")
-    train_set, valid_set = TokenDataset(data_dir, "train"), TokenDataset(data_dir, "valid")
+    run_dir.mkdir(parents=True, exist_ok=True)
+    with run_lock(run_dir):
+        if resume:
+            data_dir, model_config, saved = _read_run(run_dir)
+            return _train(run_dir, data_dir, model_config, train_config or saved, quiet, resume=True)
+        _clear_run(run_dir, overwrite)
+        return _train(run_dir, data_dir, model_config, train_config, quiet, resume=False)
+
+
+def _train(
+    run_dir: Path, data_dir: Path, model_config: Any, train_config: TrainConfig, quiet: bool, resume: bool
+) -> TrainResult:
+    train_set, valid_set = (open_split(data_dir, split, model_config) for split in ("train", "valid"))
     tokenizer = train_set.tokenizer
-    if train_config.max_transpose is not None:
-        if not hasattr(tokenizer, "max_transpose"):
-            raise RepriseError(f"{data_dir}: the {tokenizer.name} tokenizer does not transpose; drop max_transpose")
-        tokenizer.max_transpose = train_config.max_transpose  # saved with checkpoints: what training saw
     if model_config.vocab_size != tokenizer.vocab_size:
         raise RepriseError(f"model vocab {model_config.vocab_size} != tokenizer vocab {tokenizer.vocab_size}")
     if getattr(model_config, "positions", None) == "frame" and model_config.frame != tokenizer.frame:
-        raise RepriseError(f"model frame {model_config.frame} != the {tokenizer.name} tokenizer's frame {tokenizer.frame}")
+        raise RepriseError(
+            f"model frame {model_config.frame} != the {tokenizer.name} tokenizer's frame {tokenizer.frame}"
+        )
 
     device = pick_device(train_config.device)
     torch.manual_seed(train_config.seed)
     model = build_model(model_config).to(device)
     if isinstance(model, MarkovChain):
-        run_dir.mkdir(parents=True, exist_ok=True)
         _write_run(run_dir, data_dir, model_config, train_config)
         return _fit_counts(run_dir, model, train_set, valid_set)
     optimizer = make_optimizer(model, train_config)
     average = weight_average(model, train_config.ema_decay)
     step, best, elapsed = 0, math.inf, 0.0
     if resume:
-        load_weights(model, run_dir / "last")
-        state = load_training_state(run_dir / "last", optimizer, average)
+        last = _last_checkpoint(run_dir)
+        load_weights(model, last)
+        state = load_training_state(last, optimizer, average)
         step, best, elapsed = state["step"], state["best_val_nll"], state["elapsed"]
+        truncate_metrics(run_dir, step)
     else:
-        run_dir.mkdir(parents=True, exist_ok=True)
         _write_run(run_dir, data_dir, model_config, train_config)
 
     loop = _Loop(run_dir, model, optimizer, average, tokenizer, train_config, device, quiet)
     return loop.run(train_set, valid_set, step, best, elapsed)
+
+
+def open_split(data_dir: Path, split: str, model_config: Any) -> TokenDataset | PairedDataset:
+    """A split of the data a model trains on: token windows, or (encoder-decoder) the pairs of its task."""
+    if not isinstance(model_config, EncoderDecoderConfig):
+        return TokenDataset(data_dir, split)
+    pairs = PairedDataset(data_dir, split, model_config.task, model_config.source_context, model_config.source_offset)
+    if model_config.source_vocab_size != pairs.task.source_vocab_size:
+        raise RepriseError(
+            f"model source vocab {model_config.source_vocab_size} != the {model_config.task} task's "
+            f"{pairs.task.source_vocab_size} for {data_dir}"
+        )
+    return pairs
 
 
 def weight_average(model: torch.nn.Module, decay: float) -> AveragedModel | None:
@@ -146,10 +169,13 @@ class _Loop:
         self.run_dir, self.model, self.optimizer, self.average = run_dir, model, optimizer, average
         self.evaluated = average.module if average is not None else model  # what validation scores
         self.tokenizer, self.config, self.device, self.quiet = tokenizer, config, device, quiet
-        self.autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=uses_bf16(config.precision, device))
+        self.autocast = autocast(config.precision, device)
+        self.augmentation = config.augmentation()
+        self.saved_at = time.perf_counter()  # when last/ was written, for the timed checkpoints
 
-    def run(self, train_set: TokenDataset, valid_set: TokenDataset, step: int, best: float,
-            elapsed: float) -> TrainResult:
+    def run(
+        self, train_set: TokenDataset, valid_set: TokenDataset, step: int, best: float, elapsed: float
+    ) -> TrainResult:
         config, model = self.config, self.model
         bar = self.progress_bar(step, elapsed)
         tokens_done, started = 0, time.perf_counter() - elapsed
@@ -165,29 +191,52 @@ class _Loop:
                 tokens_done += tokens
                 rate = tokens_done / (time.perf_counter() - session_start)
                 bar.update(1 if config.max_minutes is None else min(bar.total, time.perf_counter() - started) - bar.n)
-                bar.set_postfix(step=step, loss=f"{loss:.3f}", tok_s=f"{rate:,.0f}", best_val=f"{best:.3f}")
-                self.log({"step": step, "loss": loss, "lr": lr, "tokens_per_s": rate,
-                          "elapsed": time.perf_counter() - started})
+                bar.set_postfix(
+                    step=step, loss=f"{loss:.3f}", tok_s=f"{rate:,.0f}", best_val=f"{best:.3f}", refresh=False
+                )
+                self.log(
+                    {
+                        "step": step,
+                        "loss": loss,
+                        "lr": lr,
+                        "tokens_per_s": rate,
+                        "elapsed": time.perf_counter() - started,
+                    }
+                )
                 if step % config.eval_every == 0:
                     best = self.validate(valid_set, step, best, started)
+                elif time.perf_counter() - self.saved_at >= 60 * config.checkpoint_minutes:
+                    self.save("last", step, best, time.perf_counter() - started)
             if step % config.eval_every:  # the final step, unless just validated
                 best = self.validate(valid_set, step, best, started)
-        except KeyboardInterrupt:
+        except KeyboardInterrupt as interrupt:
             self.save("last", step, best, time.perf_counter() - started)
             bar.close()
-            raise RepriseError(f"interrupted at step {step}; continue with: reprise train --resume --run {self.run_dir}")
+            raise RepriseError(
+                f"interrupted at step {step}; continue with: reprise train --resume --run {self.run_dir}"
+            ) from interrupt
         bar.close()
         rate = tokens_done / max(1e-9, time.perf_counter() - session_start)
         return TrainResult(self.run_dir, step, best, rate)
 
     def progress_bar(self, step: int, elapsed: float) -> tqdm:
         """Counts steps, or seconds when the run has a time budget, so the ETA is right either way."""
+        # on a terminal the bar redraws in place; in a log file every redraw is a new line, so update rarely
+        common = dict(
+            desc="train",
+            disable=self.quiet,
+            dynamic_ncols=True,
+            mininterval=0.1 if sys.stderr.isatty() else LOG_INTERVAL_S,
+        )
         if self.config.max_minutes is None:
-            return tqdm(total=self.config.steps, initial=step, desc="train", unit="step", disable=self.quiet,
-                        dynamic_ncols=True)
-        return tqdm(total=round(60 * self.config.max_minutes), initial=elapsed, desc="train", unit="s",
-                    disable=self.quiet, dynamic_ncols=True, bar_format="{l_bar}{bar}| {n:.0f}/{total}s "
-                    "[{elapsed}<{remaining}{postfix}]")
+            return tqdm(total=self.config.steps, initial=step, unit="step", **common)
+        return tqdm(
+            total=round(60 * self.config.max_minutes),
+            initial=elapsed,
+            unit="s",
+            bar_format="{l_bar}{bar}| {n:.0f}/{total}s [{elapsed}<{remaining}{postfix}]",
+            **common,
+        )
 
     def out_of_time(self, started: float) -> bool:
         limit = self.config.max_minutes
@@ -200,14 +249,12 @@ class _Loop:
         total, tokens = 0.0, 0
         for micro in range(config.grad_accum):
             rng = np.random.default_rng([config.seed, step, micro])
-            inputs, targets = train_set.batch(rng, config.batch_size, self.model.config.context, config.augment)
-            inputs = torch.from_numpy(inputs).to(self.device)
+            inputs, targets = train_set.batch(rng, config.batch_size, self.model.config.context, self.augmentation)
+            inputs = [torch.from_numpy(x).to(self.device) for x in (inputs if isinstance(inputs, tuple) else [inputs])]
             targets = torch.from_numpy(targets).to(self.device)
             with self.autocast:
-                logits = self.model(inputs)
-            loss = F.cross_entropy(
-                logits.float().flatten(0, 1), targets.flatten(), ignore_index=self.tokenizer.pad_id
-            )
+                logits = self.model(*inputs)
+            loss = F.cross_entropy(logits.float().flatten(0, 1), targets.flatten(), ignore_index=self.tokenizer.pad_id)
             (loss / config.grad_accum).backward()
             total += loss.item()
             tokens += int((targets != self.tokenizer.pad_id).sum())
@@ -219,11 +266,21 @@ class _Loop:
 
     def validate(self, valid_set: TokenDataset, step: int, best: float, started: float) -> float:
         """Score the validation split, log it, save ``last`` and (if better) ``best``."""
-        pieces = [valid_set.piece(i) for i in range(len(valid_set))]
         with self.autocast:
-            nll = score(self.evaluated, pieces, self.model.config.context, frame=self.tokenizer.frame)
-        self.log({"step": step, "val_nll": nll.per_token, "val_ppl": nll.perplexity, "val_tokens": nll.tokens,
-                  "elapsed": time.perf_counter() - started})
+            if isinstance(valid_set, PairedDataset):
+                nll = nll_given(self.evaluated, valid_set)
+            else:
+                pieces = [valid_set.piece(i) for i in range(len(valid_set))]
+                nll = nll_of(self.evaluated, pieces, self.model.config.context, frame=self.tokenizer.frame)
+        self.log(
+            {
+                "step": step,
+                "val_nll": nll.per_token,
+                "val_ppl": nll.perplexity,
+                "val_tokens": nll.tokens,
+                "elapsed": time.perf_counter() - started,
+            }
+        )
         if not self.quiet:
             tqdm.write(f"step {step}: validation NLL {nll.per_token:.4f} nats/token (perplexity {nll.perplexity:.3f})")
         elapsed = time.perf_counter() - started
@@ -236,39 +293,74 @@ class _Loop:
     def save(self, name: str, step: int, best: float, elapsed: float) -> None:
         """``best`` holds the validated weights (the average, if kept); ``last`` what resuming needs."""
         training = {"step": step, "best_val_nll": best, "elapsed": elapsed, "train_config": self.config.to_json()}
+        if name == "last":
+            self.saved_at = time.perf_counter()
         if name == "best":
-            save_checkpoint(self.run_dir / name, self.evaluated, self.tokenizer, training, self.optimizer)
+            save_training_checkpoint(self.run_dir / name, self.evaluated, self.tokenizer, training, self.optimizer)
         else:
-            save_checkpoint(self.run_dir / name, self.model, self.tokenizer, training, self.optimizer, self.average)
+            save_training_checkpoint(
+                self.run_dir / name, self.model, self.tokenizer, training, self.optimizer, self.average
+            )
 
     def log(self, row: dict[str, Any]) -> None:
-        with open(self.run_dir / "metrics.jsonl", "a") as f:
-            f.write(json.dumps({**row, "time": time.time()}) + "\n")
+        append_metrics(self.run_dir, row)
 
 
 def _fit_counts(run_dir: Path, chain: MarkovChain, train_set: TokenDataset, valid_set: TokenDataset) -> TrainResult:
-    """"Training" a Markov chain: count once, score validation, save it as both best and last."""
+    """ "Training" a Markov chain: count once, score validation, save it as both best and last."""
     started = time.perf_counter()
     chain.fit(train_set.piece(i) for i in range(len(train_set)))
     rate = train_set.n_tokens() / (time.perf_counter() - started)
-    nll = score(chain, [valid_set.piece(i) for i in range(len(valid_set))], chain.config.context,
-                frame=train_set.tokenizer.frame)
-    with open(run_dir / "metrics.jsonl", "a") as f:
-        f.write(json.dumps({"step": 1, "val_nll": nll.per_token, "val_ppl": nll.perplexity,
-                            "elapsed": time.perf_counter() - started}) + "\n")
+    nll = nll_of(
+        chain,
+        [valid_set.piece(i) for i in range(len(valid_set))],
+        chain.config.context,
+        frame=train_set.tokenizer.frame,
+    )
+    append_metrics(
+        run_dir,
+        {"step": 1, "val_nll": nll.per_token, "val_ppl": nll.perplexity, "elapsed": time.perf_counter() - started},
+    )
     for name in ("best", "last"):
         save_checkpoint(run_dir / name, chain, train_set.tokenizer)
     return TrainResult(run_dir, 1, nll.per_token, rate)
 
 
+RUN_FILES = ("run.json", METRICS, "best", "last", "best.old", "last.old")  # what a run writes in its directory
+
+
+def _clear_run(run_dir: Path, overwrite: bool) -> None:
+    """Make way for a new run: refuse a directory holding one, or with ``overwrite`` delete its files."""
+    found = [run_dir / name for name in RUN_FILES if (run_dir / name).exists()]
+    if found and not overwrite:
+        raise RepriseError(
+            f"{run_dir}: already holds a run ({', '.join(p.name for p in found)}); continue it with --resume, "
+            "or replace it with --overwrite"
+        )
+    for path in found + sorted(run_dir.glob(".best.*")) + sorted(run_dir.glob(".last.*")):  # unfinished saves
+        shutil.rmtree(path) if path.is_dir() else path.unlink()
+
+
 def _write_run(run_dir: Path, data_dir: Path, model_config: Any, train_config: TrainConfig) -> None:
-    run = {"data": str(Path(data_dir).resolve()), "architecture": architecture_of(model_config),
-           "model": model_config.to_json(), "train": train_config.to_json()}
+    run = {
+        "data": str(Path(data_dir).resolve()),
+        "architecture": architecture_of(model_config),
+        "model": model_config.to_json(),
+        "train": train_config.to_json(),
+    }
     (run_dir / "run.json").write_text(json.dumps(run, indent=1))
 
 
+def _last_checkpoint(run_dir: Path) -> Path | None:
+    """``last/``, or the ``last.old/`` that a kill between the two renames of a save leaves alone."""
+    for folder in (run_dir / "last", run_dir / "last.old"):
+        if (folder / "training.json").is_file():
+            return folder
+    return None
+
+
 def _read_run(run_dir: Path) -> tuple[Path, Any, TrainConfig]:
-    if not (run_dir / "run.json").is_file() or not (run_dir / "last" / "training.json").is_file():
+    if not (run_dir / "run.json").is_file() or _last_checkpoint(run_dir) is None:
         raise RepriseError(f"{run_dir}: nothing to resume (needs run.json and a last/ checkpoint with training state)")
     run = json.loads((run_dir / "run.json").read_text())
     model_config = config_from_json(run["architecture"], run["model"])

@@ -10,21 +10,22 @@ pays to earlier tokens adds up, note by note, into the weight of one arc.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-import matplotlib.pyplot as plt
 import numpy as np
 import symusic
 import torch
 from matplotlib.axes import Axes
-from matplotlib.path import Path as CurvePath
-from matplotlib.patches import PathPatch, Rectangle
+from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
+from matplotlib.patches import PathPatch, Rectangle
+from matplotlib.path import Path as CurvePath
 
-from reprise import RepriseError
 from reprise.data.tokenizer import Tokenizer
+from reprise.data.windows import aligned_down, reading_windows
+from reprise.errors import RepriseError
 from reprise.models.transformer import MusicTransformer
 from reprise.visualization.pianoroll import (
     RollNote,
@@ -42,6 +43,7 @@ MEAN_COLOUR = "#111111"
 MIN_ARC = 0.02  # arcs lighter than this share of a note's attention are not drawn
 MAX_ARCS = 8  # per head and panel: the strongest ones
 ARC_ROOM = 8  # semitones of headroom above the highest note for the arcs
+MAX_WEIGHT_BYTES = 2**28  # the (layers, heads, notes, notes) weights of a longer piece are cut to its first notes
 
 
 @dataclass
@@ -58,6 +60,7 @@ class NoteAttention:
     notes: list[RollNote]
     onsets: np.ndarray  # (notes,) position of each note's first token; -1 for notes without a token
     weights: np.ndarray  # (layers, heads, notes, notes)
+    caveat: str = ""  # what of the piece is not shown, when it was too long to show whole
 
     def order(self) -> np.ndarray:
         """Indices of the notes that have tokens, in the order the model reads them."""
@@ -68,7 +71,10 @@ class NoteAttention:
         """The note index of the ``number``-th note read (negative counts from the end)."""
         order = self.order()
         if not -len(order) <= number < len(order):
-            raise RepriseError(f"--note {number}: the piece has {len(order)} notes (0..{len(order) - 1}, or -1 for the last)")
+            shown = f" ({self.caveat})" if self.caveat else ""
+            raise RepriseError(
+                f"--note {number}: the piece has {len(order)} notes{shown} (0..{len(order) - 1}, or -1 for the last)"
+            )
         return int(order[number])
 
     def describe(self, note: int) -> str:
@@ -85,35 +91,36 @@ def token_attention(model: MusicTransformer, ids: np.ndarray, frame: int = 1) ->
 
     A sequence longer than the model's context is read in windows that hop by
     half a context (on ``frame`` boundaries), the way generation slides; each
-    query's row comes from the window that shows it the most history.
+    query's row comes from the window that shows it the most history. The result
+    takes layers x heads x T^2 floats: for long pieces use :func:`note_attention`.
     """
-    if not isinstance(model, MusicTransformer):
-        raise RepriseError(f"a {type(model).__name__} has no attention to show; use a transformer checkpoint")
+    _check_attention(model)
     ids = np.asarray(ids)
-    context, n = model.config.context, len(ids)
-    hop = max(frame, context // 2 // frame * frame)
-    window_of = np.maximum(0, (np.arange(n) - context) // hop + 1)
-    out = np.zeros((model.config.n_layers, model.config.n_heads, n, n), dtype=np.float32)
-    for k in np.unique(window_of):
-        start = int(k) * hop
-        stop = min(n, start + context)
-        rows = np.flatnonzero(window_of == k)
-        weights = _hooked_weights(model, ids[start:stop])
-        out[:, :, rows, start:stop] = weights[:, :, rows - start]
+    out = np.zeros((model.config.n_layers, model.config.n_heads, len(ids), len(ids)), dtype=np.float32)
+    for rows, start, weights in _windows(model, ids, frame):
+        out[:, :, rows, start : start + weights.shape[-1]] = weights
     return out
 
 
-def note_attention(model: MusicTransformer, tokenizer: Tokenizer, ids: np.ndarray) -> NoteAttention:
-    """The note-to-note attention of the piece ``ids`` (``BOS`` first)."""
-    ids = np.asarray(ids)
+def note_attention(
+    model: MusicTransformer, tokenizer: Tokenizer, ids: np.ndarray, max_bytes: int = MAX_WEIGHT_BYTES
+) -> NoteAttention:
+    """The note-to-note attention of the piece ``ids`` (``BOS`` first).
+
+    Token attention is summed into notes window by window, so memory grows with
+    the notes squared, not the tokens; a piece whose notes' weights would take
+    more than ``max_bytes`` is cut to its first notes, and ``caveat`` says so.
+    """
+    _check_attention(model)
+    ids, caveat = _fit(model, tokenizer, np.asarray(ids), max_bytes)
     score = tokenizer.decode(ids)
     notes = roll_notes(score)
     owner = tokenizer.token_notes(ids)
-    onsets = np.full(len(notes), -1, dtype=np.int64)
-    for position in np.flatnonzero(owner >= 0)[::-1]:
-        onsets[owner[position]] = position
-    tokens = token_attention(model, ids, tokenizer.frame)
-    return NoteAttention(score, notes, onsets, _to_notes(tokens, owner, onsets))
+    onsets = _onsets(owner, len(notes))
+    weights = np.zeros((model.config.n_layers, model.config.n_heads, len(notes), len(notes)), dtype=np.float32)
+    for rows, start, window in _windows(model, ids, tokenizer.frame):
+        _add_notes(weights, window, rows, start, owner, onsets)
+    return NoteAttention(score, notes, onsets, weights, caveat)
 
 
 def view(weights: np.ndarray, layer: str, head: str) -> list[tuple[str, list[tuple[str, str, np.ndarray]]]]:
@@ -123,17 +130,20 @@ def view(weights: np.ndarray, layer: str, head: str) -> list[tuple[str, list[tup
     ``mean`` (averaged) or a number counted from 1.
     """
     heads = _choose(head, weights.shape[1], "head")
-    return [(title, [(label, _head_colour(index), matrix) for index, label, matrix in heads(by_layer)])
-            for _, title, by_layer in _choose(layer, weights.shape[0], "layer")(weights)]
+    return [
+        (title, [(label, _head_colour(index), matrix) for index, label, matrix in heads(by_layer)])
+        for _, title, by_layer in _choose(layer, weights.shape[0], "layer")(weights)
+    ]
 
 
-def plot_attention(attention: NoteAttention, query: int, out: Path, layer: str = "all", head: str = "all",
-                   title: str = "") -> Path:
+def plot_attention(
+    attention: NoteAttention, query: int, out: Path, layer: str = "all", head: str = "all", title: str = ""
+) -> Path:
     """Draw the arcs from note index ``query`` to the notes it attends to, one panel per layer, into ``out``."""
     panels = view(attention.weights, layer, head)
     width, height = roll_figsize(attention.score, 3.2)
-    fig, axes = plt.subplots(len(panels), 1, figsize=(width, 0.9 + height * len(panels)), dpi=110,
-                             sharex=True, squeeze=False)
+    fig = Figure(figsize=(width, 0.9 + height * len(panels)), dpi=110)
+    axes = fig.subplots(len(panels), 1, sharex=True, squeeze=False)
     for ax, (panel_title, heads) in zip(axes[:, 0], panels):
         draw_roll(ax, attention.score, alpha=0.35)
         for _, colour, matrix in heads:
@@ -146,7 +156,8 @@ def plot_attention(attention: NoteAttention, query: int, out: Path, layer: str =
     axes[-1, 0].set_xlabel("bar")
     heads = [Line2D([], [], color=colour, lw=2, label=label) for label, colour, _ in panels[0][1]]
     add_track_legend(axes[0, 0], attention.score, heads)
-    fig.suptitle(f"{title}attention from {attention.describe(query)} to earlier notes", x=0.01, ha="left")
+    caveat = f"\n({attention.caveat})" if attention.caveat else ""
+    fig.suptitle(f"{title}attention from {attention.describe(query)} to earlier notes{caveat}", x=0.01, ha="left")
     fig.tight_layout()
     return save(fig, out)
 
@@ -170,18 +181,58 @@ def _hooked_weights(model: MusicTransformer, ids: np.ndarray) -> np.ndarray:
     return torch.stack(caught).float().cpu().numpy()
 
 
-def _to_notes(tokens: np.ndarray, owner: np.ndarray, onsets: np.ndarray) -> np.ndarray:
-    """Sum the onset rows of ``(L, H, T, T)`` token attention over each note's earlier tokens."""
-    n_notes = len(onsets)
-    out = np.zeros(tokens.shape[:2] + (n_notes, n_notes), dtype=np.float32)
-    heard = np.flatnonzero(onsets >= 0)
-    keys = np.flatnonzero(owner >= 0)
-    membership = np.zeros((len(keys), n_notes), dtype=np.float32)
+def _windows(model: MusicTransformer, ids: np.ndarray, frame: int) -> Iterator[tuple[np.ndarray, int, np.ndarray]]:
+    """For each of :func:`reading_windows`: the query positions it answers for, where it starts, and their
+    ``(layers, heads, queries, window)`` attention over its tokens."""
+    for start, stop, rows in reading_windows(len(ids), model.config.context, frame):
+        yield rows, start, _hooked_weights(model, ids[start:stop])[:, :, rows - start]
+
+
+def _check_attention(model: torch.nn.Module) -> None:
+    if not isinstance(model, MusicTransformer):
+        raise RepriseError(f"a {type(model).__name__} has no attention to show; use a transformer checkpoint")
+
+
+def _onsets(owner: np.ndarray, n_notes: int) -> np.ndarray:
+    """Each note's first position in ``owner`` (``token_notes``), -1 for notes without a token."""
+    onsets = np.full(n_notes, -1, dtype=np.int64)
+    for position in np.flatnonzero(owner >= 0)[::-1]:
+        onsets[owner[position]] = position
+    return onsets
+
+
+def _fit(model: MusicTransformer, tokenizer: Tokenizer, ids: np.ndarray, max_bytes: int) -> tuple[np.ndarray, str]:
+    """``ids`` cut (on a frame boundary) to the notes whose weights fit ``max_bytes``, and what was left out."""
+    per_pair = 4 * model.config.n_layers * model.config.n_heads  # float32 bytes per (query, key) note pair
+    owner = tokenizer.token_notes(ids)
+    total = int(owner.max(initial=-1)) + 1
+    keep = int(np.sqrt(max_bytes / per_pair))
+    if total <= keep:
+        return ids, ""
+    onsets = _onsets(owner, total)
+    first_left_out = np.sort(onsets[onsets >= 0])[keep]
+    cut = 1 + aligned_down(first_left_out - 1, tokenizer.frame)  # BOS, then whole frames
+    return ids[:cut], (
+        f"the first {keep:,} of {total:,} notes: all of them would take "
+        f"{per_pair * total**2 / 2**30:,.1f} GiB at {model.config.n_layers} layers x "
+        f"{model.config.n_heads} heads"
+    )
+
+
+def _add_notes(
+    out: np.ndarray, weights: np.ndarray, rows: np.ndarray, start: int, owner: np.ndarray, onsets: np.ndarray
+) -> None:
+    """Fill ``out[:, :, note]`` for the notes heard at positions ``rows``, whose ``(L, H, rows, window)`` token
+    attention over the positions from ``start`` is ``weights``: each row summed over each earlier note's tokens."""
+    heard = np.flatnonzero(np.isin(onsets, rows))
+    if not len(heard):
+        return
+    keys = start + np.flatnonzero(owner[start : start + weights.shape[-1]] >= 0)
+    membership = np.zeros((len(keys), out.shape[-1]), dtype=np.float32)
     membership[np.arange(len(keys)), owner[keys]] = 1.0
-    rows = tokens[:, :, onsets[heard]][..., keys]  # (L, H, heard, keys)
+    local = weights[:, :, np.searchsorted(rows, onsets[heard])][..., keys - start]  # (L, H, heard, keys)
     earlier = keys[None, :] < onsets[heard][:, None]  # a note's own token is not an arc
-    out[:, :, heard] = (rows * earlier) @ membership
-    return out
+    out[:, :, heard] = (local * earlier) @ membership
 
 
 def _choose(spec: str, count: int, what: str) -> Callable[[np.ndarray], list[tuple[int | None, str, np.ndarray]]]:
@@ -211,11 +262,17 @@ def _draw_arcs(ax: Axes, notes: list[RollNote], query: int, weights: np.ndarray,
         control = ((start[0] + end[0]) / 2, max(start[1], end[1]) + lift)
         curve = CurvePath([start, control, end], [CurvePath.MOVETO, CurvePath.CURVE3, CurvePath.CURVE3])
         w = float(weights[target])
-        ax.add_patch(PathPatch(curve, fill=False, color=colour, lw=0.6 + 7 * w, alpha=min(1.0, 0.35 + w),
-                               zorder=3, capstyle="round"))
+        ax.add_patch(
+            PathPatch(
+                curve, fill=False, color=colour, lw=0.6 + 7 * w, alpha=min(1.0, 0.35 + w), zorder=3, capstyle="round"
+            )
+        )
         _mark(ax, note, colour, 0.8)
 
 
 def _mark(ax: Axes, note: RollNote, colour: str, lw: float) -> None:
-    ax.add_patch(Rectangle((note.start, note.pitch - 0.5), note.end - note.start, 1.0, fill=False,
-                           edgecolor=colour, lw=lw, zorder=4))
+    ax.add_patch(
+        Rectangle(
+            (note.start, note.pitch - 0.5), note.end - note.start, 1.0, fill=False, edgecolor=colour, lw=lw, zorder=4
+        )
+    )

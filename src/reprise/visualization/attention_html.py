@@ -17,7 +17,7 @@ import numpy as np
 import symusic
 
 from reprise.data.tokenizer import score_notes
-from reprise.visualization.attention import HEAD_COLOURS, MAX_ARCS, MIN_ARC, MEAN_COLOUR, NoteAttention
+from reprise.visualization.attention import HEAD_COLOURS, MAX_ARCS, MEAN_COLOUR, MIN_ARC, NoteAttention
 from reprise.visualization.pianoroll import BLACK_KEYS, beats_per_bar, note_name, track_colour
 
 BAR_PX = 150  # horizontal pixels per bar
@@ -33,8 +33,10 @@ def write_attention_html(attention: NoteAttention, out: Path, title: str) -> Pat
         "views": _views(attention.weights),
         "heads": [HEAD_COLOURS[h % len(HEAD_COLOURS)] for h in range(heads)],
         "mean": MEAN_COLOUR,
-        "notes": [{"x": _x(n.start), "y": _y(n.pitch, _top(attention)) + ROW_PX / 2, "label": attention.describe(i)}
-                  for i, n in enumerate(attention.notes)],
+        "notes": [
+            {"x": _x(n.start), "y": _y(n.pitch, _top(attention)) + ROW_PX / 2, "label": attention.describe(i)}
+            for i, n in enumerate(attention.notes)
+        ],
         "order": [int(i) for i in attention.order()],
     }
     page = _PAGE.format(
@@ -55,8 +57,10 @@ def _views(weights: np.ndarray) -> dict[str, dict[str, list]]:
     """``views[layer][head][note]`` = the note's strongest ``[target, weight]`` arcs; keys ``mean`` or ``1``..."""
     by_layer = {"mean": weights.mean(0), **{str(i + 1): weights[i] for i in range(weights.shape[0])}}
     return {
-        layer: {head: [_strongest(row) for row in matrix]
-                for head, matrix in {"mean": w.mean(0), **{str(h + 1): w[h] for h in range(w.shape[0])}}.items()}
+        layer: {
+            head: [_strongest(row) for row in matrix]
+            for head, matrix in {"mean": w.mean(0), **{str(h + 1): w[h] for h in range(w.shape[0])}}.items()
+        }
         for layer, w in by_layer.items()
     }
 
@@ -68,15 +72,19 @@ def _strongest(row: np.ndarray) -> list[list[float]]:
 
 def _options(count: int, what: str) -> str:
     return f'<option value="mean">mean of {count} {what}s</option>' + "".join(
-        f'<option value="{i + 1}">{what} {i + 1}</option>' for i in range(count))
+        f'<option value="{i + 1}">{what} {i + 1}</option>' for i in range(count)
+    )
 
 
 def _legend(attention: NoteAttention) -> str:
     """Colour keys: the tracks' notes, then the heads' arcs."""
-    tracks = [(track_colour(i), t.name or f"track {i + 1}") for i, t in enumerate(attention.score.tracks) if len(t.notes)]
+    tracks = [
+        (track_colour(i), t.name or f"track {i + 1}") for i, t in enumerate(attention.score.tracks) if len(t.notes)
+    ]
     heads = [(HEAD_COLOURS[h % len(HEAD_COLOURS)], f"head {h + 1}") for h in range(attention.weights.shape[1])]
-    return "".join(f'<span class="key" style="background:{colour}"></span>{html.escape(name)}'
-                   for colour, name in tracks + heads)
+    return "".join(
+        f'<span class="key" style="background:{colour}"></span>{html.escape(name)}' for colour, name in tracks + heads
+    )
 
 
 def _top(attention: NoteAttention) -> int:
@@ -104,16 +112,21 @@ def _svg(attention: NoteAttention) -> str:
         if pitch % 12 in BLACK_KEYS:
             parts.append(f'<rect x="{MARGIN}" y="{y}" width="{width - MARGIN}" height="{ROW_PX}" fill="#f0f0f0"/>')
         if pitch % 12 in (0, 7):
-            parts.append(f'<text x="{MARGIN - 6}" y="{y + ROW_PX - 1}" class="axis" text-anchor="end">'
-                         f'{note_name(pitch)}</text>')
+            parts.append(
+                f'<text x="{MARGIN - 6}" y="{y + ROW_PX - 1}" class="axis" text-anchor="end">{note_name(pitch)}</text>'
+            )
     beats = beats_per_bar(attention.score)
     for beat in range(int(n_bars * beats) + 1):
         x, is_bar = _x(beat / beats), beat % beats == 0
-        parts.append(f'<line x1="{x}" x2="{x}" y1="{_y(top, top)}" y2="{height - 20}" '
-                     f'stroke="{"#888" if is_bar else "#e2e2e2"}"/>')
+        parts.append(
+            f'<line x1="{x}" x2="{x}" y1="{_y(top, top)}" y2="{height - 20}" '
+            f'stroke="{"#888" if is_bar else "#e2e2e2"}"/>'
+        )
         if is_bar and beat / beats < n_bars - 1e-9:
-            parts.append(f'<text x="{_x(beat / beats + 0.5)}" y="{height - 6}" class="axis" text-anchor="middle">'
-                         f'{beat // beats + 1:g}</text>')
+            parts.append(
+                f'<text x="{_x(beat / beats + 0.5)}" y="{height - 6}" class="axis" text-anchor="middle">'
+                f"{beat // beats + 1:g}</text>"
+            )
     parts += [_note_rect(attention, i, note, top) for i, (_, note) in enumerate(score_notes(attention.score))]
     parts.append('<g id="arcs"></g></svg>')
     return "\n".join(parts)
@@ -122,11 +135,13 @@ def _svg(attention: NoteAttention) -> str:
 def _note_rect(attention: NoteAttention, i: int, note: symusic.Note, top: int) -> str:
     """Note ``i`` as an SVG rectangle that carries its track, pitch and ticks, with a tooltip."""
     n, track = attention.notes[i], attention.score.tracks[attention.notes[i].track]
-    return (f'<rect class="note" data-i="{i}" data-track="{n.track}" data-pitch="{n.pitch}" '
-            f'data-time="{note.time}" data-duration="{note.duration}" x="{_x(n.start)}" y="{_y(n.pitch, top) + 1}" '
-            f'width="{max(2.0, _x(n.end) - _x(n.start) - 1):.2f}" height="{ROW_PX - 2}" '
-            f'fill="{track_colour(n.track)}"><title>{html.escape(attention.describe(i))} '
-            f'({html.escape(track.name or "")})</title></rect>')
+    return (
+        f'<rect class="note" data-i="{i}" data-track="{n.track}" data-pitch="{n.pitch}" '
+        f'data-time="{note.time}" data-duration="{note.duration}" x="{_x(n.start)}" y="{_y(n.pitch, top) + 1}" '
+        f'width="{max(2.0, _x(n.end) - _x(n.start) - 1):.2f}" height="{ROW_PX - 2}" '
+        f'fill="{track_colour(n.track)}"><title>{html.escape(attention.describe(i))} '
+        f"({html.escape(track.name or '')})</title></rect>"
+    )
 
 
 _PAGE = r"""<!DOCTYPE html>

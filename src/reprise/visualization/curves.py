@@ -8,45 +8,30 @@ so the two lines are comparable.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
-import matplotlib.pyplot as plt
 import numpy as np
+from matplotlib.figure import Figure
 
-from reprise import RepriseError
+from reprise.errors import RepriseError
+from reprise.training.metrics import read_metrics
 from reprise.visualization.pianoroll import save
 
 TRAIN_COLOUR, VALID_COLOUR = "#1f77b4", "#d62728"
 
 
-def read_metrics(run_dir: Path) -> tuple[list[dict], list[dict]]:
-    """The training and validation rows of ``RUN_DIR/metrics.jsonl``, the last row kept for a repeated step."""
-    path = Path(run_dir) / "metrics.jsonl"
-    if not path.is_file():
-        raise RepriseError(f"{run_dir}: no metrics.jsonl here (is it a run directory made by `reprise train`?)")
-    train: dict[int, dict] = {}
-    valid: dict[int, dict] = {}
-    for number, line in enumerate(path.read_text().splitlines(), start=1):
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as err:
-            raise RepriseError(f"{path}:{number}: not a JSON row ({err.msg})") from err
-        if "loss" in row:
-            train[row["step"]] = row
-        elif "val_nll" in row:
-            valid[row["step"]] = row
-    if not train:
-        raise RepriseError(f"{path}: no training rows yet")
-    return sorted(train.values(), key=lambda r: r["step"]), sorted(valid.values(), key=lambda r: r["step"])
-
-
 def plot_curves(run_dir: Path, out: Path) -> Path:
     """Loss against step (left) and against elapsed minutes (right) into the PNG ``out``."""
     train, valid = read_metrics(run_dir)
-    fig, axes = plt.subplots(1, 2, figsize=(12, 4.2), dpi=110, sharey=True)
-    for ax, x, label in zip(axes, (_column(train, "step"), _column(train, "elapsed") / 60),
-                            ("training step", "wall-clock minutes of training")):
+    if not train:
+        raise RepriseError(f"{Path(run_dir) / 'metrics.jsonl'}: no training rows yet")
+    fig = Figure(figsize=(12, 4.2), dpi=110)
+    axes = fig.subplots(1, 2, sharey=True)
+    for ax, x, label in zip(
+        axes,
+        (_column(train, "step"), _column(train, "elapsed") / 60),
+        ("training step", "wall-clock minutes of training"),
+    ):
         loss = _column(train, "loss")
         ax.plot(x, loss, color=TRAIN_COLOUR, alpha=0.25, lw=0.8)
         ax.plot(x, _smooth(loss), color=TRAIN_COLOUR, lw=1.8, label="training loss (moving average)")
@@ -59,8 +44,11 @@ def plot_curves(run_dir: Path, out: Path) -> Path:
     axes[0].legend(frameon=False)
     best = min(valid, key=lambda r: r["val_nll"]) if valid else None
     summary = f"best validation {best['val_nll']:.3f} at step {best['step']}" if best else "no validation yet"
-    fig.suptitle(f"{Path(run_dir).resolve().name}: {train[-1]['step']} steps in "
-                 f"{train[-1]['elapsed'] / 60:.1f} min; {summary}", x=0.01, ha="left")
+    fig.suptitle(
+        f"{Path(run_dir).resolve().name}: {train[-1]['step']} steps in {train[-1]['elapsed'] / 60:.1f} min; {summary}",
+        x=0.01,
+        ha="left",
+    )
     fig.tight_layout()
     return save(fig, out)
 

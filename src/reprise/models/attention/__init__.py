@@ -15,6 +15,11 @@ visualisation.
 - ``local``: blocks attending to themselves and the previous block (``local.py``);
 - ``fourier``: FNet-style Fourier mixing, made causal (``fourier.py``);
 - ``rope``, ``alibi``: rotary embeddings and linear biases, on fused SDPA (``rope.py``, ``alibi.py``).
+
+Built with ``causal=False`` (an encoder's bidirectional attention), a module lets
+every position see every other, takes ``forward(x, key_mask=...)`` (false on
+padding keys) and has no cache. Cross-attention
+from a decoder to an encoder is ``cross.py``.
 """
 
 from __future__ import annotations
@@ -24,7 +29,7 @@ from typing import TYPE_CHECKING
 from torch import nn
 
 from reprise.models.attention.alibi import ALiBiAttention
-from reprise.models.attention.fourier import CausalFourierMixing
+from reprise.models.attention.fourier import FourierMixing
 from reprise.models.attention.full import FullAttention
 from reprise.models.attention.local import LocalAttention
 from reprise.models.attention.relative import RelativeAttention
@@ -39,12 +44,12 @@ ATTENTION_KINDS: dict[str, type[nn.Module]] = {
     "relative": RelativeAttention,
     "relative-shaw": ShawRelativeAttention,
     "local": LocalAttention,
-    "fourier": CausalFourierMixing,
+    "fourier": FourierMixing,
     "rope": RotaryAttention,
     "alibi": ALiBiAttention,
 }
 
 
 def build_attention(config: "ModelConfig", kind: str, causal: bool = True) -> nn.Module:
-    """The attention module of ``kind``, one of ``ATTENTION_KINDS``, shaped by ``config``."""
-    return ATTENTION_KINDS[kind](config, causal=causal)
+    """The attention module of ``kind``, one of ``ATTENTION_KINDS``, shaped by ``config``; ``causal`` or not."""
+    return ATTENTION_KINDS[kind](config, causal)

@@ -4,9 +4,12 @@ FNet replaces self-attention by the real part of a 2-D discrete Fourier
 transform over the sequence and hidden dimensions (:func:`fnet_mixing`): no
 parameters, O(L log L), every output mixing every input. That suits non-causal
 (encoder) stacks only: the DFT over the sequence makes position ``t`` depend on
-every position, the future included.
+every position, the future included. :class:`FourierMixing` built with
+``causal=False`` is that, with one change: the sequence is zero-padded to the
+context length (and padding keys are zeroed) before the DFT, so that what a
+position receives does not depend on how much padding its batch happened to need.
 
-The decoder (:class:`CausalFourierMixing`, the ``fourier`` kind) keeps FNet's
+The decoder (:class:`FourierMixing`, the ``fourier`` kind) keeps FNet's
 two ingredients but makes the sequence mixing causal::
 
     y = Re(DFT_hidden(h ⋆ x)),    (h ⋆ x)_t = Σ_{s ≤ t} h_(t-s) ⊙ x_s
@@ -37,7 +40,8 @@ from typing import TYPE_CHECKING
 import torch
 from torch import nn
 
-from reprise import RepriseError
+from reprise.errors import RepriseError
+from reprise.models.attention.full import require_causal
 from reprise.models.cache import TensorCache
 
 if TYPE_CHECKING:
@@ -49,9 +53,14 @@ def _fft_ready(x: torch.Tensor) -> torch.Tensor:
     return x.to(torch.promote_types(x.dtype, torch.float32))
 
 
-def fnet_mixing(x: torch.Tensor) -> torch.Tensor:
-    """FNet's non-causal mixing of ``(..., T, D)``: the real part of the 2-D DFT over time and hidden."""
-    return torch.fft.fft2(_fft_ready(x), dim=(-2, -1), norm="ortho").real.to(x.dtype)
+def fnet_mixing(x: torch.Tensor, length: int | None = None) -> torch.Tensor:
+    """FNet's non-causal mixing of ``(..., T, D)``: the real part of the 2-D DFT over time and hidden.
+
+    With ``length`` the sequence is zero-padded to that many positions first (the first ``T`` are returned).
+    """
+    t, d = x.shape[-2:]
+    mixed = torch.fft.fft2(_fft_ready(x), s=(max(t, length or t), d), dim=(-2, -1), norm="ortho")
+    return mixed.real[..., :t, :].to(x.dtype)
 
 
 def causal_convolution(x: torch.Tensor, taps: torch.Tensor) -> torch.Tensor:
@@ -61,14 +70,20 @@ def causal_convolution(x: torch.Tensor, taps: torch.Tensor) -> torch.Tensor:
     return torch.fft.irfft(spectrum, n=2 * t, dim=-2)[..., :t, :].to(x.dtype)
 
 
-class CausalFourierMixing(nn.Module):
-    """FNet for decoders: causal FFT convolution over time, then the real DFT over hidden."""
+class FourierMixing(nn.Module):
+    """FNet for decoders: causal FFT convolution over time, then the real DFT over hidden;
+    for encoders (``causal=False``): FNet's 2-D DFT, zero-padded to the context."""
 
     def __init__(self, config: "ModelConfig", causal: bool = True):
         super().__init__()
-        self.taps = nn.Parameter(torch.randn(config.context, config.d_model) * 0.02)
+        self.causal, self.context = causal, config.context
+        if causal:
+            self.taps = nn.Parameter(torch.randn(config.context, config.d_model) * 0.02)
 
-    def forward(self, x: torch.Tensor, cache: TensorCache | None = None) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, cache: TensorCache | None = None,
+                key_mask: torch.Tensor | None = None) -> torch.Tensor:
+        if not self.causal:
+            return fnet_mixing(x if key_mask is None else x.masked_fill(~key_mask[..., None], 0.0), self.context)
         history = x if cache is None else cache.append(x)
         mixed = causal_convolution(history, self.taps)[..., -x.shape[-2] :, :]
         return torch.fft.fft(_fft_ready(mixed), dim=-1, norm="ortho").real.to(x.dtype)
@@ -77,4 +92,5 @@ class CausalFourierMixing(nn.Module):
         raise RepriseError("fourier mixing has no attention weights to show: it mixes tokens by a convolution")
 
     def new_cache(self, batch: int, capacity: int, device, dtype) -> TensorCache:
+        require_causal(self)
         return TensorCache((batch, capacity, self.taps.shape[1]), device, dtype)

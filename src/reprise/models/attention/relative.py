@@ -48,7 +48,7 @@ import torch
 from torch import nn
 from torch.autograd.function import once_differentiable
 
-from reprise.models.attention.full import FullAttention
+from reprise.models.attention.full import FullAttention, require_causal
 from reprise.models.cache import KVCache
 
 if TYPE_CHECKING:
@@ -175,12 +175,15 @@ def _future(size: int, device: torch.device) -> torch.Tensor:
 
 
 def _probabilities(q: torch.Tensor, k: torch.Tensor, embeddings: torch.Tensor, causal: bool,
-                   scratch: _Scratch, out: torch.Tensor) -> None:
-    """Write ``softmax(Q·Kᵀ + skew(Q·Eᵀ))`` ``(G·R, C, N)`` of queries ``(G, R, C, D_h)`` and keys ``(G, R, N, D_h)``."""
+                   key_bias: torch.Tensor | None, scratch: _Scratch, out: torch.Tensor) -> None:
+    """Write ``softmax(Q·Kᵀ + skew(Q·Eᵀ) + key_bias)`` ``(G·R, C, N)`` of queries ``(G, R, C, D_h)``,
+    keys ``(G, R, N, D_h)`` and ``key_bias`` ``(G·R, 1, >= N)`` (``-inf`` on padding) or ``None``."""
     g, r, c, dh = q.shape
     rel = torch.bmm(q.reshape(g, r * c, dh), embeddings.transpose(1, 2), out=scratch.view("rel", g, r * c, embeddings.shape[1]))
     torch.baddbmm(skew(rel.view(g, r, c, -1), k.shape[-2]).flatten(0, 1), q.flatten(0, 1),
                   k.flatten(0, 1).transpose(1, 2), out=out)
+    if key_bias is not None:
+        out.add_(key_bias[..., : k.shape[-2]])
     if causal:  # only the last C keys (a C×C corner) can follow a query of the chunk
         out[..., -c:].masked_fill_(_future(c, q.device), float("-inf"))
     torch.softmax(out, -1, out=out)
@@ -216,7 +219,7 @@ class _RelativeAttention(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, embeddings: torch.Tensor,
-                causal: bool, dropout: float) -> torch.Tensor:
+                key_bias: torch.Tensor | None, causal: bool, dropout: float) -> torch.Tensor:
         g, r, t, dh = q.shape
         q = q * dh**-0.5
         plan = list(_chunks(t, k.shape[-2], causal, _chunk_size(t)))
@@ -230,7 +233,7 @@ class _RelativeAttention(torch.autograd.Function):
         out, offset = torch.empty_like(q), 0
         for (rows, seen, distances), span in zip(plan, spans):
             p = probs[offset : offset + span].view(g * r, -1, seen)
-            _probabilities(q[:, :, rows], k[:, :, :seen], embeddings[:, distances], causal, scratch, p)
+            _probabilities(q[:, :, rows], k[:, :, :seen], embeddings[:, distances], causal, key_bias, scratch, p)
             if dropout:  # the survivors' scale folded into the mask
                 p = p * masks[offset : offset + span].view(p.shape).bernoulli_(1 - dropout).div_(1 - dropout)
             out[:, :, rows] = torch.bmm(p, v[:, :, :seen].flatten(0, 1), out=scratch.view("out", *p.shape[:2], dh)).view(g, r, -1, dh)
@@ -269,16 +272,16 @@ class _RelativeAttention(torch.autograd.Function):
             dq[:, :, rows] = dqc.view(g, -1, dh).baddbmm_(drel, ec).view(qc.shape)
             de[:, distances].baddbmm_(drel.transpose(1, 2), qc.reshape(g, -1, dh))
             offset += span
-        return dq.mul_(dh**-0.5), dk, dv, de, None, None
+        return dq.mul_(dh**-0.5), dk, dv, de, None, None, None
 
 
 def relative_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, embeddings: torch.Tensor,
-                       causal: bool = True, dropout: float = 0.0) -> torch.Tensor:
+                       causal: bool = True, dropout: float = 0.0, key_mask: torch.Tensor | None = None) -> torch.Tensor:
     """Relative attention of queries ``(B, H, T, D_h)``, the last ``T`` of keys and values ``(B, H, N, D_h)``.
 
     ``embeddings`` ``(G, W, D_h)``, ``G`` dividing ``H``, embed distances ``N - 1`` down to 0 (causal,
-    ``W = N``) or to ``-(N - 1)`` (non-causal, ``T = N``, ``W = 2N - 1``). Runs in
-    :func:`compute_dtype` and returns ``q``'s dtype.
+    ``W = N``) or to ``-(N - 1)`` (non-causal, ``T = N``, ``W = 2N - 1``). ``key_mask`` ``(B, N)`` is
+    false on keys no query may see (padding). Runs in :func:`compute_dtype` and returns ``q``'s dtype.
     """
     b, h, t, dh = q.shape
     groups = embeddings.shape[0]
@@ -290,8 +293,13 @@ def relative_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, embedd
         x = x.to(dtype).transpose(0, 1).reshape(groups, h // groups * b, x.shape[-2], dh)
         return x if x.stride(0) == x.shape[1] * x.stride(1) and x.stride(-1) == 1 else x.contiguous()
 
+    key_bias = None
+    if key_mask is not None:  # (B, N) -> (G·H/G·B, 1, N), in the grouped order
+        key_bias = torch.zeros(key_mask.shape, dtype=dtype, device=q.device).masked_fill_(~key_mask, float("-inf"))
+        key_bias = key_bias.expand(h, b, -1).reshape(h * b, 1, -1)
     with torch.autocast(q.device.type, enabled=False):
-        out = _RelativeAttention.apply(grouped(q), grouped(k), grouped(v), embeddings.to(dtype), causal, dropout)
+        out = _RelativeAttention.apply(grouped(q), grouped(k), grouped(v), embeddings.to(dtype), key_bias, causal,
+                                       dropout)
     return out.view(h, b, t, dh).transpose(0, 1).to(q.dtype)
 
 
@@ -364,14 +372,15 @@ class RelativeAttention(FullAttention):
 
     def new_cache(self, batch: int, capacity: int, device, dtype) -> KVCache:
         """Keys and values stored heads first: the layout :func:`relative_attention` reads without a copy."""
+        require_causal(self)
         return KVCache(batch, self.n_heads, capacity, self.qkv.out_features // 3 // self.n_heads, device, dtype,
                        heads_first=True)
 
     def attend(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
                mask: torch.Tensor | None = None) -> torch.Tensor:
-        if mask is not None:
-            raise ValueError("relative attention takes no mask: it is causal or not")
+        """Relative attention; of ``mask`` (from :meth:`forward`'s ``key_mask``) only its keys count."""
         if self.causal and q.shape[-2] <= CHUNK_ROWS and not (torch.is_grad_enabled() and q.requires_grad):
-            return super().attend(q, k, v)  # decoding a few tokens: one fused SDPA call, the relative logits its mask
+            return super().attend(q, k, v, mask)  # decoding a few tokens: one fused SDPA call, the relative logits its mask
         embeddings = self.position_bias.embeddings(k.shape[-2])
-        return relative_attention(q, k, v, embeddings, self.causal, self.dropout if self.training else 0.0)
+        key_mask = None if mask is None else mask[:, 0, -1, :]
+        return relative_attention(q, k, v, embeddings, self.causal, self.dropout if self.training else 0.0, key_mask)

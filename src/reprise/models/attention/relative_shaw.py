@@ -17,9 +17,8 @@ backward pass while making its gradient: twice the memory.
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 
-from reprise.models.attention.full import causal_mask, distances
+from reprise.models.attention.full import FullAttention, distances
 from reprise.models.attention.relative import RelativeAttention, RelativeEmbedding
 
 
@@ -63,14 +62,8 @@ class ShawRelativeEmbedding(RelativeEmbedding):
 
 
 class ShawRelativeAttention(RelativeAttention):
-    """Relative attention with the O(L²·D) direct logits (``relative-shaw``), then SDPA."""
+    """Relative attention with the O(L²·D) direct logits (``relative-shaw``)."""
 
     embedding = ShawRelativeEmbedding
 
-    def attend(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
-               mask: torch.Tensor | None = None) -> torch.Tensor:
-        t, n = q.shape[-2], k.shape[-2]
-        bias = self.position_bias(q, n)
-        if self.causal:
-            bias = bias.masked_fill(~causal_mask(t, n, q.device), float("-inf"))
-        return F.scaled_dot_product_attention(q, k, v, attn_mask=bias, dropout_p=self.dropout if self.training else 0.0)
+    attend = FullAttention.attend  # the relative logits as SDPA's additive mask

@@ -21,14 +21,15 @@ if TYPE_CHECKING:
 
 
 def rotate(x: torch.Tensor, theta: torch.Tensor) -> torch.Tensor:
-    """Rotate ``(x_i, x_(i + D/2))`` by ``theta[:, i]`` for ``x`` of shape ``(..., T, D)`` and ``theta`` ``(T, D/2)``."""
-    cos, sin = theta.cos().repeat(1, 2).to(x.dtype), theta.sin().repeat(1, 2).to(x.dtype)
+    """Rotate ``(x_i, x_(i + D/2))`` by ``theta[..., i]`` for ``x`` ``(..., T, D)`` and ``theta`` ``(..., T, D/2)``
+    (broadcast against ``x``)."""
+    cos, sin = (torch.cat([f(theta)] * 2, -1).to(x.dtype) for f in (torch.cos, torch.sin))
     first, second = x.chunk(2, -1)
     return x * cos + torch.cat([-second, first], -1) * sin
 
 
 class RotaryAttention(FullAttention):
-    """Causal attention over rotated queries and keys."""
+    """Attention over rotated queries and keys (causal or not: the rotation does not care)."""
 
     def __init__(self, config: "ModelConfig", causal: bool = True):
         super().__init__(config, causal)

@@ -1,0 +1,154 @@
+"""``reprise models`` (the models that ship with reprise), ``reprise export`` (a run as a model folder),
+and the ``--checkpoint``/``--model`` pair that every command that loads a model takes."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+
+import click
+
+from reprise.models.pretrained import DTYPES, TASKS
+
+_MODEL_HELP = "A model that ships with reprise, by name (see `reprise models`), instead of --checkpoint."
+
+
+def model_options(command: Callable) -> Callable:
+    """Add ``--checkpoint RUN`` and ``--model NAME`` (give one) to a command; pass both to :func:`chosen_model`."""
+    command = click.option("--model", "model_name", metavar="NAME", help=_MODEL_HELP)(command)
+    return click.option(
+        "--checkpoint", type=click.Path(path_type=Path), help="Run or checkpoint directory (or a model folder)."
+    )(command)
+
+
+def chosen_model(checkpoint: Path | None, model_name: str | None) -> str | Path:
+    """What ``load_checkpoint`` should load: the shipped model's name, or the checkpoint path."""
+    if (checkpoint is None) == (model_name is None):
+        raise click.UsageError("give --checkpoint RUN or --model NAME (one of them)")
+    return model_name if model_name is not None else checkpoint
+
+
+@click.command()
+@click.option("--json", "as_json", is_flag=True, help="Print the model cards as JSON instead of a table.")
+def models(as_json: bool) -> None:
+    """The trained models that ship with reprise: what each does and how well it predicts held-out music."""
+    from dataclasses import asdict
+
+    from reprise.models.pretrained import shipped_models
+
+    found = shipped_models()
+    if as_json:
+        click.echo(
+            json.dumps(
+                [{"name": m.name, "megabytes": round(m.megabytes, 2), **asdict(m.card)} for m in found], indent=1
+            )
+        )
+        return
+    if not found:
+        click.echo("no trained models ship with this install (see docs/models.md; `reprise export` makes one)")
+        return
+    click.echo(f"{'name':<12} {'task':<10} {'valid NLL':>9} {'test NLL':>9} {'MB':>5}  what it does")
+    for m in found:
+        valid, test = (f"{x:.4f}" if x is not None else "-" for x in (m.card.valid_nll, m.card.test_nll))
+        click.echo(f"{m.name:<12} {m.card.task:<10} {valid:>9} {test:>9} {m.megabytes:>5.1f}  {m.card.summary}")
+    click.echo("use one with --model NAME, e.g. `reprise generate --model " + found[0].name + "`")
+
+
+@click.command()
+@click.argument("run", type=click.Path(path_type=Path, file_okay=False))
+@click.option(
+    "--out",
+    type=click.Path(path_type=Path, file_okay=False),
+    required=True,
+    help="Model folder to write, e.g. src/reprise/pretrained/bach to ship it.",
+)
+@click.option("--summary", required=True, help="What the model does, in one line (shown by `reprise models`).")
+@click.option(
+    "--task",
+    type=click.Choice(TASKS),
+    default="continue",
+    show_default=True,
+    help="What the model is for.",
+)
+@click.option(
+    "--data",
+    type=click.Path(path_type=Path, file_okay=False),
+    help="Prepared dataset whose valid and test splits are scored [default: the run's data].",
+)
+@click.option("--data-source", default="", help="For the card: the data it was trained on, and its licence.")
+@click.option("--command", "train_command", default="", help="For the card: the exact commands that trained it.")
+@click.option("--hardware", default="", help="For the card: where it trained, e.g. 'CPU, 2 cores' or '1 H100'.")
+@click.option(
+    "--dtype",
+    type=click.Choice(list(DTYPES)),
+    default="float16",
+    show_default=True,
+    help="Stored weights (loading upcasts them to float32).",
+)
+@click.option("--device", default="auto", show_default=True, help="Where to score: auto, cpu, cuda, mps.")
+def export(
+    run: Path,
+    out: Path,
+    summary: str,
+    task: str,
+    data: Path | None,
+    data_source: str,
+    train_command: str,
+    hardware: str,
+    dtype: str,
+    device: str,
+) -> None:
+    """Write RUN's best checkpoint as a model folder (config.json, model.safetensors, README.md card).
+
+    The card's validation and test NLL are measured on the stored (rounded) weights,
+    read back from the folder just written.
+    """
+    from reprise.models.checkpoint import load_checkpoint, resolve
+    from reprise.models.pretrained import ModelCard, write_model_folder
+
+    model, tokenizer = load_checkpoint(run)
+    training_path = resolve(run) / "training.json"
+    training = json.loads(training_path.read_text()) if training_path.is_file() else {}
+    data = data or _run_data(run)
+    card = ModelCard(
+        summary,
+        task,
+        data_source,
+        train_command,
+        hardware,
+        training.get("step"),
+        round(training["elapsed"] / 60, 1) if "elapsed" in training else None,
+        dtype=dtype,
+        parameters=sum(p.numel() for p in model.parameters()),
+    )
+    out.parent.mkdir(parents=True, exist_ok=True)
+    # staged beside OUT and swapped in at the end, so that OUT is never a folder whose card lacks the NLL
+    with tempfile.TemporaryDirectory(prefix=f".{out.name}.", dir=out.parent) as tmp:
+        staged = Path(tmp) / out.name
+        write_model_folder(staged, model, tokenizer, card)  # first without NLL: scoring reads the stored weights
+        if data is not None:
+            valid, test = (_nll(staged, data, split, device) for split in ("valid", "test"))
+            card = ModelCard(**{**card.to_json(), "valid_nll": valid, "test_nll": test})
+            write_model_folder(staged, model, tokenizer, card)
+        shutil.rmtree(out, ignore_errors=True)
+        staged.rename(out)
+    size = (out / "model.safetensors").stat().st_size / 2**20
+    click.echo(f"wrote {out} ({size:.2f} MB of {dtype} weights; valid NLL {card.valid_nll}, test NLL {card.test_nll})")
+
+
+def _run_data(run: Path) -> Path | None:
+    """The prepared dataset a run trained on, if its ``run.json`` says and it is still there."""
+    path = Path(run) / "run.json"
+    data = Path(json.loads(path.read_text())["data"]) if path.is_file() else None
+    return data if data is not None and (data / "manifest.json").is_file() else None
+
+
+def _nll(folder: Path, data: Path, split: str, device: str) -> float | None:
+    """NLL per token of the model folder on ``split`` of ``data`` (``None`` if that split is empty)."""
+    from reprise.api import load, score
+
+    nll = score(*load(folder, device), data, split)
+    return round(nll.per_token, 5) if nll.tokens else None

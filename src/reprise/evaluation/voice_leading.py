@@ -1,0 +1,154 @@
+"""Voice-leading measures of a four-part chorale grid: parallels, crossings, ranges.
+
+The grid is the chorale encoding's ``(steps, 4)`` array of MIDI pitches, voices in
+the order soprano, alto, tenor, bass, ``-1`` for silence. A note held over several
+steps repeats its pitch, so a repeated note and a held one look the same here.
+
+Definitions (each count comes with the denominator its rate divides by):
+
+* **Transitions**: the grid with every row equal to the row before it dropped,
+  i.e. the sequence of distinct sonorities; a transition is a pair of consecutive
+  sonorities. Time only matters through *when* something changes.
+* **Parallel fifths / octaves**: for a transition and a pair of voices (any two
+  of the four, six pairs), both voices sound in both sonorities, both change
+  pitch, they move in the same direction, and the interval between them, taken
+  as ``|upper - lower| mod 12``, is 7 (fifths) or 0 (octaves, unisons and their
+  compounds) in both sonorities. Rate: per transition.
+* **Voice crossings**: a step at which some lower voice (later in S, A, T, B)
+  sounds strictly above some higher voice. Rate: per step at which at least two
+  voices sound.
+* **Out of range**: a note (a run of equal pitch in one voice) outside that
+  voice's range in :data:`SATB_RANGES`. Rate: per note.
+
+Voice crossings and parallels are what harmony textbooks teach students to avoid
+in four-part writing; Bach's chorales have few, so their rates tell a model that
+learnt the style from one that merely stacks four plausible lines.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from itertools import combinations
+
+import numpy as np
+
+from reprise.errors import RepriseError
+
+SILENCE = -1
+VOICE_NAMES = ("soprano", "alto", "tenor", "bass")
+# The ranges usually given in harmony textbooks (e.g. Aldwell & Schachter, "Harmony and
+# Voice Leading"; Kostka & Payne, "Tonal Harmony"): soprano C4-G5, alto G3-D5, tenor C3-G4,
+# bass E2-C4, as inclusive MIDI pitch bounds (C4 = 60).
+SATB_RANGES: tuple[tuple[int, int], ...] = ((60, 79), (55, 74), (48, 67), (40, 60))
+
+
+@dataclass(frozen=True)
+class VoiceLeading:
+    """Counts of voice-leading events in one grid and the denominators of their rates."""
+
+    transitions: int
+    parallel_fifths: int
+    parallel_octaves: int
+    polyphonic_steps: int
+    crossing_steps: int
+    notes: int
+    out_of_range: int
+    out_of_range_by_voice: tuple[int, int, int, int]
+
+    @property
+    def parallel_fifths_rate(self) -> float:
+        return _rate(self.parallel_fifths, self.transitions)
+
+    @property
+    def parallel_octaves_rate(self) -> float:
+        return _rate(self.parallel_octaves, self.transitions)
+
+    @property
+    def crossing_rate(self) -> float:
+        return _rate(self.crossing_steps, self.polyphonic_steps)
+
+    @property
+    def out_of_range_rate(self) -> float:
+        return _rate(self.out_of_range, self.notes)
+
+    def rates(self) -> dict[str, float]:
+        """The four rates by name, e.g. for a table."""
+        return {
+            "parallel_fifths": self.parallel_fifths_rate,
+            "parallel_octaves": self.parallel_octaves_rate,
+            "voice_crossings": self.crossing_rate,
+            "out_of_range": self.out_of_range_rate,
+        }
+
+    def to_json(self) -> dict:
+        """Counts and rates, JSON-ready."""
+        return {**asdict(self), "out_of_range_by_voice": list(self.out_of_range_by_voice), "rates": self.rates()}
+
+
+def voice_leading(grid: np.ndarray, ranges: tuple[tuple[int, int], ...] = SATB_RANGES) -> VoiceLeading:
+    """Parallel fifths and octaves, voice crossings and out-of-range notes of an SATB grid."""
+    grid = np.asarray(grid)
+    if grid.ndim != 2 or grid.shape[1] != 4:
+        raise RepriseError(f"voice leading needs a (steps, 4) SATB grid, got shape {grid.shape}")
+    rows = _sonorities(grid)
+    fifths, octaves = _parallels(rows)
+    polyphonic, crossing = _crossings(grid)
+    notes, outside = _out_of_range(grid, ranges)
+    return VoiceLeading(
+        transitions=max(len(rows) - 1, 0),
+        parallel_fifths=fifths,
+        parallel_octaves=octaves,
+        polyphonic_steps=polyphonic,
+        crossing_steps=crossing,
+        notes=notes,
+        out_of_range=sum(outside),
+        out_of_range_by_voice=tuple(outside),
+    )
+
+
+def _sonorities(grid: np.ndarray) -> np.ndarray:
+    """The rows of ``grid`` that differ from the row before them (the first always counts)."""
+    if len(grid) == 0:
+        return grid
+    changed = np.r_[True, (grid[1:] != grid[:-1]).any(axis=1)]
+    return grid[changed]
+
+
+def _parallels(rows: np.ndarray) -> tuple[int, int]:
+    """(parallel fifths, parallel octaves) over all voice pairs and transitions of ``rows``."""
+    before, after = rows[:-1], rows[1:]
+    fifths = octaves = 0
+    for i, j in combinations(range(4), 2):
+        sounding = (before[:, i] >= 0) & (before[:, j] >= 0) & (after[:, i] >= 0) & (after[:, j] >= 0)
+        move_i, move_j = np.sign(after[:, i] - before[:, i]), np.sign(after[:, j] - before[:, j])
+        similar = sounding & (move_i != 0) & (move_i == move_j)
+        class_before = np.abs(before[:, i] - before[:, j]) % 12
+        class_after = np.abs(after[:, i] - after[:, j]) % 12
+        fifths += int((similar & (class_before == 7) & (class_after == 7)).sum())
+        octaves += int((similar & (class_before == 0) & (class_after == 0)).sum())
+    return fifths, octaves
+
+
+def _crossings(grid: np.ndarray) -> tuple[int, int]:
+    """(steps where two or more voices sound, steps where a lower voice is above a higher one)."""
+    sounding = grid >= 0
+    crossed = np.zeros(len(grid), dtype=bool)
+    for upper, lower in combinations(range(4), 2):
+        crossed |= sounding[:, upper] & sounding[:, lower] & (grid[:, lower] > grid[:, upper])
+    return int((sounding.sum(axis=1) >= 2).sum()), int(crossed.sum())
+
+
+def _out_of_range(grid: np.ndarray, ranges: tuple[tuple[int, int], ...]) -> tuple[int, list[int]]:
+    """(notes, out-of-range notes per voice); a note is a run of equal pitch in one voice."""
+    total, outside = 0, []
+    for voice, (low, high) in enumerate(ranges):
+        column = grid[:, voice]
+        onsets = column[np.r_[True, column[1:] != column[:-1]]] if len(column) else column
+        pitches = onsets[onsets >= 0]
+        total += len(pitches)
+        outside.append(int(((pitches < low) | (pitches > high)).sum()))
+    return total, outside
+
+
+def _rate(count: int, total: int) -> float:
+    return count / total if total else 0.0

@@ -1,0 +1,159 @@
+"""Conditional generation with the encoder-decoder: harmonise a soprano, accompany a melody, fill a gap.
+
+:func:`sample_targets` is ``generate.py``'s loop with a source. The encoder
+reads the source window once per decoder window, every cross-attention layer
+computes the memory's keys and values once (``CrossCache``), and each new token
+costs one row of self- and cross-attention. When the target outgrows the
+context, the decoder window slides as in ``generate.py`` (to the last
+half-context, on a frame boundary) and the source window follows it, exactly as
+training and scoring cut their windows (:func:`reprise.data.pairs.decoder_window`).
+
+The task wrappers turn the result into music: :func:`harmonize` returns whole
+chorales whose soprano is the given one, :func:`infill` the whole piece with the
+span filled, :func:`accompany` the accompaniment's events.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch import nn
+
+from reprise.data.chorale_grid import SILENCE, ChoraleGrid
+from reprise.data.pairs import Pair, Task, harmonize_pair, infill_pair, join_harmony, join_infill, source_window
+from reprise.data.windows import slide_start
+from reprise.generation.sampling import SamplingConfig, sample
+
+ACCOMPANY_TAIL = 200  # time steps (2 s of 10 ms) an accompaniment may ring on after the melody ends
+
+
+@torch.no_grad()
+def sample_targets(
+    model: nn.Module,
+    task: Task,
+    pair: Pair,
+    n_tokens: int,
+    num_samples: int = 1,
+    sampling: SamplingConfig | None = None,
+    seed: int = 0,
+    use_cache: bool = True,
+    end_time: int | None = None,
+) -> list[np.ndarray]:
+    """``num_samples`` targets for ``pair.source``, each ``BOS`` and its tokens (no ``EOS``).
+
+    Without ``end_time`` every target has exactly ``n_tokens`` tokens and ``EOS``
+    is never sampled; with it, a target ends at its ``EOS`` (forced once it
+    reaches ``end_time``) or after ``n_tokens``.
+    """
+    sampling = sampling or SamplingConfig()
+    device = next(model.parameters()).device
+    generator = torch.Generator(device=device).manual_seed(seed)
+    model.eval()
+    tokenizer, context = task.tokenizer, model.config.context
+    seq = np.full((num_samples, 1), tokenizer.bos_id, dtype=np.int64)
+    banned = torch.zeros(model.config.vocab_size, dtype=torch.bool, device=device)
+    banned[[tokenizer.pad_id, tokenizer.bos_id] + ([tokenizer.eos_id] if end_time is None else [])] = True
+    source_where = task.source_clock.where(pair.source)
+    ended = np.zeros(num_samples, dtype=bool)
+    start, logits = 0, None
+    for i in range(n_tokens):
+        if seq.shape[1] - start > context:  # the window is full: slide it
+            start, logits = slide_start(seq.shape[1], context, task.target_frame), None
+        where = _following(task, pair, seq, start)
+        if logits is None:  # (re)read the source and prefill the window (every step when not caching)
+            t0 = where[:, 0, 0].copy()
+            memory = model.encode(*_source_windows(model, pair, source_where, t0, device))
+            caches = model.new_caches(num_samples, context) if use_cache else None
+            logits = model.decode(memory, _tensor(seq[:, start:], device), _tensor(_from(where, t0), device), caches)[
+                :, -1
+            ]
+        disallowed = banned | _disallowed(task, seq.shape[1], device)
+        if end_time is not None:
+            disallowed = disallowed.expand(num_samples, -1).clone()
+            late = torch.from_numpy(where[:, -1, 0] >= end_time).to(device)
+            disallowed[late] = True
+            disallowed[late, tokenizer.eos_id] = False
+        token = sample(logits.masked_fill(disallowed, float("-inf")), sampling, generator).cpu().numpy()
+        seq = np.concatenate([seq, token[:, None]], 1)
+        ended |= token == tokenizer.eos_id
+        if ended.all():
+            break
+        full = seq.shape[1] - start > context
+        if caches is None or full or i == n_tokens - 1:
+            logits = None
+        else:
+            new = _from(_following(task, pair, seq, seq.shape[1] - 1), t0)
+            logits = model.decode(memory, _tensor(seq[:, -1:], device), _tensor(new, device), caches)[:, -1]
+    return [row[: _end(row, tokenizer.eos_id)] for row in seq]
+
+
+def _following(task: Task, pair: Pair, seq: np.ndarray, start: int) -> np.ndarray:
+    """``(B, n - start, 2)``: where the tokens that ``seq[:, start:]`` predict sit (absolute time)."""
+    return np.stack([task.target_clock.following(row, pair.target_offset)[start:] for row in seq])
+
+
+def _from(where: np.ndarray, t0: np.ndarray) -> np.ndarray:
+    """``where`` ``(B, T, 2)`` with each row's time counted from its ``t0``."""
+    out = where.copy()
+    out[..., 0] -= t0[:, None]
+    return out
+
+
+def _source_windows(
+    model: nn.Module, pair: Pair, source_where: np.ndarray, t0: np.ndarray, device
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Each row's source window for its decoder window starting at time ``t0[row]``, padded with ``PAD``."""
+    config = model.config
+    rows = [source_window(pair.source, source_where, int(t), config.source_context, config.source_offset) for t in t0]
+    width = max(len(ids) for ids, _ in rows)
+    source = np.zeros((len(rows), width), dtype=np.int64)
+    where = np.zeros((len(rows), width, 2), dtype=np.int64)
+    for r, (ids, w) in enumerate(rows):
+        source[r, : len(ids)], where[r, : len(ids)] = ids, w
+    return _tensor(source, device), _tensor(where, device)
+
+
+def _disallowed(task: Task, position: int, device) -> torch.Tensor:
+    allowed = task.allowed(position)
+    if allowed is None:
+        return torch.zeros((), dtype=torch.bool, device=device)
+    return ~torch.from_numpy(allowed).to(device)
+
+
+def _tensor(array: np.ndarray, device) -> torch.Tensor:
+    return torch.from_numpy(np.ascontiguousarray(array)).to(device)
+
+
+def _end(row: np.ndarray, eos: int) -> int:
+    stops = np.flatnonzero(row == eos)
+    return int(stops[0]) if len(stops) else len(row)
+
+
+# -- the tasks -------------------------------------------------------------------------------
+def harmonize(model: nn.Module, tokenizer: ChoraleGrid, soprano: np.ndarray, **options) -> list[np.ndarray]:
+    """Chorales (``BOS`` raster ``EOS``) whose soprano is ``soprano`` (a pitch per 16th step, -1 silent)."""
+    grid = np.full((len(soprano), 4), SILENCE, dtype=np.int64)
+    grid[:, 0] = soprano
+    pair = harmonize_pair("given", tokenizer.encode_grid(grid), tokenizer)
+    targets = sample_targets(model, Task("harmonize", tokenizer), pair, 3 * len(soprano), **options)
+    return [join_harmony(pair.source, target, tokenizer) for target in targets]
+
+
+def infill(model: nn.Module, task: Task, ids: np.ndarray, span: tuple[int, int], **options) -> list[np.ndarray]:
+    """The piece ``ids`` (``BOS ... [EOS]``) with the steps ``[start, stop)`` of ``span`` written anew."""
+    ids = np.asarray(ids)
+    if ids[-1] != task.tokenizer.eos_id:
+        ids = np.r_[ids, task.tokenizer.eos_id]
+    pair = infill_pair("given", ids, span, task)
+    targets = sample_targets(model, task, pair, len(pair.target) - 2, **options)
+    return [join_infill(pair, target, task.tokenizer.frame) for target in targets]
+
+
+def accompany(model: nn.Module, task: Task, melody: np.ndarray, max_tokens: int, **options) -> list[np.ndarray]:
+    """Accompaniments (``BOS`` and events) of the performance events ``melody``, ending with it."""
+    melody = np.asarray(melody)
+    if melody[-1] != task.tokenizer.eos_id:
+        melody = np.r_[melody, task.tokenizer.eos_id]
+    end = int(task.source_clock.times(melody)[-1]) + ACCOMPANY_TAIL
+    pair = Pair("given", melody, np.array([task.tokenizer.bos_id]))
+    return sample_targets(model, task, pair, max_tokens, end_time=end, **options)

@@ -1,0 +1,150 @@
+"""Checkpoints of a model and its tokenizer: safetensors for tensors, JSON for everything else, never pickles.
+
+A checkpoint directory holds ``model.safetensors`` (the weights), ``model.json``
+(the architecture and its configuration) and ``tokenizer.json`` (the tokenizer
+the model reads and writes); training adds its own files beside them
+(:mod:`reprise.training.checkpoint`). Directories are written under a temporary
+name and swapped in, so an interruption at any moment leaves the previous
+checkpoint intact.
+
+:func:`load_checkpoint` also loads model folders (``config.json`` beside the
+weights: shipped models and ``reprise export``'s output), by path or by a shipped
+model's name; see :mod:`reprise.models.pretrained`.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import shutil
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import torch
+from safetensors import safe_open
+from safetensors.torch import load_model, save_model
+
+from reprise.data.tokenizer import Tokenizer, tokenizer_from_json
+from reprise.errors import RepriseError
+from reprise.models import architecture_of, build_model, config_from_json
+from reprise.models.pretrained import read_model_config, resolve_model
+
+T = TypeVar("T")
+
+
+def save_checkpoint(
+    directory: Path,
+    model: torch.nn.Module,
+    tokenizer: Tokenizer,
+    extra: Callable[[Path], None] | None = None,
+) -> None:
+    """Write a checkpoint atomically, replacing any previous one at ``directory``.
+
+    ``extra(folder)`` may add more files to the checkpoint before it is swapped in.
+    """
+    directory = Path(directory)
+    directory.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{directory.name}.", dir=directory.parent))
+    tmp.chmod(0o755)  # mkdtemp makes it private; the result is an ordinary folder
+    save_model(model, str(tmp / "model.safetensors"))
+    write_json(tmp / "model.json", {"architecture": architecture_of(model.config), "config": model.config.to_json()})
+    write_json(tmp / "tokenizer.json", tokenizer.to_json())
+    if extra is not None:
+        extra(tmp)
+    old = directory.with_name(directory.name + ".old")
+    if directory.exists():
+        shutil.rmtree(old, ignore_errors=True)  # left by a kill after the last save's swap: rename needs the name
+        directory.rename(old)
+    tmp.rename(directory)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def resolve(path: Path) -> Path:
+    """The checkpoint directory for a run directory (its ``best``, else ``last``) or itself."""
+    path = Path(path)
+    for candidate in (path, path / "best", path / "last", path.with_name(path.name + ".old")):
+        if (candidate / "model.safetensors").is_file():
+            return candidate
+    raise RepriseError(f"{path}: no checkpoint here (expected model.safetensors, or a run with best/ or last/)")
+
+
+def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> tuple[torch.nn.Module, Tokenizer]:
+    """The model (in eval mode, float32) and tokenizer stored at ``path``, or shipped under that name.
+
+    Every file is checked before it is used: a truncated or edited checkpoint
+    gives a one-line :class:`RepriseError` naming the file and what is wrong.
+    """
+    directory = resolve(resolve_model(path))
+    if (directory / "model.json").is_file():
+        config_path, meta = directory / "model.json", read_json(directory / "model.json")
+        tokenizer_path = directory / "tokenizer.json"
+        tokenizer_json = read_json(tokenizer_path)
+    else:  # a model folder (reprise export, reprise/pretrained/NAME)
+        config_path = tokenizer_path = directory / "config.json"
+        meta = read_model_config(directory)
+        tokenizer_json = meta["tokenizer"]
+    config = checked(config_path, lambda: config_from_json(meta["architecture"], meta["config"]))
+    tokenizer = checked(tokenizer_path, lambda: tokenizer_from_json(tokenizer_json))
+    if tokenizer.vocab_size != config.vocab_size:
+        raise RepriseError(
+            f"{tokenizer_path}: {tokenizer.vocab_size} tokens, but the model in {config_path.name} reads "
+            f"{config.vocab_size}"
+        )
+    _check_size(config, directory, config_path)
+    model = build_model(config).to(device)
+    load_weights(model, directory)
+    return model.eval(), tokenizer
+
+
+def load_weights(model: torch.nn.Module, directory: Path) -> None:
+    """Load ``model.safetensors`` from a checkpoint directory into ``model``, in place (upcast to its dtype)."""
+    device = next(model.parameters()).device
+    path = Path(directory) / "model.safetensors"
+    checked(path, lambda: load_model(model, str(path), device=str(device)))
+
+
+def write_json(path: Path, data: dict[str, Any]) -> None:
+    """``data`` as indented JSON at ``path``."""
+    path.write_text(json.dumps(data, indent=1))
+
+
+def read_json(path: Path) -> dict[str, Any]:
+    """A checkpoint's JSON object; a one-line :class:`RepriseError` naming ``path`` if it is missing or broken."""
+    try:
+        data = json.loads(path.read_bytes())
+    except FileNotFoundError as err:
+        raise RepriseError(f"{path}: missing from the checkpoint") from err
+    except (UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise RepriseError(f"{path}: not valid JSON ({err}); the file is damaged") from err
+    if not isinstance(data, dict):
+        raise RepriseError(f"{path}: expected a JSON object, found {type(data).__name__}; the file is damaged")
+    return data
+
+
+def checked(path: Path, read: Callable[[], T]) -> T:
+    """``read()``, with any failure to make sense of ``path``'s content turned into a one-line error naming it."""
+    try:
+        return read()
+    except RepriseError as err:
+        raise RepriseError(str(err) if str(path) in str(err) else f"{path}: {err}") from err
+    except Exception as err:  # safetensors, torch and the configs raise many kinds on damaged files
+        message = " ".join(str(err).split())[:200]
+        raise RepriseError(
+            f"{path}: damaged or not from this version of reprise ({type(err).__name__}: {message})"
+        ) from err
+
+
+def _check_size(config: Any, directory: Path, config_path: Path) -> None:
+    """Refuse a config whose model has more parameters than ``model.safetensors`` holds values, before
+    building it: a damaged ``model.json`` must not make us allocate a model of any size."""
+    with torch.device("meta"):  # shapes only, no memory
+        wanted = checked(config_path, lambda: sum(p.numel() for p in build_model(config).parameters()))
+    weights = directory / "model.safetensors"
+    with checked(weights, lambda: safe_open(str(weights), "pt")) as f:
+        held = sum(math.prod(f.get_slice(key).get_shape()) for key in f.keys())
+    if wanted > held:
+        raise RepriseError(
+            f"{weights}: holds {held:,} values, but {config_path.name} describes a model of {wanted:,} parameters"
+        )
