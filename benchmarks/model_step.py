@@ -23,8 +23,15 @@ import sys
 import time
 from pathlib import Path
 
-SHAPE = {"vocab_size": 390, "d_model": 256, "n_layers": 6, "n_heads": 8, "ff_mult": 4, "dropout": 0.1,
-         "attention_dropout": 0.0}
+SHAPE = {
+    "vocab_size": 390,
+    "d_model": 256,
+    "n_layers": 6,
+    "n_heads": 8,
+    "ff_mult": 4,
+    "dropout": 0.1,
+    "attention_dropout": 0.0,
+}
 BATCH = 4
 
 
@@ -92,30 +99,53 @@ def measure(kinds: list[str], lengths: list[int], precisions: list[str], rounds:
             for kind in kinds:
                 seconds = steps[precision, kind]
                 ratios = [s / b for s, b in zip(seconds, base)]
-                rows.append({"length": length, "precision": precision, "kind": kind, "seconds": seconds,
-                             "fastest_s": min(seconds), "tokens_per_s": BATCH * length / min(seconds),
-                             "median_ratio": statistics.median(ratios)})
+                rows.append(
+                    {
+                        "length": length,
+                        "precision": precision,
+                        "kind": kind,
+                        "seconds": seconds,
+                        "fastest_s": min(seconds),
+                        "tokens_per_s": BATCH * length / min(seconds),
+                        "median_ratio": statistics.median(ratios),
+                    }
+                )
     return rows
 
 
 def markdown(rows: list[dict], command: str, cpu: str, threads: int) -> str:
     """The table: tokens/s of each kind and the median within-round ratio to the first kind."""
     kinds = list(dict.fromkeys(r["kind"] for r in rows))
-    lines = ["## Whole-model training step", "", f"`{command}` on {cpu}, {threads} threads.", "",
-             (f"Batch {BATCH} × L random tokens, 6 layers, d_model 256, 8 heads, feed-forward 1024, vocabulary 390, "
-              "dropout 0.1 on the residual stream, attention dropout 0, Adam. Tokens/s from the fastest step; "
-              f"ratio = median over rounds of (step time / `{kinds[0]}`'s step time in the same round)."), "",
-             "| L | precision | " + " | ".join(f"{k} tokens/s" for k in kinds) + " | "
-             + " | ".join(f"{k} / {kinds[0]}" for k in kinds[1:]) + " | rounds |",
-             "|---:|---|" + "---:|" * (2 * len(kinds) - 1) + "---:|"]
+    lines = [
+        "## Whole-model training step",
+        "",
+        f"`{command}` on {cpu}, {threads} threads.",
+        "",
+        (
+            f"Batch {BATCH} × L random tokens, 6 layers, d_model 256, 8 heads, feed-forward 1024, vocabulary 390, "
+            "dropout 0.1 on the residual stream, attention dropout 0, Adam. Tokens/s from the fastest step; "
+            f"ratio = median over rounds of (step time / `{kinds[0]}`'s step time in the same round)."
+        ),
+        "",
+        "| L | precision | "
+        + " | ".join(f"{k} tokens/s" for k in kinds)
+        + " | "
+        + " | ".join(f"{k} / {kinds[0]}" for k in kinds[1:])
+        + " | rounds |",
+        "|---:|---|" + "---:|" * (2 * len(kinds) - 1) + "---:|",
+    ]
     for length in sorted({r["length"] for r in rows}):
         for precision in dict.fromkeys(r["precision"] for r in rows):
             group = {r["kind"]: r for r in rows if r["length"] == length and r["precision"] == precision}
             if not group:
                 continue
-            lines.append(f"| {length} | {precision} | " + " | ".join(f"{group[k]['tokens_per_s']:,.0f}" for k in kinds)
-                         + " | " + " | ".join(f"{group[k]['median_ratio']:.2f}×" for k in kinds[1:])
-                         + f" | {len(group[kinds[0]]['seconds'])} |")
+            lines.append(
+                f"| {length} | {precision} | "
+                + " | ".join(f"{group[k]['tokens_per_s']:,.0f}" for k in kinds)
+                + " | "
+                + " | ".join(f"{group[k]['median_ratio']:.2f}×" for k in kinds[1:])
+                + f" | {len(group[kinds[0]]['seconds'])} |"
+            )
     return "\n".join(lines) + "\n"
 
 
@@ -127,8 +157,12 @@ def main() -> None:
     parser.add_argument("--lengths", nargs="+", type=int, default=[512, 1024, 2048])
     parser.add_argument("--precisions", nargs="+", choices=["fp32", "bf16"], default=["fp32", "bf16"])
     parser.add_argument("--rounds", type=int, default=5)
-    parser.add_argument("--bf16-rounds", type=int, default=5, help="Rounds that also run bf16 (slow on CPUs "
-                        "without AVX512-BF16: it is emulated).")
+    parser.add_argument(
+        "--bf16-rounds",
+        type=int,
+        default=5,
+        help="Rounds that also run bf16 (slow on CPUs without AVX512-BF16: it is emulated).",
+    )
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args()
     import torch

@@ -50,15 +50,30 @@ def peer_model(peer: Path, context: int):
     def encoder(self, src, mask=None, src_key_padding_mask=None, is_causal=None):
         return encoder_forward(self, src, mask, src_key_padding_mask)
 
-    def decoder(self, tgt, memory, tgt_mask=None, memory_mask=None, tgt_key_padding_mask=None,
-                memory_key_padding_mask=None, tgt_is_causal=None, memory_is_causal=False):
+    def decoder(
+        self,
+        tgt,
+        memory,
+        tgt_mask=None,
+        memory_mask=None,
+        tgt_key_padding_mask=None,
+        memory_key_padding_mask=None,
+        tgt_is_causal=None,
+        memory_is_causal=False,
+    ):
         return decoder_forward(self, tgt, memory, tgt_mask, memory_mask, tgt_key_padding_mask, memory_key_padding_mask)
 
     rpr.TransformerEncoderRPR.forward = encoder
     music_transformer.DummyDecoder.forward = decoder
     return music_transformer.MusicTransformer(
-        n_layers=SHAPE["n_layers"], num_heads=SHAPE["n_heads"], d_model=SHAPE["d_model"],
-        dim_feedforward=SHAPE["d_ff"], dropout=SHAPE["dropout"], max_sequence=max(context, 2048), rpr=True)
+        n_layers=SHAPE["n_layers"],
+        num_heads=SHAPE["n_heads"],
+        d_model=SHAPE["d_model"],
+        dim_feedforward=SHAPE["d_ff"],
+        dropout=SHAPE["dropout"],
+        max_sequence=max(context, 2048),
+        rpr=True,
+    )
 
 
 def reprise_model(context: int, vocab: int):
@@ -66,10 +81,18 @@ def reprise_model(context: int, vocab: int):
     from reprise.models.config import ModelConfig
     from reprise.models.transformer import MusicTransformer
 
-    return MusicTransformer(ModelConfig(vocab_size=vocab, context=context, d_model=SHAPE["d_model"],
-                                        n_layers=SHAPE["n_layers"], n_heads=SHAPE["n_heads"],
-                                        ff_mult=SHAPE["d_ff"] // SHAPE["d_model"], dropout=SHAPE["dropout"],
-                                        attention="relative"))
+    return MusicTransformer(
+        ModelConfig(
+            vocab_size=vocab,
+            context=context,
+            d_model=SHAPE["d_model"],
+            n_layers=SHAPE["n_layers"],
+            n_heads=SHAPE["n_heads"],
+            ff_mult=SHAPE["d_ff"] // SHAPE["d_model"],
+            dropout=SHAPE["dropout"],
+            attention="relative",
+        )
+    )
 
 
 def train(project: str, peer: Path, precision: str, steps: int) -> dict:
@@ -77,7 +100,7 @@ def train(project: str, peer: Path, precision: str, steps: int) -> dict:
     import torch
     import torch.nn.functional as F
 
-    model = (peer_model(peer, TRAIN_LENGTH) if project == "gwinndr" else reprise_model(TRAIN_LENGTH, SHAPE["vocab"]))
+    model = peer_model(peer, TRAIN_LENGTH) if project == "gwinndr" else reprise_model(TRAIN_LENGTH, SHAPE["vocab"])
     model.train()
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-4)
     ids = torch.randint(0, SHAPE["vocab"], (BATCH, TRAIN_LENGTH + 1))
@@ -141,8 +164,7 @@ def child(project: str, task: str, peer: Path, argument: str, steps: int) -> dic
     torch.set_num_threads(2)
     torch.manual_seed(0)
     try:
-        result = (train(project, peer, argument, steps) if task == "train"
-                  else generation(project, peer, int(argument)))
+        result = train(project, peer, argument, steps) if task == "train" else generation(project, peer, int(argument))
     except Exception as error:  # noqa: BLE001 - reported as the measurement's outcome
         result = {"error": f"{type(error).__name__}: {error}".splitlines()[0][:200]}
     return {**result, "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
@@ -153,7 +175,7 @@ def run(project: str, task: str, peer: Path, argument: str, steps: int) -> dict:
     command = [sys.executable, __file__, "--child", project, task, argument, "--peer", str(peer), "--steps", str(steps)]
     done = subprocess.run(command, capture_output=True, text=True, cwd=peer if project == "gwinndr" else None)
     if done.returncode:
-        result = {"error": (done.stderr.strip().splitlines() or ["exit code %d" % done.returncode])[-1][:200]}
+        result = {"error": (done.stderr.strip().splitlines() or [f"exit code {done.returncode}"])[-1][:200]}
     else:
         result = json.loads(done.stdout.strip().splitlines()[-1])
     row = {"project": project, "task": task, "setting": argument, **result}
@@ -163,6 +185,7 @@ def run(project: str, task: str, peer: Path, argument: str, steps: int) -> dict:
 
 def markdown(rows: list[dict], command: str) -> str:
     """Both projects side by side, and reprise's speed-up."""
+
     def get(project: str, task: str, setting: str, field: str) -> float | None:
         for row in rows:
             if (row["project"], row["task"], row["setting"]) == (project, task, setting):
@@ -176,13 +199,23 @@ def markdown(rows: list[dict], command: str) -> str:
         return "–" if a is None or b is None else f"{a / b:.1f}×"
 
     peer_fp32 = get("gwinndr", "train", "fp32", "tokens_per_s")
-    lines = ["## reprise against gwinndr/MusicTransformer-Pytorch", "", f"`{command}`", "",
-             "| | gwinndr (RPR) | reprise `relative` | reprise / gwinndr |", "|---|---:|---:|---:|"]
+    lines = [
+        "## reprise against gwinndr/MusicTransformer-Pytorch",
+        "",
+        f"`{command}`",
+        "",
+        "| | gwinndr (RPR) | reprise `relative` | reprise / gwinndr |",
+        "|---|---:|---:|---:|",
+    ]
     for precision in ("fp32", "bf16"):
         a, b = get("gwinndr", "train", precision, "tokens_per_s"), get("reprise", "train", precision, "tokens_per_s")
-        lines.append(f"| training tokens/s, {precision} | {cell(a)} | {cell(b)} | {ratio(b, peer_fp32)} of gwinndr fp32 |")
-        lines.append(f"| peak RSS training {precision}, MiB | {cell(get('gwinndr', 'train', precision, 'peak_rss_mib'))} "
-                     f"| {cell(get('reprise', 'train', precision, 'peak_rss_mib'))} | |")
+        lines.append(
+            f"| training tokens/s, {precision} | {cell(a)} | {cell(b)} | {ratio(b, peer_fp32)} of gwinndr fp32 |"
+        )
+        lines.append(
+            f"| peak RSS training {precision}, MiB | {cell(get('gwinndr', 'train', precision, 'peak_rss_mib'))} "
+            f"| {cell(get('reprise', 'train', precision, 'peak_rss_mib'))} | |"
+        )
     for context in ("1024", "2048"):
         a, b = get("gwinndr", "generate", context, "ms_per_token"), get("reprise", "generate", context, "ms_per_token")
         lines.append(f"| generation ms/token, context {context} | {cell(a, 1)} | {cell(b, 1)} | {ratio(a, b)} faster |")
@@ -202,12 +235,21 @@ def main() -> None:
         print(json.dumps(child(*args.child[:2], args.peer.resolve(), args.child[2], args.steps)))
         return
     peer = args.peer.resolve()
-    if not (peer / "model" / "rpr.py").is_file() or not (peer / "third_party" / "midi_processor" / "processor.py").is_file():
+    if (
+        not (peer / "model" / "rpr.py").is_file()
+        or not (peer / "third_party" / "midi_processor" / "processor.py").is_file()
+    ):
         sys.exit(f"{peer}: not a gwinndr/MusicTransformer-Pytorch checkout with its midi_processor submodule")
-    rows = [run(project, "train", peer, precision, args.steps)
-            for project in ("gwinndr", "reprise") for precision in ("fp32", "bf16")]
-    rows += [run(project, "generate", peer, context, args.steps)
-             for project in ("gwinndr", "reprise") for context in ("1024", "2048")]
+    rows = [
+        run(project, "train", peer, precision, args.steps)
+        for project in ("gwinndr", "reprise")
+        for precision in ("fp32", "bf16")
+    ]
+    rows += [
+        run(project, "generate", peer, context, args.steps)
+        for project in ("gwinndr", "reprise")
+        for context in ("1024", "2048")
+    ]
     command = "python benchmarks/peer.py " + " ".join(sys.argv[1:])
     if args.json:
         args.json.write_text(json.dumps({"command": command, "rows": rows}, indent=1))

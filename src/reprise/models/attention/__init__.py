@@ -50,6 +50,6 @@ ATTENTION_KINDS: dict[str, type[nn.Module]] = {
 }
 
 
-def build_attention(config: "ModelConfig", kind: str, causal: bool = True) -> nn.Module:
+def build_attention(config: ModelConfig, kind: str, causal: bool = True) -> nn.Module:
     """The attention module of ``kind``, one of ``ATTENTION_KINDS``, shaped by ``config``; ``causal`` or not."""
     return ATTENTION_KINDS[kind](config, causal)

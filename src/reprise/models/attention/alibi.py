@@ -39,6 +39,6 @@ class ALiBi(nn.Module):
 class ALiBiAttention(FullAttention):
     """Attention with ALiBi's per-head linear distance penalty."""
 
-    def __init__(self, config: "ModelConfig", causal: bool = True):
+    def __init__(self, config: ModelConfig, causal: bool = True):
         super().__init__(config, causal)
         self.position_bias = ALiBi(config.n_heads, causal)

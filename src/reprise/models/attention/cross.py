@@ -40,7 +40,7 @@ class CrossCache:
 class CrossAttention(nn.Module):
     """Multi-head attention from ``(B, T, D)`` queries to ``(B, S, D)`` memory, through SDPA."""
 
-    def __init__(self, config: "ModelConfig"):
+    def __init__(self, config: ModelConfig):
         super().__init__()
         self.n_heads = config.n_heads
         self.query = nn.Linear(config.d_model, config.d_model)
@@ -63,8 +63,15 @@ class CrossAttention(nn.Module):
         keys, values = self._heads(self.key_value(memory), 2)
         return self._rotated(keys, times), values
 
-    def forward(self, x: torch.Tensor, times: torch.Tensor, memory: torch.Tensor, memory_times: torch.Tensor,
-                memory_mask: torch.Tensor | None = None, cache: CrossCache | None = None) -> torch.Tensor:
+    def forward(
+        self,
+        x: torch.Tensor,
+        times: torch.Tensor,
+        memory: torch.Tensor,
+        memory_times: torch.Tensor,
+        memory_mask: torch.Tensor | None = None,
+        cache: CrossCache | None = None,
+    ) -> torch.Tensor:
         """Queries ``x`` at time steps ``times`` ``(B, T)`` against the memory at ``memory_times`` ``(B, S)``.
 
         ``memory_mask`` ``(B, S)`` is false on padding; with ``cache`` the memory's keys are computed once.
@@ -77,7 +84,8 @@ class CrossAttention(nn.Module):
             keys, values = cache.keys, cache.values
         q = self._rotated(self._heads(self.query(x), 1)[0], times)
         mask = None if memory_mask is None else memory_mask[:, None, None, :]
-        y = F.scaled_dot_product_attention(q, keys, values, attn_mask=mask,
-                                           dropout_p=self.dropout if self.training else 0.0)
+        y = F.scaled_dot_product_attention(
+            q, keys, values, attn_mask=mask, dropout_p=self.dropout if self.training else 0.0
+        )
         b, h, t, hd = y.shape
         return self.proj(y.transpose(1, 2).reshape(b, t, h * hd))

@@ -74,14 +74,15 @@ class FourierMixing(nn.Module):
     """FNet for decoders: causal FFT convolution over time, then the real DFT over hidden;
     for encoders (``causal=False``): FNet's 2-D DFT, zero-padded to the context."""
 
-    def __init__(self, config: "ModelConfig", causal: bool = True):
+    def __init__(self, config: ModelConfig, causal: bool = True):
         super().__init__()
         self.causal, self.context = causal, config.context
         if causal:
             self.taps = nn.Parameter(torch.randn(config.context, config.d_model) * 0.02)
 
-    def forward(self, x: torch.Tensor, cache: TensorCache | None = None,
-                key_mask: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(
+        self, x: torch.Tensor, cache: TensorCache | None = None, key_mask: torch.Tensor | None = None
+    ) -> torch.Tensor:
         if not self.causal:
             return fnet_mixing(x if key_mask is None else x.masked_fill(~key_mask[..., None], 0.0), self.context)
         history = x if cache is None else cache.append(x)

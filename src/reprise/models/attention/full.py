@@ -51,7 +51,7 @@ class FullAttention(nn.Module):
     decoding cache.
     """
 
-    def __init__(self, config: "ModelConfig", causal: bool = True):
+    def __init__(self, config: ModelConfig, causal: bool = True):
         super().__init__()
         self.causal = causal
         self.n_heads = config.n_heads
@@ -71,8 +71,9 @@ class FullAttention(nn.Module):
         b, h, t, hd = y.shape
         return self.proj(y.transpose(1, 2).reshape(b, t, h * hd))
 
-    def forward(self, x: torch.Tensor, cache: KVCache | None = None,
-                key_mask: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(
+        self, x: torch.Tensor, cache: KVCache | None = None, key_mask: torch.Tensor | None = None
+    ) -> torch.Tensor:
         start = 0 if cache is None else cache.length
         q, k, v = self.split_heads(x, start)
         if cache is not None:
@@ -82,8 +83,9 @@ class FullAttention(nn.Module):
             mask = mask & causal_mask(q.shape[-2], k.shape[-2], x.device)
         return self.merge_heads(self.attend(q, k, v, mask))
 
-    def attend(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
-               mask: torch.Tensor | None = None) -> torch.Tensor:
+    def attend(
+        self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor | None = None
+    ) -> torch.Tensor:
         """SDPA for queries that are the last ``T`` of the ``N`` keys.
 
         ``mask`` marks the ``(T, N)`` pairs that may attend (default: the causal

@@ -32,7 +32,7 @@ class LocalAttention(FullAttention):
     sees the block before, itself and the block after.
     """
 
-    def __init__(self, config: "ModelConfig", causal: bool = True):
+    def __init__(self, config: ModelConfig, causal: bool = True):
         super().__init__(config, causal)
         self.block = config.block_size
         if config.local_relative:
@@ -40,19 +40,23 @@ class LocalAttention(FullAttention):
                 raise RepriseError("local attention's relative logits have no non-causal (encoder) mode yet")
             self.position_bias = RelativeEmbedding.from_config(config)
 
-    def forward(self, x: torch.Tensor, cache: LocalCache | None = None,
-                key_mask: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(
+        self, x: torch.Tensor, cache: LocalCache | None = None, key_mask: torch.Tensor | None = None
+    ) -> torch.Tensor:
         q, k, v = self.split_heads(x)
         if cache is None or cache.length == 0:  # a whole sequence: block by block
             if cache is not None:
                 cache.append(k, v)
             return self.merge_heads(self.blocked(q, k, v, key_mask))
-        steps = [self.attend(q[..., i : i + 1, :], *cache.append(k[..., i : i + 1, :], v[..., i : i + 1, :]))
-                 for i in range(q.shape[-2])]  # each new token against its window (all of it visible)
+        steps = [
+            self.attend(q[..., i : i + 1, :], *cache.append(k[..., i : i + 1, :], v[..., i : i + 1, :]))
+            for i in range(q.shape[-2])
+        ]  # each new token against its window (all of it visible)
         return self.merge_heads(torch.cat(steps, -2))
 
-    def blocked(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
-                key_mask: torch.Tensor | None = None) -> torch.Tensor:
+    def blocked(
+        self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, key_mask: torch.Tensor | None = None
+    ) -> torch.Tensor:
         """Local attention of whole sequences ``(B, H, T, D_h)``: each block's queries against its window's keys.
 
         ``key_mask`` ``(B, T)`` (false on padding) is for the non-causal mode, where keys come after queries.
@@ -65,12 +69,14 @@ class LocalAttention(FullAttention):
             return F.pad(x, (0, 0, 0, pad)).unflatten(-2, (blocks, size)).transpose(1, 2)
 
         if self.causal:
+
             def window(x: torch.Tensor) -> torch.Tensor:  # (B, blocks, H, 2 size, D_h): previous and own block
                 return torch.cat([F.pad(x, (0, 0, 0, 0, 0, 0, 1, 0))[:, :-1], x], -2)
 
             mask = causal_mask(size, 2 * size, q.device).repeat(blocks, 1, 1, 1)
             mask[0, ..., :size] = False  # the first block has no previous block
         else:
+
             def window(x: torch.Tensor) -> torch.Tensor:  # (B, blocks, H, 3 size, D_h): previous, own and next
                 padded = F.pad(x, (0, 0, 0, 0, 0, 0, 1, 1))
                 return torch.cat([padded[:, :-2], x, padded[:, 2:]], -2)
@@ -79,8 +85,9 @@ class LocalAttention(FullAttention):
         y = self.attend(split(q), window(split(k)), window(split(v)), mask)
         return y.transpose(1, 2).flatten(2, 3)[..., :t, :]
 
-    def _bidirectional_mask(self, t: int, blocks: int, key_mask: torch.Tensor | None,
-                            device: torch.device) -> torch.Tensor:
+    def _bidirectional_mask(
+        self, t: int, blocks: int, key_mask: torch.Tensor | None, device: torch.device
+    ) -> torch.Tensor:
         """``(B or 1, blocks, 1, size, 3 size)``: keys that exist and are not padding, and always the query itself.
 
         A query must see at least one key (else SDPA returns NaN), hence itself even when it is padding.
@@ -96,7 +103,7 @@ class LocalAttention(FullAttention):
         return (valid[..., None, :] | itself).unsqueeze(-3)
 
     def pair_mask(self, length: int, device: torch.device) -> torch.Tensor:
-        """Pairs within the query's window: from the start of its previous block to itself, or to its next block's end."""
+        """Pairs within the query's window: from its previous block's start to itself, or to its next block's end."""
         block = torch.arange(length, device=device) // self.block
         if not self.causal:
             return (block[None, :] - block[:, None]).abs() <= 1

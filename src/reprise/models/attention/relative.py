@@ -69,8 +69,9 @@ def skew(rel: torch.Tensor, keys: int) -> torch.Tensor:
     mask to remove), non-causal ``keys + T - 1`` (down to distance ``-(keys - 1)``).
     """
     *lead, queries, width = rel.shape
-    return rel.as_strided((*lead, queries, keys), (*rel.stride()[:-2], width - 1, 1),
-                          rel.storage_offset() + queries - 1)
+    return rel.as_strided(
+        (*lead, queries, keys), (*rel.stride()[:-2], width - 1, 1), rel.storage_offset() + queries - 1
+    )
 
 
 @cache
@@ -128,8 +129,11 @@ class _Recycler:
     def take(self, numel: int, like: torch.Tensor) -> torch.Tensor:
         """A flat tensor of at least ``numel`` elements of ``like``'s dtype and device (the smallest kept one)."""
         with self.lock:
-            fits = [i for i, t in enumerate(self.free)
-                    if t.numel() >= numel and t.dtype == like.dtype and t.device == like.device]
+            fits = [
+                i
+                for i, t in enumerate(self.free)
+                if t.numel() >= numel and t.dtype == like.dtype and t.device == like.device
+            ]
             if fits:
                 return self.free.pop(min(fits, key=lambda i: self.free[i].numel()))
         return like.new_empty(numel)
@@ -174,14 +178,27 @@ def _future(size: int, device: torch.device) -> torch.Tensor:
     return torch.ones(size, size, dtype=torch.bool, device=device).triu_(1)
 
 
-def _probabilities(q: torch.Tensor, k: torch.Tensor, embeddings: torch.Tensor, causal: bool,
-                   key_bias: torch.Tensor | None, scratch: _Scratch, out: torch.Tensor) -> None:
+def _probabilities(
+    q: torch.Tensor,
+    k: torch.Tensor,
+    embeddings: torch.Tensor,
+    causal: bool,
+    key_bias: torch.Tensor | None,
+    scratch: _Scratch,
+    out: torch.Tensor,
+) -> None:
     """Write ``softmax(Q·Kᵀ + skew(Q·Eᵀ) + key_bias)`` ``(G·R, C, N)`` of queries ``(G, R, C, D_h)``,
     keys ``(G, R, N, D_h)`` and ``key_bias`` ``(G·R, 1, >= N)`` (``-inf`` on padding) or ``None``."""
     g, r, c, dh = q.shape
-    rel = torch.bmm(q.reshape(g, r * c, dh), embeddings.transpose(1, 2), out=scratch.view("rel", g, r * c, embeddings.shape[1]))
-    torch.baddbmm(skew(rel.view(g, r, c, -1), k.shape[-2]).flatten(0, 1), q.flatten(0, 1),
-                  k.flatten(0, 1).transpose(1, 2), out=out)
+    rel = torch.bmm(
+        q.reshape(g, r * c, dh), embeddings.transpose(1, 2), out=scratch.view("rel", g, r * c, embeddings.shape[1])
+    )
+    torch.baddbmm(
+        skew(rel.view(g, r, c, -1), k.shape[-2]).flatten(0, 1),
+        q.flatten(0, 1),
+        k.flatten(0, 1).transpose(1, 2),
+        out=out,
+    )
     if key_bias is not None:
         out.add_(key_bias[..., : k.shape[-2]])
     if causal:  # only the last C keys (a C×C corner) can follow a query of the chunk
@@ -189,8 +206,9 @@ def _probabilities(q: torch.Tensor, k: torch.Tensor, embeddings: torch.Tensor, c
     torch.softmax(out, -1, out=out)
 
 
-def _logit_gradients(storage: torch.Tensor, groups: int, shape: tuple[int, int, int],
-                     width: int) -> tuple[torch.Tensor, torch.Tensor]:
+def _logit_gradients(
+    storage: torch.Tensor, groups: int, shape: tuple[int, int, int], width: int
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Views of ``storage`` for the logits' gradient ``(G·R, C, N)``, and the skew's adjoint of it.
 
     The gradient is to be written into the first view; the second, ``(G, R·C, width)``, then
@@ -218,8 +236,16 @@ class _RelativeAttention(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(ctx, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, embeddings: torch.Tensor,
-                key_bias: torch.Tensor | None, causal: bool, dropout: float) -> torch.Tensor:
+    def forward(
+        ctx,
+        q: torch.Tensor,
+        k: torch.Tensor,
+        v: torch.Tensor,
+        embeddings: torch.Tensor,
+        key_bias: torch.Tensor | None,
+        causal: bool,
+        dropout: float,
+    ) -> torch.Tensor:
         g, r, t, dh = q.shape
         q = q * dh**-0.5
         plan = list(_chunks(t, k.shape[-2], causal, _chunk_size(t)))
@@ -236,7 +262,9 @@ class _RelativeAttention(torch.autograd.Function):
             _probabilities(q[:, :, rows], k[:, :, :seen], embeddings[:, distances], causal, key_bias, scratch, p)
             if dropout:  # the survivors' scale folded into the mask
                 p = p * masks[offset : offset + span].view(p.shape).bernoulli_(1 - dropout).div_(1 - dropout)
-            out[:, :, rows] = torch.bmm(p, v[:, :, :seen].flatten(0, 1), out=scratch.view("out", *p.shape[:2], dh)).view(g, r, -1, dh)
+            out[:, :, rows] = torch.bmm(
+                p, v[:, :, :seen].flatten(0, 1), out=scratch.view("out", *p.shape[:2], dh)
+            ).view(g, r, -1, dh)
             offset += span if training else 0
         if not training:
             RECYCLER.give(probs)
@@ -275,8 +303,15 @@ class _RelativeAttention(torch.autograd.Function):
         return dq.mul_(dh**-0.5), dk, dv, de, None, None, None
 
 
-def relative_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, embeddings: torch.Tensor,
-                       causal: bool = True, dropout: float = 0.0, key_mask: torch.Tensor | None = None) -> torch.Tensor:
+def relative_attention(
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    embeddings: torch.Tensor,
+    causal: bool = True,
+    dropout: float = 0.0,
+    key_mask: torch.Tensor | None = None,
+) -> torch.Tensor:
     """Relative attention of queries ``(B, H, T, D_h)``, the last ``T`` of keys and values ``(B, H, N, D_h)``.
 
     ``embeddings`` ``(G, W, D_h)``, ``G`` dividing ``H``, embed distances ``N - 1`` down to 0 (causal,
@@ -298,8 +333,9 @@ def relative_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, embedd
         key_bias = torch.zeros(key_mask.shape, dtype=dtype, device=q.device).masked_fill_(~key_mask, float("-inf"))
         key_bias = key_bias.expand(h, b, -1).reshape(h * b, 1, -1)
     with torch.autocast(q.device.type, enabled=False):
-        out = _RelativeAttention.apply(grouped(q), grouped(k), grouped(v), embeddings.to(dtype), key_bias, causal,
-                                       dropout)
+        out = _RelativeAttention.apply(
+            grouped(q), grouped(k), grouped(v), embeddings.to(dtype), key_bias, causal, dropout
+        )
     return out.view(h, b, t, dh).transpose(0, 1).to(q.dtype)
 
 
@@ -321,7 +357,7 @@ class RelativeEmbedding(nn.Module):
         self._gathered: tuple | None = None  # (version, length, embeddings): see embeddings()
 
     @classmethod
-    def from_config(cls, config: "ModelConfig", causal: bool = True) -> "RelativeEmbedding":
+    def from_config(cls, config: ModelConfig, causal: bool = True) -> RelativeEmbedding:
         groups = 1 if config.relative_shared_heads else config.n_heads
         return cls(groups, config.head_dim, config.relative_distance, causal)
 
@@ -365,7 +401,7 @@ class RelativeAttention(FullAttention):
 
     embedding: type[RelativeEmbedding] = RelativeEmbedding
 
-    def __init__(self, config: "ModelConfig", causal: bool = True):
+    def __init__(self, config: ModelConfig, causal: bool = True):
         super().__init__(config, causal)
         self.position_bias = self.embedding.from_config(config, causal)
         self.dropout = config.attention_dropout or 0.0  # not ``dropout``'s value: see the module's docstring
@@ -373,14 +409,18 @@ class RelativeAttention(FullAttention):
     def new_cache(self, batch: int, capacity: int, device, dtype) -> KVCache:
         """Keys and values stored heads first: the layout :func:`relative_attention` reads without a copy."""
         require_causal(self)
-        return KVCache(batch, self.n_heads, capacity, self.qkv.out_features // 3 // self.n_heads, device, dtype,
-                       heads_first=True)
+        return KVCache(
+            batch, self.n_heads, capacity, self.qkv.out_features // 3 // self.n_heads, device, dtype, heads_first=True
+        )
 
-    def attend(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
-               mask: torch.Tensor | None = None) -> torch.Tensor:
+    def attend(
+        self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor | None = None
+    ) -> torch.Tensor:
         """Relative attention; of ``mask`` (from :meth:`forward`'s ``key_mask``) only its keys count."""
         if self.causal and q.shape[-2] <= CHUNK_ROWS and not (torch.is_grad_enabled() and q.requires_grad):
-            return super().attend(q, k, v, mask)  # decoding a few tokens: one fused SDPA call, the relative logits its mask
+            return super().attend(
+                q, k, v, mask
+            )  # decoding a few tokens: one fused SDPA call, the relative logits its mask
         embeddings = self.position_bias.embeddings(k.shape[-2])
         key_mask = None if mask is None else mask[:, 0, -1, :]
         return relative_attention(q, k, v, embeddings, self.causal, self.dropout if self.training else 0.0, key_mask)

@@ -31,7 +31,7 @@ def rotate(x: torch.Tensor, theta: torch.Tensor) -> torch.Tensor:
 class RotaryAttention(FullAttention):
     """Attention over rotated queries and keys (causal or not: the rotation does not care)."""
 
-    def __init__(self, config: "ModelConfig", causal: bool = True):
+    def __init__(self, config: ModelConfig, causal: bool = True):
         super().__init__(config, causal)
         self.register_buffer("freqs", frequencies(config.head_dim), persistent=False)
 
