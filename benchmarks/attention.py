@@ -33,12 +33,10 @@ from pathlib import Path
 
 GIB = 2**30
 LENGTHS = (256, 512, 1024, 2048, 4096)
-LONG = (8192,)  # only for the kinds that should scale: full and relative-chunked
-CHUNK = 64
+LONG = (8192,)  # only for the kinds built for long pieces: full and relative
 KINDS = {  # label -> ModelConfig fields
     "full": {"attention": "full"},
     "relative": {"attention": "relative"},
-    "relative-chunked": {"attention": "relative", "relative_chunk": CHUNK},
     "relative-shaw": {"attention": "relative-shaw"},
     "local": {"attention": "local", "block_size": 256},
     "local-relative": {"attention": "local", "block_size": 256, "local_relative": True},
@@ -52,8 +50,10 @@ THEORY = """What to expect. Shaw's reference materialises ``R``, one embedding p
 head: L²·D floats whatever the head count. The skewed path's largest tensors are logits, H·L²
 floats. So Shaw / skewed memory grows like D / H = head_dim (the sweeps below: Shaw is flat in the
 head count and doubles with the width; skewed grows with the head count and hardly with the
-width). The chunked path holds one chunk of H·C·L logits plus O(L·D) activations: linear in L,
-like SDPA. Times under about 0.3 s are at the mercy of other processes on this shared 2-core CPU."""
+width). The skewed path runs in chunks of queries and keeps each chunk's probabilities for the
+backward pass (causal: the lower triangle only, about H·L²/2 floats), so it still grows like L²,
+while SDPA (`full`) recomputes them and grows like L.
+Times under about 0.3 s are at the mercy of other processes on this shared 2-core CPU."""
 
 
 def predicted_bytes(kind: str, length: int, width: int, heads: int) -> float:
@@ -62,7 +62,7 @@ def predicted_bytes(kind: str, length: int, width: int, heads: int) -> float:
     linear = 64 * length * width * 4 + 64 * 2**20
     return linear + {
         "relative-shaw": length**2 * width * 4 + 8 * square,
-        "relative": 10 * square,
+        "relative": square,
         "alibi": 4 * square,
         "full": 0,
         "rope": 0,
@@ -123,7 +123,7 @@ def run(kind: str, length: int, width: int, heads: int, max_gib: float) -> dict:
 def plan() -> list[tuple[str, int, int, int]]:
     """(kind, length, width, heads) of every configuration, cheapest first."""
     main = [(kind, n, 512, 8) for n in LENGTHS for kind in KINDS]
-    main += [(kind, n, 512, 8) for n in LONG for kind in ("full", "relative-chunked")]
+    main += [(kind, n, 512, 8) for n in LONG for kind in ("full", "relative")]
     heads = [(kind, 1024, 512, h) for h in (2, 32) for kind in ("relative", "relative-shaw")]
     widths = [(kind, 1024, w, 8) for w in (256, 1024) for kind in ("relative", "relative-shaw")]
     return main + heads + widths
@@ -165,9 +165,7 @@ def growth(rows: list[dict], kind: str) -> str:
 
 def markdown(rows: list[dict], command: str) -> str:
     """The report: method, the two grids, the targets, the sweeps, skipped configurations."""
-    full, skewed, shaw, chunked = (
-        lambda n, k=k: find(rows, k, n) for k in ("full", "relative", "relative-shaw", "relative-chunked")
-    )
+    full, skewed, shaw = (lambda n, k=k: find(rows, k, n) for k in ("full", "relative", "relative-shaw"))
     lines = [
         "# Attention: time and memory",
         "",
@@ -178,8 +176,7 @@ def markdown(rows: list[dict], command: str) -> str:
         "",
         THEORY,
         "",
-        "One layer, batch 1, width 512, 8 heads (head_dim 64); `local` uses blocks of 256;",
-        f"`relative-chunked` is `relative` with `relative_chunk={CHUNK}`. — = not run (see below).",
+        "One layer, batch 1, width 512, 8 heads (head_dim 64); `local` uses blocks of 256. — = not run (see below).",
         "",
         "## Forward+backward time (s)",
         "",
@@ -192,16 +189,15 @@ def markdown(rows: list[dict], command: str) -> str:
         "## Growth and targets",
         "",
         f"Memory ∝ L^p between the two longest lengths measured: relative-shaw p = {growth(rows, 'relative-shaw')}, "
-        f"relative p = {growth(rows, 'relative')}, relative-chunked p = {growth(rows, 'relative-chunked')}, "
-        f"full p = {growth(rows, 'full')}.",
+        f"relative p = {growth(rows, 'relative')}, full p = {growth(rows, 'full')}.",
         "",
-        "| L | Shaw / skewed memory | chunked / full memory | chunked / full time |",
+        "| L | Shaw / skewed memory | skewed / full memory | skewed / full time |",
         "|---|---|---|---|",
     ]
     for n in LENGTHS + LONG:
         lines.append(
-            f"| {n} | {ratio(shaw(n), skewed(n), 'peak_mib')} | {ratio(chunked(n), full(n), 'peak_mib')} | "
-            f"{ratio(chunked(n), full(n), 'seconds')} |"
+            f"| {n} | {ratio(shaw(n), skewed(n), 'peak_mib')} | {ratio(skewed(n), full(n), 'peak_mib')} | "
+            f"{ratio(skewed(n), full(n), 'seconds')} |"
         )
     lines += [
         "",

@@ -16,8 +16,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import statistics
 import sys
 import time
@@ -33,20 +31,6 @@ SHAPE = {
     "attention_dropout": 0.0,
 }
 BATCH = 4
-
-
-def cpu_description() -> str:
-    """The CPU's model name, core count and whether it computes bfloat16 natively (AVX512-BF16 or AMX)."""
-    import torch
-
-    name = platform.processor() or "unknown CPU"
-    for line in Path("/proc/cpuinfo").read_text().splitlines() if Path("/proc/cpuinfo").exists() else []:
-        if line.startswith("model name"):
-            name = line.split(":", 1)[1].strip()
-            break
-    caps = torch.cpu.get_capabilities()
-    native = "with" if caps.get("avx512_bf16") or caps.get("amx_bf16") else "without"
-    return f"{name}, {os.cpu_count()} CPUs, {native} AVX512-BF16/AMX (torch {torch.__version__})"
 
 
 class Runner:
@@ -168,7 +152,9 @@ def main() -> None:
     import torch
 
     torch.set_num_threads(args.threads)
-    cpu = cpu_description()
+    from reprise.device import describe_cpu
+
+    cpu = describe_cpu()
     rows = measure(args.kinds, args.lengths, args.precisions, args.rounds, args.bf16_rounds)
     command = "python " + " ".join(sys.argv)
     args.json.write_text(json.dumps({"command": command, "cpu": cpu, "threads": args.threads, "rows": rows}, indent=1))

@@ -183,7 +183,7 @@ def run(project: str, task: str, peer: Path, argument: str, steps: int) -> dict:
     return row
 
 
-def markdown(rows: list[dict], command: str) -> str:
+def markdown(rows: list[dict], command: str, cpu: str) -> str:
     """Both projects side by side, and reprise's speed-up."""
 
     def get(project: str, task: str, setting: str, field: str) -> float | None:
@@ -202,7 +202,7 @@ def markdown(rows: list[dict], command: str) -> str:
     lines = [
         "## reprise against gwinndr/MusicTransformer-Pytorch",
         "",
-        f"`{command}`",
+        f"`{command}` on {cpu}, 2 threads, each measurement in a fresh process.",
         "",
         "| | gwinndr (RPR) | reprise `relative` | reprise / gwinndr |",
         "|---|---:|---:|---:|",
@@ -251,9 +251,13 @@ def main() -> None:
         for context in ("1024", "2048")
     ]
     command = "python benchmarks/peer.py " + " ".join(sys.argv[1:])
+    sys.path.insert(0, str(HERE.parent / "src"))
+    from reprise.device import describe_cpu
+
+    cpu = describe_cpu()
     if args.json:
-        args.json.write_text(json.dumps({"command": command, "rows": rows}, indent=1))
-    table = markdown(rows, command)
+        args.json.write_text(json.dumps({"command": command, "cpu": cpu, "rows": rows}, indent=1))
+    table = markdown(rows, command, cpu)
     if args.markdown:
         args.markdown.write_text(table)
     else:
