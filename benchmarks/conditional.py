@@ -39,7 +39,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import sys
 import time
 from dataclasses import asdict, fields
@@ -55,6 +54,7 @@ from reprise.data.pairs import PairedDataset, Task, harmonize_pair, write_pair_m
 from reprise.data.prepare import prepare
 from reprise.data.windows import scoring_windows
 from reprise.device import autocast as autocast_for
+from reprise.device import describe_cpu
 from reprise.evaluation.conditional import nll_per_pair
 from reprise.evaluation.nll import NLL
 from reprise.evaluation.voice_leading import VoiceLeading, voice_leading
@@ -416,8 +416,7 @@ def main() -> None:
     args = parser.parse_args()
     results = {
         "minutes": args.minutes,
-        "machine": f"{platform.processor() or platform.machine()}, "
-        f"{torch.get_num_threads()} threads, torch {torch.__version__}, {args.device}",
+        "machine": f"{describe_cpu()}, {torch.get_num_threads()} threads, {args.device}",
         "train": asdict(train_config(args.minutes, args.device)),
         "shape": SHAPE,
     }

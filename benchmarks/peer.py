@@ -229,6 +229,13 @@ def main() -> None:
     parser.add_argument("--json", type=Path, help="Where to write the measurements.")
     parser.add_argument("--markdown", type=Path, help="Where to write the table (default: print it).")
     parser.add_argument("--steps", type=int, default=3, help="Timed training steps per measurement.")
+    parser.add_argument(
+        "--precisions",
+        nargs="+",
+        choices=["fp32", "bf16"],
+        default=["fp32", "bf16"],
+        help="Training precisions (bf16 is emulated, 3-8x slower, on CPUs without AVX512-BF16/AMX).",
+    )
     parser.add_argument("--child", nargs=3, metavar=("PROJECT", "TASK", "SETTING"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
@@ -243,7 +250,7 @@ def main() -> None:
     rows = [
         run(project, "train", peer, precision, args.steps)
         for project in ("gwinndr", "reprise")
-        for precision in ("fp32", "bf16")
+        for precision in args.precisions
     ]
     rows += [
         run(project, "generate", peer, context, args.steps)
