@@ -264,10 +264,12 @@ def test_harmonize_a_dataset_soprano(client: TestClient, small_chorales: Path):
         ([TUNE], {"transpose": "-20"}, "tune.mid: the melody spans MIDI pitches 47..54, outside the soprano range"),
         ([TUNE, TUNE], {}, "tune.mid: 2 tracks have notes (Tune, Echo); choose the melody with --melody-track"),
         ([TUNE], {"melody_track": "Bass"}, "tune.mid: no track matches --tracks Bass"),
+        ([], {}, "tune.mid: not a readable MIDI file"),
     ],
 )
 def test_a_melody_the_harmonizer_cannot_take_fails_with_the_commands_message(client, tracks, form, message):
-    job = start(client, files=upload(*tracks), model=HARMONIZER, task="harmonize", source="midi", **form)
+    files = upload(*tracks) if tracks else {"midi": ("tune.mid", b"MThd\0\0\0\6\0\1", "audio/midi")}
+    job = start(client, files=files, model=HARMONIZER, task="harmonize", source="midi", **form)
     assert job["status"] == "failed" and job["error"].startswith(message), job["error"]
     assert "\n" not in job["error"]
 

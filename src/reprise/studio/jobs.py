@@ -55,8 +55,8 @@ SOURCES = {  # what each task can start from (the first is the page's default)
     "infill": ("midi", "dataset"),
 }
 NO_ATTENTION = (
-    "attention arcs are drawn for decoder-only models: an encoder-decoder's decoder also attends to the "
-    "given part through cross-attention, which arcs inside one piece cannot show"
+    "No attention arcs for an encoder-decoder: its decoder also attends to the given part through "
+    "cross-attention, which arcs drawn inside one piece cannot show"
 )
 
 
@@ -106,12 +106,13 @@ class TaskInput:
     piece: Callable[[], np.ndarray]  # the dataset piece, in the model's tokens
 
     def upload(self) -> symusic.Score:
-        """The uploaded MIDI file's score; an unreadable one is refused naming the upload."""
+        """The uploaded MIDI file's score (tasks name the upload in its errors: ``request.given_name``)."""
         assert self.request.midi is not None  # JobRunner.submit checks it
-        return named(self.request.midi_name, lambda: midi_from_bytes(self.request.midi.read_bytes()))
+        return midi_from_bytes(self.request.midi.read_bytes())
 
     def sampling(self, n_tokens: int) -> dict[str, Any]:
-        """The sampling options of :mod:`reprise.generation.conditional`, reporting progress out of ``n_tokens``."""
+        """The sampling options of ``generate`` and of :mod:`reprise.generation.conditional`, reporting
+        progress out of ``n_tokens`` tokens."""
         r = self.request
 
         def on_token(done: int) -> None:
@@ -214,23 +215,8 @@ def for_task(task: str) -> Callable[[Callable[[TaskInput], Made]], Callable[[Tas
 @for_task("continue")
 def continue_music(job: TaskInput) -> Made:
     """Sample continuations of the primer (just ``BOS`` when starting from nothing)."""
-    r = job.request
-    n_new = new_tokens(r, job.tokenizer)
-    job.progress(0.0, f"generating {r.samples} x {n_new} tokens")
-
-    def on_token(done: int) -> None:
-        job.progress(done / n_new, f"generating: {done} of {n_new} tokens")
-
-    ids = generate(
-        job.model,
-        job.tokenizer,
-        job.primer(),
-        n_new,
-        r.samples,
-        SamplingConfig(r.temperature, r.top_k, r.top_p),
-        r.seed,
-        on_token=on_token,
-    )
+    n_new = new_tokens(job.request, job.tokenizer)
+    ids = generate(job.model, job.tokenizer, job.primer(), n_new, **job.sampling(n_new))
     return Made([job.tokenizer.decode(row) for row in ids], ids=ids)
 
 

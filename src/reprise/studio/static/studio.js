@@ -151,8 +151,8 @@ function showResult(id, n, attention) {
   node.querySelector(".dl-xml").href = `${base}/musicxml?download=1`;
   const frame = node.querySelector(".attention");
   if (attention) {  // why this model's samples have no attention arcs
-    node.querySelector(".show-attention").hidden = true;
-    node.querySelector(".no-attention").textContent = `No attention arcs: ${attention}.`;
+    node.querySelector(".show-attention-row").hidden = true;
+    node.querySelector(".no-attention").textContent = `${attention}.`;
     node.querySelector(".no-attention").hidden = false;
   }
   node.querySelector(".show-attention").addEventListener("click", async (e) => {
