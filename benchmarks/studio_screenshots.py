@@ -26,21 +26,15 @@ from playwright.sync_api import Page, sync_playwright
 from reprise.studio.app import background_server, create_app
 
 TIMEOUT_MS = 300_000
-WACHET_AUF = [
-    (0, 4, 67),
-    (4, 4, 71),
-    (8, 4, 74),
-    (12, 4, 74),
-    (16, 4, 74),
-    (20, 8, 76),
-    (28, 4, 74),
-    (32, 4, 74),
-    (36, 4, 74),
-    (40, 4, 79),
-    (44, 4, 78),
-    (48, 8, 76),
-    (56, 8, 74),
-]  # (16ths, 16ths, pitch)
+# the first phrases of the chorale tune "Wachet auf", hand-written: (MIDI pitch, length in 16ths), one after another
+WACHET_AUF = [(67, 4), (71, 4), (74, 4), (74, 4), (74, 4), (76, 8), (74, 4)] + [
+    (74, 4),
+    (74, 4),
+    (79, 4),
+    (78, 4),
+    (76, 8),
+    (74, 8),
+]
 
 
 def shoot(page: Page, out: Path, selector: str | None = None) -> None:
@@ -54,8 +48,10 @@ def write_melody(out: Path) -> Path:
     """The hand-written melody as a one-track MIDI file."""
     score = symusic.Score(480)
     track = symusic.Track("Wachet auf")
-    for start, length, pitch in WACHET_AUF:
+    start = 0
+    for pitch, length in WACHET_AUF:
         track.notes.append(symusic.Note(start * 120, length * 120, pitch, 80))
+        start += length
     score.tracks.append(track)
     score.dump_midi(str(out))
     return out
@@ -63,7 +59,7 @@ def write_melody(out: Path) -> Path:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--runs", type=Path, required=True, help="Folder of runs or model folders.")
+    parser.add_argument("--runs", type=Path, help="Folder of runs or model folders, beside the shipped models.")
     parser.add_argument("--data", type=Path, required=True, help="A prepared dataset (its valid pieces are primers).")
     parser.add_argument("--model", required=True, help="The model's key in the page, e.g. run:bach or model:bach.")
     parser.add_argument("--harmonizer", required=True, help="The harmonizer's key, e.g. model:harmonizer.")
