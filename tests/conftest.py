@@ -112,3 +112,44 @@ def tiny_run(small_chorales: Path, tmp_path_factory: pytest.TempPathFactory) -> 
     )
     assert code == 0
     return run_dir
+
+
+@pytest.fixture(scope="session")
+def tiny_harmonizer(small_chorales: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A run folder holding a one-layer encoder-decoder trained to harmonise for a few steps by `reprise train`."""
+    from reprise.cli.main import main
+
+    run_dir = tmp_path_factory.mktemp("runs") / "harmonizer"
+    small = ["--context", "48", "--source-context", "32", "--d-model", "32", "--layers", "1", "--heads", "2"]
+    args = ["--data", str(small_chorales), "--run", str(run_dir), "--steps", "3", "--eval-every", "3"]
+    code = main(
+        [
+            "train",
+            "--model",
+            "encoder-decoder",
+            "--task",
+            "harmonize",
+            *args,
+            *small,
+            "--batch-size",
+            "2",
+            "--device",
+            "cpu",
+        ]
+    )
+    assert code == 0
+    return run_dir
+
+
+@pytest.fixture(scope="session")
+def studio_runs(tiny_run: Path, tiny_harmonizer: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A folder for `reprise studio --runs`: the tiny run, and the tiny harmonizer as `reprise export` writes
+    a model folder (as a shipped `harmonizer` would be)."""
+    from reprise.cli.main import main
+
+    runs = tmp_path_factory.mktemp("studio-runs")
+    (runs / "tiny").symlink_to(tiny_run, target_is_directory=True)
+    assert (
+        main(["export", str(tiny_harmonizer), "--out", str(runs / "harmonizer"), "--summary", "tiny harmonizer"]) == 0
+    )
+    return runs

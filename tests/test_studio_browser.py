@@ -22,8 +22,8 @@ JOB_TIMEOUT_MS = 120_000
 
 
 @pytest.fixture(scope="module")
-def server(tiny_run: Path, small_chorales: Path, tmp_path_factory: pytest.TempPathFactory):
-    with background_server(create_app(tiny_run.parent, [small_chorales], tmp_path_factory.mktemp("out"))) as url:
+def server(studio_runs: Path, small_chorales: Path, tmp_path_factory: pytest.TempPathFactory):
+    with background_server(create_app(studio_runs, [small_chorales], tmp_path_factory.mktemp("out"))) as url:
         yield url
 
 
@@ -103,22 +103,64 @@ def test_upload_a_midi_primer(page, small_chorales: Path, tmp_path: Path):
     assert result.end() > 2 * 4 * result.tpq  # the two primer bars and the new one
 
 
-def test_harmonise_an_uploaded_melody_needs_a_conditional_model(page, tmp_path: Path):
+TUNE = [(0, 4, 67), (4, 4, 71), (8, 4, 74), (12, 2, 72), (14, 2, 71), (16, 8, 69), (28, 4, 67)]  # (16ths, 16ths, pitch)
+
+
+def write_melody(path: Path, notes: list[tuple[int, int, int]]) -> Path:
+    """A hand-written melody (onsets and lengths in 16th steps) as a one-track MIDI file."""
     melody = symusic.Score(480)
     track = symusic.Track(name="melody", program=0)
-    for i, pitch in enumerate((67, 67, 69, 71, 71, 69, 67, 66)):  # a hymn-like opening
-        track.notes.append(symusic.Note(i * 480, 480, pitch, 80))
+    for start, length, pitch in notes:
+        track.notes.append(symusic.Note(start * 120, length * 120, pitch, 80))
     melody.tracks.append(track)
-    melody.dump_midi(str(tmp_path / "melody.mid"))
-    page.check("input[name=task][value=harmonize]")
-    assert not page.is_visible("#start-from") and page.inner_text("#upload-legend") == "Melody (MIDI file)"
-    page.set_input_files("#midi", str(tmp_path / "melody.mid"))
+    melody.dump_midi(str(path))
+    return path
+
+
+def test_harmonise_an_uploaded_melody_then_play_and_download(page, tmp_path: Path):
+    page.select_option("#model", "run:harmonizer")  # an encoder-decoder: the page offers its task only
+    assert page.is_checked("input[name=task][value=harmonize]") and page.is_disabled("input[name=task][value=continue]")
+    assert page.inner_text("#source-legend") == "Melody to harmonise" and "soprano" in page.inner_text("#task-note")
+    assert not page.is_visible("#length") and page.is_visible("#transpose") and page.is_visible("#quantize")
+    page.set_input_files("#midi", str(write_melody(tmp_path / "tune.mid", TUNE)))
+    generate(page)
+    assert "1 sample ready" in page.inner_text("#message")
+    page.wait_for_function("document.querySelector('#result-1 img.roll').naturalWidth > 100")
+    page.eval_on_selector("#result-1 audio", "a => { a.preload = 'auto'; a.load(); }")
+    page.wait_for_function("document.querySelector('#result-1 audio').duration > 1", timeout=30_000)
+    assert not page.is_visible("#result-1 .show-attention") and "cross-attention" in page.inner_text("#result-1")
+
+    with page.expect_download() as download:
+        page.click("#result-1 .dl-mid")
+    download.value.save_as(tmp_path / "harmony.mid")
+    score = symusic.Score(str(tmp_path / "harmony.mid"))
+    assert [t.name for t in score.tracks] == ["Soprano", "Alto", "Tenor", "Bass"]
+    soprano = [(n.time * 4 // score.tpq, n.duration * 4 // score.tpq, n.pitch) for n in score.tracks[0].notes]
+    assert soprano == TUNE  # the uploaded melody, note for note
+
+    with page.expect_download(timeout=JOB_TIMEOUT_MS) as download:
+        page.click("#result-1 .dl-xml")
+    download.value.save_as(tmp_path / "harmony.musicxml")
+    parsed = music21.converter.parse(str(tmp_path / "harmony.musicxml"))
+    assert len(parsed.parts) == 4
+    assert [n.pitch.midi for n in parsed.parts[0].flatten().stripTies().notes] == [p for *_, p in TUNE]
+
+
+@pytest.mark.parametrize(
+    "name, message",
+    [("chords.mid", "chords.mid: the melody is not one voice: MIDI pitches 67 and 71"), ("notes.txt", "not a MIDI")],
+)
+def test_a_melody_the_harmonizer_cannot_take_shows_the_reason(page, tmp_path: Path, name: str, message: str):
+    if name == "notes.txt":
+        (tmp_path / name).write_text("G B D")
+    else:
+        write_melody(tmp_path / name, [(0, 4, 67), (0, 4, 71)])
+    page.select_option("#model", "run:harmonizer")
+    page.set_input_files("#midi", str(tmp_path / name))
     page.click("#generate")
-    page.wait_for_function(
-        "document.querySelector('#message').textContent.includes('conditional model')", timeout=JOB_TIMEOUT_MS
-    )
-    assert "this model cannot harmonize" in page.inner_text("#message")
-    assert page.is_enabled("#generate")
+    page.wait_for_function("document.querySelector('#message').textContent.length > 0", timeout=JOB_TIMEOUT_MS)
+    assert page.inner_text("#message").startswith(f"{name}: {message}" if name == "notes.txt" else message)
+    assert page.is_enabled("#generate") and page.query_selector("#result-1") is None
 
 
 def test_a_bad_upload_shows_a_message_and_the_server_goes_on(page, tmp_path: Path):

@@ -8,7 +8,6 @@ shaded) and, with ``--wav``, audio.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -18,7 +17,7 @@ import numpy as np
 
 from reprise.cli.models import chosen_model, model_options
 from reprise.data.pairs import TASKS
-from reprise.errors import RepriseError
+from reprise.errors import RepriseError, named
 
 if TYPE_CHECKING:
     from reprise.training.presets import Preset
@@ -67,6 +66,7 @@ def sampling_options(command: Callable) -> Callable:
 @click.argument("melody", required=False, type=click.Path(path_type=Path, dir_okay=False))
 @click.option(
     "--melody-track",
+    "melody_track_name",
     help="The MIDI track that holds the melody, by name or program number [default: the only track with notes].",
 )
 @click.option(
@@ -85,7 +85,7 @@ def sampling_options(command: Callable) -> Callable:
 @sampling_options
 def harmonize(
     melody: Path | None,
-    melody_track: str | None,
+    melody_track_name: str | None,
     primer_data: Path | None,
     primer_piece: int,
     primer_split: str,
@@ -99,16 +99,16 @@ def harmonize(
     MELODY is a MIDI file with one voice (a chord, or a note off the 16th grid, is refused, saying where;
     --quantize rounds them instead), inside the soprano range of the training chorales (--transpose moves it).
     """
-    from reprise.data.pairs import fit_soprano, melody_line
+    from reprise.data.pairs import melody_line
+    from reprise.generation.conditional import fitted_soprano, melody_track
     from reprise.generation.conditional import harmonize as run_harmonize
 
     model, tokenizer = _load(options, "harmonize")
     if primer_data is not None:
-        soprano = tokenizer.decode_grid(_dataset_piece(primer_data, primer_split, primer_piece, melody))[:, 0]
+        steps = tokenizer.decode_grid(_dataset_piece(primer_data, primer_split, primer_piece, melody))[:, 0]
     else:
-        soprano = _given(melody, "MELODY", lambda score: melody_line(_track(score, melody_track), quantize))
-    soprano = np.where(soprano >= 0, soprano + transpose, soprano)
-    _name_errors(melody, lambda: fit_soprano(soprano, tokenizer))
+        steps = _given(melody, "MELODY", lambda score: melody_line(melody_track(score, melody_track_name), quantize))
+    soprano = named(melody or "", lambda: fitted_soprano(steps, tokenizer, transpose))
     chorales = run_harmonize(model, tokenizer, soprano, **_sampling(options))
     _write([tokenizer.decode(ids) for ids in chorales], options, "harmony", given=(0,))
 
@@ -117,6 +117,7 @@ def harmonize(
 @click.argument("song", type=click.Path(path_type=Path, dir_okay=False))
 @click.option(
     "--melody-track",
+    "melody_track_name",
     default="MELODY",
     show_default=True,
     help="The MIDI track that holds the melody, by name or program number.",
@@ -129,24 +130,17 @@ def harmonize(
     help="Stop an accompaniment after this many events (else it ends with the melody).",
 )
 @sampling_options
-def accompany(song: Path, melody_track: str, max_tokens: int, **options) -> None:
+def accompany(song: Path, melody_track_name: str, max_tokens: int, **options) -> None:
     """Write an accompaniment under the melody of SONG (a MIDI file). Writes accompaniment-N.mid with two
     tracks, the melody as given and the accompaniment (and .png, .wav)."""
     from reprise.data.pairs import Task
+    from reprise.generation.conditional import accompanied, melody_track
     from reprise.generation.conditional import accompany as run_accompany
 
     model, tokenizer = _load(options, "accompany")
-    melody = _given(song, "SONG", lambda score: tokenizer.encode_score(_track(score, melody_track)))
+    melody = _given(song, "SONG", lambda score: tokenizer.encode_score(melody_track(score, melody_track_name)))
     parts = run_accompany(model, Task("accompany", tokenizer), melody, max_tokens, **_sampling(options))
-    scores = []
-    for part in parts:
-        score = tokenizer.decode(melody)
-        score.tracks[0].name = "Melody"
-        accompaniment = tokenizer.decode(part).tracks[0]
-        accompaniment.name = "Accompaniment"
-        score.tracks.append(accompaniment)
-        scores.append(score)
-    _write(scores, options, "accompaniment", given=(0,))
+    _write([accompanied(tokenizer, melody, part) for part in parts], options, "accompaniment", given=(0,))
 
 
 @click.command()
@@ -172,6 +166,7 @@ def infill(
     signature, so a pickup or a 3/4 piece shifts them). Other tokenizers have no bars to fill yet.
     """
     from reprise.data.pairs import STEPS_PER_BAR, Task
+    from reprise.generation.conditional import bar_span
     from reprise.generation.conditional import infill as run_infill
 
     model, tokenizer = _load(options, "infill")
@@ -180,12 +175,7 @@ def infill(
         ids = _dataset_piece(primer_data, primer_split, primer_piece, piece)
     else:
         ids = _given(piece, "PIECE", lambda score: tokenizer.encode_score(score))
-    match = re.fullmatch(r"\s*(\d+)\s*(?:-\s*(\d+))?\s*", bars)
-    if not match:
-        raise RepriseError(f"--bars {bars!r}: expected a bar (5) or a range of bars (5-8)")
-    first, last = int(match[1]), int(match[2] or match[1])
-    n_steps = int((ids > tokenizer.eos_id).sum()) // tokenizer.frame
-    span = task.bars(first, last, n_steps)
+    span = bar_span(bars, task, ids)
     pieces = run_infill(model, task, ids, span, **_sampling(options))
     _write(
         [tokenizer.decode(p) for p in pieces],
@@ -293,28 +283,7 @@ def _given(path: Path | None, what: str, read: Callable) -> Any:
     if path is None:
         raise click.UsageError(f"give {what} (a MIDI file) or --primer-data")
     score = read_midi(path)
-    return _name_errors(path, lambda: read(score))
-
-
-def _name_errors(path: Path | None, action: Callable) -> Any:
-    """``action()``, with the file's name before any :class:`RepriseError` it raises."""
-    try:
-        return action()
-    except RepriseError as err:
-        raise RepriseError(f"{path}: {err}" if path else str(err)) from err
-
-
-def _track(score, name: str | None):
-    """The score with only the melody track: ``name``, or the only track with notes."""
-    from reprise.data.sources import select_tracks
-
-    if name is not None:
-        return select_tracks(score, (name,))
-    tracks = [t for t in score.tracks if len(t.notes) and not t.is_drum]
-    if len(tracks) > 1:
-        names = ", ".join(t.name or f"program {t.program}" for t in tracks)
-        raise RepriseError(f"{len(tracks)} tracks have notes ({names}); choose the melody with --melody-track")
-    return select_tracks(score)
+    return named(path, lambda: read(score))
 
 
 def _dataset_piece(data: Path, split: str, index: int, given: Path | None) -> np.ndarray:

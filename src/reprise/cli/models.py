@@ -11,6 +11,7 @@ from pathlib import Path
 
 import click
 
+from reprise.errors import RepriseError
 from reprise.models.pretrained import DTYPES, TASKS
 
 _MODEL_HELP = "A model that ships with reprise, by name (see `reprise models`), instead of --checkpoint."
@@ -69,9 +70,7 @@ def models(as_json: bool) -> None:
 @click.option(
     "--task",
     type=click.Choice(TASKS),
-    default="continue",
-    show_default=True,
-    help="What the model is for.",
+    help="What the model is for [default: an encoder-decoder's trained task, else continue].",
 )
 @click.option(
     "--data",
@@ -93,7 +92,7 @@ def export(
     run: Path,
     out: Path,
     summary: str,
-    task: str,
+    task: str | None,
     data: Path | None,
     data_source: str,
     train_command: str,
@@ -110,6 +109,7 @@ def export(
     from reprise.models.pretrained import ModelCard, write_model_folder
 
     model, tokenizer = load_checkpoint(run)
+    task = _task(run, model, task)
     training_path = resolve(run) / "training.json"
     training = json.loads(training_path.read_text()) if training_path.is_file() else {}
     data = data or _run_data(run)
@@ -137,6 +137,15 @@ def export(
         staged.rename(out)
     size = (out / "model.safetensors").stat().st_size / 2**20
     click.echo(f"wrote {out} ({size:.2f} MB of {dtype} weights; valid NLL {card.valid_nll}, test NLL {card.test_nll})")
+
+
+def _task(run: Path, model, task: str | None) -> str:
+    """The card's task: what the model was trained for (an encoder-decoder's config names it); a
+    ``--task`` that says otherwise is refused, because the studio and `reprise models` go by the card."""
+    trained = getattr(model.config, "task", None) or "continue"
+    if task is not None and task != trained:
+        raise RepriseError(f"{run}: --task {task}, but the model was trained to {trained}")
+    return trained
 
 
 def _run_data(run: Path) -> Path | None:

@@ -11,17 +11,37 @@ training and scoring cut their windows (:func:`reprise.data.pairs.decoder_window
 The task wrappers turn the result into music: :func:`harmonize` returns whole
 chorales whose soprano is the given one, :func:`infill` the whole piece with the
 span filled, :func:`accompany` the accompaniment's events.
+
+The last section reads the music a user brings (a melody track, a transposition,
+a range of bars) and assembles an accompanied song, with the checks and one-line
+errors that ``reprise harmonize/accompany/infill`` and the studio share.
 """
 
 from __future__ import annotations
 
+import re
+from collections.abc import Callable
+
 import numpy as np
+import symusic
 import torch
 from torch import nn
 
 from reprise.data.chorale_grid import SILENCE, ChoraleGrid
-from reprise.data.pairs import Pair, Task, harmonize_pair, infill_pair, join_harmony, join_infill, source_window
+from reprise.data.pairs import (
+    Pair,
+    Task,
+    fit_soprano,
+    harmonize_pair,
+    infill_pair,
+    join_harmony,
+    join_infill,
+    source_window,
+)
+from reprise.data.performance import Performance
+from reprise.data.sources import select_tracks
 from reprise.data.windows import slide_start
+from reprise.errors import RepriseError
 from reprise.generation.sampling import SamplingConfig, sample
 
 ACCOMPANY_TAIL = 200  # time steps (2 s of 10 ms) an accompaniment may ring on after the melody ends
@@ -38,12 +58,14 @@ def sample_targets(
     seed: int = 0,
     use_cache: bool = True,
     end_time: int | None = None,
+    on_token: Callable[[int], None] | None = None,
 ) -> list[np.ndarray]:
     """``num_samples`` targets for ``pair.source``, each ``BOS`` and its tokens (no ``EOS``).
 
     Without ``end_time`` every target has exactly ``n_tokens`` tokens and ``EOS``
     is never sampled; with it, a target ends at its ``EOS`` (forced once it
-    reaches ``end_time``) or after ``n_tokens``.
+    reaches ``end_time``) or after ``n_tokens``. ``on_token(i)`` is called after the
+    ``i``-th token (progress; an exception it raises stops sampling, e.g. to cancel).
     """
     sampling = sampling or SamplingConfig()
     device = next(model.parameters()).device
@@ -75,6 +97,8 @@ def sample_targets(
             disallowed[late, tokenizer.eos_id] = False
         token = sample(logits.masked_fill(disallowed, float("-inf")), sampling, generator).cpu().numpy()
         seq = np.concatenate([seq, token[:, None]], 1)
+        if on_token is not None:
+            on_token(i + 1)
         ended |= token == tokenizer.eos_id
         if ended.all():
             break
@@ -157,3 +181,43 @@ def accompany(model: nn.Module, task: Task, melody: np.ndarray, max_tokens: int,
     end = int(task.source_clock.times(melody)[-1]) + ACCOMPANY_TAIL
     pair = Pair("given", melody, np.array([task.tokenizer.bos_id]))
     return sample_targets(model, task, pair, max_tokens, end_time=end, **options)
+
+
+# -- the music a user brings -----------------------------------------------------------------
+def melody_track(score: symusic.Score, name: str | None = None) -> symusic.Score:
+    """The score with only the melody track: ``name`` (a track name or program number), else the only
+    pitched track with notes (several: an error listing them)."""
+    if name:
+        return select_tracks(score, (name,))
+    tracks = [t for t in score.tracks if len(t.notes) and not t.is_drum]
+    if len(tracks) > 1:
+        names = ", ".join(t.name or f"program {t.program}" for t in tracks)
+        raise RepriseError(f"{len(tracks)} tracks have notes ({names}); choose the melody with --melody-track")
+    return select_tracks(score)
+
+
+def fitted_soprano(steps: np.ndarray, tokenizer: ChoraleGrid, transpose: int = 0) -> np.ndarray:
+    """The melody ``steps`` (a pitch per 16th step, -1 silent) moved by ``transpose`` semitones, refused
+    unless it lies in the soprano range of the model's training chorales."""
+    soprano = np.where(steps >= 0, steps + transpose, steps)
+    fit_soprano(soprano, tokenizer)
+    return soprano
+
+
+def bar_span(bars: str, task: Task, ids: np.ndarray) -> tuple[int, int]:
+    """The steps ``[start, stop)`` that ``bars`` ("5" or "5-8", from 1) names in the piece ``ids``."""
+    match = re.fullmatch(r"\s*(\d+)\s*(?:-\s*(\d+))?\s*", bars)
+    if not match:
+        raise RepriseError(f"--bars {bars!r}: expected a bar (5) or a range of bars (5-8)")
+    n_steps = int((ids > task.tokenizer.eos_id).sum()) // task.tokenizer.frame
+    return task.bars(int(match[1]), int(match[2] or match[1]), n_steps)
+
+
+def accompanied(tokenizer: Performance, melody: np.ndarray, part: np.ndarray) -> symusic.Score:
+    """One song of two tracks: the ``melody`` as given, then the accompaniment ``part`` (both events)."""
+    score = tokenizer.decode(melody)
+    score.tracks[0].name = "Melody"
+    accompaniment = tokenizer.decode(part).tracks[0]
+    accompaniment.name = "Accompaniment"
+    score.tracks.append(accompaniment)
+    return score

@@ -101,6 +101,9 @@ def create_app(runs: Path | None = None, data: list[Path] | None = None, out: Pa
         top_p: Annotated[float, Form()] = 1.0,
         seed: Annotated[int, Form()] = 0,
         samples: Annotated[int, Form()] = 1,
+        melody_track: Annotated[str, Form()] = "",
+        quantize: Annotated[bool, Form()] = False,
+        transpose: Annotated[int, Form()] = 0,
         midi: Annotated[UploadFile | None, File()] = None,
     ) -> dict[str, str]:
         upload = await save_upload(midi, out / "uploads") if midi is not None and midi.filename else None
@@ -120,6 +123,10 @@ def create_app(runs: Path | None = None, data: list[Path] | None = None, out: Pa
             top_p,
             seed,
             samples,
+            midi_name=Path(midi.filename).name if upload else "",
+            melody_track=melody_track.strip(),
+            quantize=quantize,
+            transpose=transpose,
         )
         return {"id": runner.submit(request).id}
 

@@ -2,16 +2,18 @@
 
 A job names a model, a task and its settings. The task is a plain function in
 :data:`TASKS` that receives a :class:`TaskInput` (the loaded model, its tokenizer,
-the primer or uploaded melody, the sampling settings and a progress callback) and
-returns the generated ids, one row per sample; the job then writes each sample as
-MIDI with its piano roll and WAV (``write_samples``, as ``reprise generate --wav``
-does). MusicXML and attention pages are written on first request, because they
+the primer, the uploaded or dataset music, the sampling settings and a progress
+callback) and returns what it :class:`Made`: one score per sample, and which part
+of each the model was given. The job then writes each sample as MIDI with its
+piano roll (the given part drawn apart, as ``reprise harmonize`` draws it) and
+WAV. MusicXML and attention pages are written on first request, because they
 take longer than the rest and most results never need them.
 
-``continue`` (from nothing, an uploaded MIDI file or a dataset piece) is built in.
-``harmonize``, ``accompany`` and ``infill`` need a conditional (encoder-decoder)
-model trained for that task; until one is loaded they fail with a message that
-says so. A conditional task plugs in with ``TASKS[name] = function``.
+``continue`` (from nothing, an uploaded MIDI file or a dataset piece) runs the
+decoder-only models. ``harmonize``, ``accompany`` and ``infill`` run an
+encoder-decoder trained for that task, through the same functions as the
+commands of the same names (:mod:`reprise.generation.conditional`), with the same
+checks and messages. A model asked for a task it was not trained for says so.
 """
 
 from __future__ import annotations
@@ -22,15 +24,20 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
+import symusic
 import torch
 
-from reprise.api import write_samples
+from reprise.api import write_scores
 from reprise.data.dataset import TokenDataset
+from reprise.data.midi import midi_from_bytes, read_midi
 from reprise.data.musicxml import write_musicxml
+from reprise.data.pairs import STEPS_PER_BAR, Task, melody_line
 from reprise.data.tokenizer import Tokenizer
-from reprise.errors import RepriseError
+from reprise.errors import RepriseError, named
+from reprise.generation import conditional
 from reprise.generation.generate import generate
 from reprise.generation.sampling import SamplingConfig
 from reprise.models.checkpoint import load_checkpoint
@@ -41,6 +48,16 @@ MAX_NEW_TOKENS = 4096  # one job's new tokens per sample: minutes on a laptop CP
 MAX_SAMPLES = 8
 ATTENTION_TOKENS = 512  # attention pages show at most this many tokens of a piece (from its start)
 GENERATING = 0.85  # share of the progress bar for sampling; the rest is writing MIDI, piano rolls, WAV
+SOURCES = {  # what each task can start from (the first is the page's default)
+    "continue": ("nothing", "midi", "dataset"),
+    "harmonize": ("midi", "dataset"),
+    "accompany": ("midi",),
+    "infill": ("midi", "dataset"),
+}
+NO_ATTENTION = (
+    "No attention arcs for an encoder-decoder: its decoder also attends to the given part through "
+    "cross-attention, which arcs drawn inside one piece cannot show"
+)
 
 
 class Cancelled(Exception):
@@ -66,6 +83,15 @@ class JobRequest:
     top_p: float = 1.0
     seed: int = 0
     samples: int = 1
+    midi_name: str = ""  # the upload's own file name, for messages
+    melody_track: str = ""  # harmonize, accompany: the melody's track (name or program) [the only one with notes]
+    quantize: bool = False  # harmonize: round notes to the 16th grid instead of refusing them
+    transpose: int = 0  # harmonize: semitones to move the melody by
+
+    @property
+    def given_name(self) -> str:
+        """How messages name the music the job was given."""
+        return self.midi_name if self.source == "midi" else f"{self.dataset} piece {self.piece}"
 
 
 @dataclass
@@ -75,8 +101,40 @@ class TaskInput:
     request: JobRequest
     model: torch.nn.Module
     tokenizer: Tokenizer
-    primer: np.ndarray  # ids, BOS first (just BOS when starting from nothing)
+    primer: Callable[[], np.ndarray]  # continue: ids, BOS first (just BOS when starting from nothing)
     progress: Callable[[float, str], None]  # (fraction of the task done, what is happening)
+    piece: Callable[[], np.ndarray]  # the dataset piece, in the model's tokens
+
+    def upload(self) -> symusic.Score:
+        """The uploaded MIDI file's score (tasks name the upload in its errors: ``request.given_name``)."""
+        assert self.request.midi is not None  # JobRunner.submit checks it
+        return midi_from_bytes(self.request.midi.read_bytes())
+
+    def sampling(self, n_tokens: int) -> dict[str, Any]:
+        """The sampling options of ``generate`` and of :mod:`reprise.generation.conditional`, reporting
+        progress out of ``n_tokens`` tokens."""
+        r = self.request
+
+        def on_token(done: int) -> None:
+            self.progress(done / n_tokens, f"generating: {done} of {n_tokens} tokens")
+
+        self.progress(0.0, f"generating {r.samples} x {n_tokens} tokens")
+        return {
+            "num_samples": r.samples,
+            "seed": r.seed,
+            "sampling": SamplingConfig(r.temperature, r.top_k, r.top_p),
+            "on_token": on_token,
+        }
+
+
+@dataclass
+class Made:
+    """A task's result: one score per sample, with what the piano rolls draw apart as given."""
+
+    scores: list[symusic.Score]
+    ids: np.ndarray | None = None  # continue: the samples' ids, for attention pages
+    given: tuple[int, ...] = ()  # tracks the model was given
+    generated_span: tuple[float, float] | None = None  # bars the model wrote, where the rest was given
 
 
 @dataclass
@@ -91,6 +149,7 @@ class Job:
     stage: str = "waiting for the worker"
     error: str | None = None
     samples: int = 0
+    attention: bool = False  # whether its samples have attention pages
     cancel: threading.Event = field(default_factory=threading.Event)
 
     def to_json(self) -> dict:
@@ -103,6 +162,7 @@ class Job:
             "samples": self.samples,
             "task": self.request.task,
             "model": self.request.model,
+            "attention": None if self.attention else NO_ATTENTION,
         }
 
 
@@ -116,27 +176,12 @@ def tokens_for(amount: int, unit: str, tokenizer: Tokenizer) -> int:
     return amount * per_bar
 
 
-def continue_music(job: TaskInput) -> np.ndarray:
-    """Sample continuations of the primer (just ``BOS`` when starting from nothing)."""
-    r = job.request
-    n_new = tokens_for(r.length, r.unit, job.tokenizer)
+def new_tokens(request: JobRequest, tokenizer: Tokenizer) -> int:
+    """How many tokens ``request.length`` asks for, checked against :data:`MAX_NEW_TOKENS`."""
+    n_new = tokens_for(request.length, request.unit, tokenizer)
     if not 1 <= n_new <= MAX_NEW_TOKENS:
         raise RepriseError(f"length: {n_new} new tokens; choose 1 to {MAX_NEW_TOKENS}")
-    job.progress(0.0, f"generating {r.samples} x {n_new} tokens")
-
-    def on_token(done: int) -> None:
-        job.progress(done / n_new, f"generating: {done} of {n_new} tokens")
-
-    return generate(
-        job.model,
-        job.tokenizer,
-        job.primer,
-        n_new,
-        r.samples,
-        SamplingConfig(r.temperature, r.top_k, r.top_p),
-        r.seed,
-        on_token=on_token,
-    )
+    return n_new
 
 
 def model_task(model: torch.nn.Module) -> str:
@@ -144,25 +189,80 @@ def model_task(model: torch.nn.Module) -> str:
     return getattr(model.config, "task", None) or "continue"
 
 
-def needs_conditional_model(task: str) -> Callable[[TaskInput], np.ndarray]:
-    """The stand-in for ``task`` until a conditional model for it is registered: a clear refusal."""
+def for_task(task: str) -> Callable[[Callable[[TaskInput], Made]], Callable[[TaskInput], Made]]:
+    """Decorator: run the task only on a model trained for it; any other model is refused, saying what it does."""
 
-    def refuse(job: TaskInput) -> np.ndarray:
-        trained = model_task(job.model)
-        does = "continues music from left to right" if trained == "continue" else f"was trained to {trained}"
-        raise RepriseError(
-            f"this model cannot {task}: it {does}. {task.capitalize()} needs a conditional model trained for "
-            f"it (reprise train --model encoder-decoder --task {task}); pick one in the model list."
+    def wrap(function: Callable[[TaskInput], Made]) -> Callable[[TaskInput], Made]:
+        def run(job: TaskInput) -> Made:
+            trained = model_task(job.model)
+            if trained == task:
+                return function(job)
+            does = "continues music from left to right" if trained == "continue" else f"was trained to {trained}"
+            fix = (
+                f"Choose '{trained}' for it, or pick a decoder-only model"
+                if task == "continue"
+                else f"{task.capitalize()} needs a conditional model trained for it "
+                f"(reprise train --model encoder-decoder --task {task}); pick one in the model list"
+            )
+            raise RepriseError(f"this model cannot {task}: it {does}. {fix}.")
+
+        run.__doc__ = function.__doc__
+        return run
+
+    return wrap
+
+
+@for_task("continue")
+def continue_music(job: TaskInput) -> Made:
+    """Sample continuations of the primer (just ``BOS`` when starting from nothing)."""
+    n_new = new_tokens(job.request, job.tokenizer)
+    ids = generate(job.model, job.tokenizer, job.primer(), n_new, **job.sampling(n_new))
+    return Made([job.tokenizer.decode(row) for row in ids], ids=ids)
+
+
+@for_task("harmonize")
+def harmonize_melody(job: TaskInput) -> Made:
+    """Four-part chorales whose soprano is the given melody (``reprise harmonize``)."""
+    r, tokenizer = job.request, job.tokenizer
+    if r.source == "dataset":
+        steps = tokenizer.decode_grid(job.piece())[:, 0]
+    else:
+        steps = named(
+            r.given_name, lambda: melody_line(conditional.melody_track(job.upload(), r.melody_track), r.quantize)
         )
+    soprano = named(r.given_name, lambda: conditional.fitted_soprano(steps, tokenizer, r.transpose))
+    chorales = conditional.harmonize(job.model, tokenizer, soprano, **job.sampling(3 * len(soprano)))
+    return Made([tokenizer.decode(ids) for ids in chorales], given=(0,))
 
-    return refuse
+
+@for_task("accompany")
+def accompany_melody(job: TaskInput) -> Made:
+    """A song of two tracks, the given melody and an accompaniment of at most ``length`` events."""
+    r, tokenizer = job.request, job.tokenizer
+    melody = named(r.given_name, lambda: tokenizer.encode_score(conditional.melody_track(job.upload(), r.melody_track)))
+    n_max = new_tokens(r, tokenizer)
+    parts = conditional.accompany(job.model, Task("accompany", tokenizer), melody, n_max, **job.sampling(n_max))
+    return Made([conditional.accompanied(tokenizer, melody, part) for part in parts], given=(0,))
 
 
-TASKS: dict[str, Callable[[TaskInput], np.ndarray]] = {
+@for_task("infill")
+def infill_bars(job: TaskInput) -> Made:
+    """The given piece with ``bars`` written anew, joined at both ends (``reprise infill``)."""
+    r, tokenizer = job.request, job.tokenizer
+    task = Task("infill", tokenizer)
+    ids = job.piece() if r.source == "dataset" else named(r.given_name, lambda: tokenizer.encode_score(job.upload()))
+    span = named(r.given_name, lambda: conditional.bar_span(r.bars, task, ids))
+    n_tokens = (span[1] - span[0]) * tokenizer.frame
+    pieces = conditional.infill(job.model, task, ids, span, **job.sampling(n_tokens))
+    bars = (span[0] / STEPS_PER_BAR, span[1] / STEPS_PER_BAR)
+    return Made([tokenizer.decode(p) for p in pieces], generated_span=bars)
+
+
+TASKS: dict[str, Callable[[TaskInput], Made]] = {
     "continue": continue_music,
-    "harmonize": needs_conditional_model("harmonize"),
-    "accompany": needs_conditional_model("accompany"),
-    "infill": needs_conditional_model("infill"),
+    "harmonize": harmonize_melody,
+    "accompany": accompany_melody,
+    "infill": infill_bars,
 }
 
 
@@ -184,10 +284,16 @@ class JobRunner:
             raise RepriseError(f"unknown task {request.task!r}; choose one of {', '.join(TASKS)}")
         if not 1 <= request.samples <= MAX_SAMPLES:
             raise RepriseError(f"samples: choose 1 to {MAX_SAMPLES}")
+        if request.source not in SOURCES[request.task]:
+            choices = " or ".join(
+                {"nothing": "nothing", "midi": "a MIDI file", "dataset": "a dataset piece"}[s]
+                for s in SOURCES[request.task]
+            )
+            raise RepriseError(f"{request.task} starts from {choices}, not {request.source!r}")
         if request.source == "dataset" and request.dataset not in self.datasets:
             raise RepriseError(f"unknown dataset {request.dataset!r}")
         if request.source == "midi" and request.midi is None:
-            raise RepriseError("starting from a MIDI file needs an uploaded file")
+            raise RepriseError(f"{request.task} from a MIDI file needs an uploaded file")
         job_id = uuid.uuid4().hex[:12]
         job = Job(job_id, request, self.folder / job_id)
         job.folder.mkdir(parents=True, exist_ok=True)
@@ -224,14 +330,19 @@ class JobRunner:
             job.progress, job.stage = GENERATING * fraction, stage
 
         try:
-            model, tokenizer = self.load(job.request.model)
-            primer = self._primer(job.request, tokenizer)
-            ids = TASKS[job.request.task](TaskInput(job.request, model, tokenizer, primer, progress))
+            request = job.request
+            model, tokenizer = self.load(request.model)
+            primer = lambda: self._primer(request, tokenizer)  # noqa: E731  (read once the task accepts the model)
+            piece = lambda: self._dataset_piece(request, tokenizer)  # noqa: E731
+            made = TASKS[request.task](TaskInput(request, model, tokenizer, primer, progress, piece))
             progress(1.0, "writing MIDI, piano rolls and audio")
-            write_samples(ids, tokenizer, job.folder, "sample", wav=True)
-            for i, row in enumerate(ids, start=1):
+            write_scores(
+                made.scores, job.folder, "sample", wav=True, given=made.given, generated_span=made.generated_span
+            )
+            for i, row in enumerate(made.ids if made.ids is not None else [], start=1):
                 np.save(job.folder / f"sample-{i}.npy", row)
-            job.samples, job.progress, job.status, job.stage = len(ids), 1.0, "done", "done"
+            job.attention = made.ids is not None
+            job.samples, job.progress, job.status, job.stage = len(made.scores), 1.0, "done", "done"
         except Cancelled:
             job.status, job.stage = "cancelled", "cancelled"
         except RepriseError as err:
@@ -241,7 +352,7 @@ class JobRunner:
 
     def _primer(self, request: JobRequest, tokenizer: Tokenizer) -> np.ndarray:
         """The primer ids: ``BOS`` alone, or the start of the uploaded file or dataset piece."""
-        if request.source == "nothing" or request.task != "continue":
+        if request.source == "nothing":
             return np.array([tokenizer.bos_id])
         if request.source == "midi":
             ids = tokenizer.encode_midi(request.midi)
@@ -270,13 +381,15 @@ def result_file(job: Job, sample: int, kind: str, runner: JobRunner) -> Path:
     stem = job.folder / f"sample-{sample}"
     if kind in ("mid", "wav", "png"):
         return stem.with_suffix(f".{kind}")
-    model, tokenizer = runner.load(job.request.model)
-    ids = np.load(stem.with_suffix(".npy"))
     if kind == "musicxml":
         out = stem.with_suffix(".musicxml")
-        return out if out.is_file() else write_musicxml(tokenizer.decode(ids), out)
+        return out if out.is_file() else write_musicxml(read_midi(stem.with_suffix(".mid")), out)
     if kind == "attention":
+        if not job.attention:
+            raise RepriseError(NO_ATTENTION)
         out = stem.with_suffix(".attention.html")
+        model, tokenizer = runner.load(job.request.model)
+        ids = np.load(stem.with_suffix(".npy"))
         return out if out.is_file() else attention_page(model, tokenizer, ids, out, f"sample {sample}")
     raise RepriseError(f"unknown result kind {kind!r}")
 

@@ -19,11 +19,38 @@ async function api(path, options) {
 
 const checked = (name) => form.querySelector(`input[name=${name}]:checked`).value;
 
+// what each task starts from (the first is the default) and what the page says about it; as jobs.SOURCES
+const TASKS = {
+  continue: { sources: ["nothing", "midi", "dataset"], legend: "Start from" },
+  harmonize: {
+    sources: ["midi", "dataset"],
+    legend: "Melody to harmonise",
+    note: "keeps your melody as the soprano, note for note, and writes alto, tenor and bass on the 16th-note grid. " +
+      "The melody must be one voice on the grid (or tick quantize) in the soprano range (transpose moves it).",
+  },
+  accompany: {
+    sources: ["midi"],
+    legend: "Song with a melody track",
+    note: "writes an accompaniment under the melody track of your song; the result has both tracks. " +
+      "Length is the most events it writes.",
+  },
+  infill: {
+    sources: ["midi", "dataset"],
+    legend: "Piece to fill in",
+    note: "writes the chosen bars anew and keeps every other note; the new bars join the old at both ends.",
+  },
+};
+
 function showModel() {
   const m = models.find((x) => x.key === $("model").value);
   if (!m) return;
   const nll = m.valid_nll == null ? "" : ` · valid NLL ${m.valid_nll.toFixed(4)}`;
   $("model-info").textContent = `${m.summary} · ${m.task} · ${m.tokenizer}${nll}`;
+  // a decoder-only model continues music; an encoder-decoder does the one task it was trained for
+  form.querySelectorAll("input[name=task]").forEach((r) => {
+    r.disabled = r.value !== m.task;
+    r.checked = r.value === m.task;
+  });
   // bars where the model's tokenizer has a fixed bar length, else tokens; a change of unit resets the lengths
   const bars = m.tokens_per_bar != null, unit = bars ? "bars" : "tokens";
   $("unit").querySelector("option[value=bars]").disabled = !bars;
@@ -33,6 +60,7 @@ function showModel() {
     $("primer").value = bars ? 2 : 64;
   }
   updateUnit();
+  updateTask();
 }
 
 function updateUnit() {
@@ -40,13 +68,23 @@ function updateUnit() {
 }
 
 function updateTask() {
-  const task = checked("task"), source = checked("source");
-  $("start-from").hidden = task !== "continue";
+  const task = checked("task"), spec = TASKS[task];
+  form.querySelectorAll("input[name=source]").forEach((r) => (r.parentElement.hidden = !spec.sources.includes(r.value)));
+  if (!spec.sources.includes(checked("source"))) form.querySelector(`input[name=source][value=${spec.sources[0]}]`).checked = true;
+  const source = checked("source"), m = models.find((x) => x.key === $("model").value);
+  $("source-legend").textContent = spec.legend;
+  $("task-note").textContent = spec.note && m ? `${m.name} ${spec.note}` : "";
   $("dataset-choice").hidden = source !== "dataset";
-  $("primer-row").hidden = source === "nothing";
-  $("upload-row").hidden = task === "continue" && source !== "midi";
-  $("upload-legend").textContent = task === "continue" ? "MIDI file to continue" : "Melody (MIDI file)";
+  $("upload-row").hidden = source !== "midi";
+  $("primer-row").hidden = task !== "continue" || source === "nothing";
+  $("melody-track-row").hidden = !["harmonize", "accompany"].includes(task) || source !== "midi";
+  $("melody_track").placeholder = task === "accompany" ? "MELODY" : "the only one";
+  if (task === "accompany" && !$("melody_track").value) $("melody_track").value = "MELODY";
+  $("harmonize-options").hidden = task !== "harmonize";
+  $("quantize-row").hidden = source !== "midi";
   $("bars-row").hidden = task !== "infill";
+  $("length-row").hidden = task === "harmonize" || task === "infill";  // the given music sets the length
+  $("length-name").textContent = task === "accompany" ? "at most" : "length";
 }
 
 function fillPieces() {
@@ -58,9 +96,7 @@ async function start(event) {
   event.preventDefault();
   say("");
   const data = new FormData(form);
-  const task = checked("task"), source = checked("source");
-  if (task === "continue" && source !== "midi") data.delete("midi");
-  if (task !== "continue") data.set("source", "nothing");
+  if (checked("source") !== "midi") data.delete("midi");
   $("results").replaceChildren();
   try {
     const { id } = await api("/api/jobs", { method: "POST", body: data });
@@ -95,7 +131,7 @@ async function poll() {
   running(false);
   if (job.status === "done") {
     say(`${job.samples} sample${job.samples > 1 ? "s" : ""} ready.`, true);
-    for (let n = 1; n <= job.samples; n++) showResult(job.id, n);
+    for (let n = 1; n <= job.samples; n++) showResult(job.id, n, job.attention);
   } else if (job.status === "cancelled") {
     say("Cancelled.", true);
   } else {
@@ -103,7 +139,7 @@ async function poll() {
   }
 }
 
-function showResult(id, n) {
+function showResult(id, n, attention) {
   const node = $("result-template").content.firstElementChild.cloneNode(true);
   const base = `/api/jobs/${id}/samples/${n}`;
   node.id = `result-${n}`;
@@ -114,6 +150,11 @@ function showResult(id, n) {
   node.querySelector(".dl-wav").href = `${base}/wav?download=1`;
   node.querySelector(".dl-xml").href = `${base}/musicxml?download=1`;
   const frame = node.querySelector(".attention");
+  if (attention) {  // why this model's samples have no attention arcs
+    node.querySelector(".show-attention-row").hidden = true;
+    node.querySelector(".no-attention").textContent = `${attention}.`;
+    node.querySelector(".no-attention").hidden = false;
+  }
   node.querySelector(".show-attention").addEventListener("click", async (e) => {
     e.target.disabled = true;
     e.target.textContent = "Computing attention…";
