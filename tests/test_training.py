@@ -73,17 +73,19 @@ def test_resume_continues_with_the_same_step_schedule_and_data(
         )
     trainer.train(tmp_path / "straight", small_chorales, model, config, quiet=True)
 
-    real_step = trainer._Loop.step
+    real_step = trainer._Loop.gradients
 
     def interrupt_at_four(self, train_set, step):
         if step == 4:
             raise KeyboardInterrupt
         return real_step(self, train_set, step)
 
-    monkeypatch.setattr(trainer._Loop, "step", interrupt_at_four)
-    with pytest.raises(RepriseError, match="interrupted at step 4; continue with: reprise train --resume"):
+    monkeypatch.setattr(trainer._Loop, "gradients", interrupt_at_four)
+    with pytest.raises(
+        RepriseError, match="interrupted at step 4, saved in last/; continue with: reprise train --resume"
+    ):
         trainer.train(tmp_path / "cut", small_chorales, model, config, quiet=True)
-    monkeypatch.setattr(trainer._Loop, "step", real_step)
+    monkeypatch.setattr(trainer._Loop, "gradients", real_step)
     assert json.loads((tmp_path / "cut" / "last" / "training.json").read_text())["step"] == 4
     result = trainer.train(tmp_path / "cut", resume=True, quiet=True)
 

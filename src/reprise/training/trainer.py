@@ -2,8 +2,10 @@
 
 A run directory holds ``run.json`` (data, model and train configs), ``last/``
 and ``best/`` checkpoints and ``metrics.jsonl``. The batch drawn at step ``s`` is
-a pure function of ``(seed, s)``, so a resumed run sees exactly the data it
-would have seen without the interruption; dropout's RNG state is checkpointed.
+a pure function of ``(seed, s)``, and dropout is seeded afresh for every
+micro-batch from ``(seed, s, rank, micro-batch)``, so a resumed run sees exactly
+the data and dropout masks it would have seen without the interruption: no RNG
+state needs saving. Ctrl-C waits for the step being applied, then saves ``last/``.
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ from reprise.models.encoder_decoder import EncoderDecoderConfig
 from reprise.models.markov import MarkovChain
 from reprise.training.checkpoint import load_training_state, save_training_checkpoint
 from reprise.training.config import TrainConfig
+from reprise.training.interrupt import deferred_interrupt
 from reprise.training.lock import run_lock
 from reprise.training.metrics import METRICS, append_metrics, truncate_metrics
 
@@ -162,6 +165,11 @@ def weight_average(model: torch.nn.Module, decay: float) -> AveragedModel | None
     return AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(decay), use_buffers=True)
 
 
+def dropout_seed(seed: int, step: int, rank: int, micro: int) -> int:
+    """The seed of dropout's masks in micro-batch ``micro`` of step ``step`` on process ``rank``."""
+    return int(np.random.SeedSequence([seed, step, rank, micro]).generate_state(1, np.uint64)[0])
+
+
 class _Loop:
     """The state one training run carries from step to step."""
 
@@ -172,6 +180,7 @@ class _Loop:
         self.autocast = autocast(config.precision, device)
         self.augmentation = config.augmentation()
         self.saved_at = time.perf_counter()  # when last/ was written, for the timed checkpoints
+        self.rank = 0  # this process's place among those training the run
 
     def run(
         self, train_set: TokenDataset, valid_set: TokenDataset, step: int, best: float, elapsed: float
@@ -181,27 +190,32 @@ class _Loop:
         tokens_done, started = 0, time.perf_counter() - elapsed
         session_start = time.perf_counter()
         model.train()
+        self.consistent = True  # False while an update is half applied: nothing may be saved then
         try:
             while step < config.steps and not self.out_of_time(started):
                 lr = lr_at(step, config, time.perf_counter() - started)
                 for group in self.optimizer.param_groups:
                     group["lr"] = lr
-                loss, tokens = self.step(train_set, step)
-                step += 1
-                tokens_done += tokens
-                rate = tokens_done / (time.perf_counter() - session_start)
+                loss, tokens = self.gradients(train_set, step)
+                with deferred_interrupt():
+                    self.consistent = False
+                    self.apply()
+                    step += 1
+                    tokens_done += tokens
+                    rate = tokens_done / (time.perf_counter() - session_start)
+                    self.log(
+                        {
+                            "step": step,
+                            "loss": loss,
+                            "lr": lr,
+                            "tokens_per_s": rate,
+                            "elapsed": time.perf_counter() - started,
+                        }
+                    )
+                    self.consistent = True
                 bar.update(1 if config.max_minutes is None else min(bar.total, time.perf_counter() - started) - bar.n)
                 bar.set_postfix(
                     step=step, loss=f"{loss:.3f}", tok_s=f"{rate:,.0f}", best_val=f"{best:.3f}", refresh=False
-                )
-                self.log(
-                    {
-                        "step": step,
-                        "loss": loss,
-                        "lr": lr,
-                        "tokens_per_s": rate,
-                        "elapsed": time.perf_counter() - started,
-                    }
                 )
                 if step % config.eval_every == 0:
                     best = self.validate(valid_set, step, best, started)
@@ -213,8 +227,13 @@ class _Loop:
             self.save("last", step, best, time.perf_counter() - started)
             bar.close()
             raise RepriseError(
-                f"interrupted at step {step}; continue with: reprise train --resume --run {self.run_dir}"
+                f"interrupted at step {step}, saved in last/; "
+                f"continue with: reprise train --resume --run {self.run_dir}"
             ) from interrupt
+        except Exception:
+            if self.consistent:  # whatever failed, the steps done so far are kept
+                self.save("last", step, best, time.perf_counter() - started)
+            raise
         bar.close()
         rate = tokens_done / max(1e-9, time.perf_counter() - session_start)
         return TrainResult(self.run_dir, step, best, rate)
@@ -242,8 +261,11 @@ class _Loop:
         limit = self.config.max_minutes
         return limit is not None and time.perf_counter() - started >= 60 * limit
 
-    def step(self, train_set: TokenDataset, step: int) -> tuple[float, int]:
-        """One optimizer step over ``grad_accum`` micro-batches; returns mean loss and tokens seen."""
+    def gradients(self, train_set: TokenDataset, step: int) -> tuple[float, int]:
+        """The clipped gradients of step ``step`` over ``grad_accum`` micro-batches; returns mean loss and tokens.
+
+        Nothing but the gradients changes, so an interruption here leaves the run as it was before the step.
+        """
         config = self.config
         self.optimizer.zero_grad(set_to_none=True)
         total, tokens = 0.0, 0
@@ -252,6 +274,7 @@ class _Loop:
             inputs, targets = train_set.batch(rng, config.batch_size, self.model.config.context, self.augmentation)
             inputs = [torch.from_numpy(x).to(self.device) for x in (inputs if isinstance(inputs, tuple) else [inputs])]
             targets = torch.from_numpy(targets).to(self.device)
+            torch.manual_seed(dropout_seed(config.seed, step, self.rank, micro))
             with self.autocast:
                 logits = self.model(*inputs)
             loss = F.cross_entropy(logits.float().flatten(0, 1), targets.flatten(), ignore_index=self.tokenizer.pad_id)
@@ -259,10 +282,13 @@ class _Loop:
             total += loss.item()
             tokens += int((targets != self.tokenizer.pad_id).sum())
         torch.nn.utils.clip_grad_norm_(self.model.parameters(), config.clip)
+        return total / config.grad_accum, tokens
+
+    def apply(self) -> None:
+        """Apply the gradients: the optimizer step, then the weight average."""
         self.optimizer.step()
         if self.average is not None:
             self.average.update_parameters(self.model)
-        return total / config.grad_accum, tokens
 
     def validate(self, valid_set: TokenDataset, step: int, best: float, started: float) -> float:
         """Score the validation split, log it, save ``last`` and (if better) ``best``."""
