@@ -181,3 +181,17 @@ def test_the_rng_state_of_older_checkpoints_is_ignored(small_chorales, model, tm
     assert load_training_state(path.parent, optimizer)["step"] == 2
     assert torch.get_rng_state().equal(before)
     assert len(optimizer.state) == len(tensors) // 3  # step, exp_avg, exp_avg_sq of every parameter
+
+
+def test_an_error_mid_run_saves_the_steps_done_before_it_is_reported(small_chorales, model, tmp_path, monkeypatch):
+    real_gradients = trainer._Loop.gradients
+
+    def out_of_memory_at_five(self, train_set, step):
+        if step == 5:
+            raise RuntimeError("out of memory")
+        return real_gradients(self, train_set, step)
+
+    monkeypatch.setattr(trainer._Loop, "gradients", out_of_memory_at_five)
+    with pytest.raises(RuntimeError, match="out of memory"):  # no validation, no timed checkpoint before 5
+        trainer.train(tmp_path / "run", small_chorales, model, config(eval_every=9, checkpoint_minutes=60), quiet=True)
+    assert json.loads((tmp_path / "run" / "last" / "training.json").read_text())["step"] == 5
