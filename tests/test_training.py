@@ -9,6 +9,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+from reprise.api import score
 from reprise.data.dataset import TokenDataset
 from reprise.data.tokenizer import tokenizer_from_json
 from reprise.device import uses_bf16
@@ -161,6 +162,10 @@ def test_bf16_precision_autocasts_on_cpu_and_keeps_float32_weights(small_chorale
         first_loss[precision] = json.loads((tmp_path / precision / "metrics.jsonl").open().readline())["loss"]
         weights = load_file(str(tmp_path / precision / "last" / "model.safetensors"))
         assert {t.dtype for t in weights.values()} == {torch.float32}
+        # validation scores as `reprise evaluate` does (float32), so best/ is chosen on the number reported
+        model, tokenizer = load_checkpoint(tmp_path / precision / "best")
+        best = json.loads((tmp_path / precision / "best" / "training.json").read_text())["best_val_nll"]
+        assert score(model, tokenizer, small_chorales, "valid").per_token == pytest.approx(best, rel=1e-9)
     # the same batch and weights: bfloat16 matmuls move the loss a little, and only a little
     assert first_loss["bf16"] != first_loss["fp32"]
     assert first_loss["bf16"] == pytest.approx(first_loss["fp32"], abs=0.02)

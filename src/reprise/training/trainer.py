@@ -291,13 +291,16 @@ class _Loop:
             self.average.update_parameters(self.model)
 
     def validate(self, valid_set: TokenDataset, step: int, best: float, started: float) -> float:
-        """Score the validation split, log it, save ``last`` and (if better) ``best``."""
-        with self.autocast:
-            if isinstance(valid_set, PairedDataset):
-                nll = nll_given(self.evaluated, valid_set)
-            else:
-                pieces = [valid_set.piece(i) for i in range(len(valid_set))]
-                nll = nll_of(self.evaluated, pieces, self.model.config.context, frame=self.tokenizer.frame)
+        """Score the validation split, log it, save ``last`` and (if better) ``best``.
+
+        Scored in float32 whatever the training precision, as ``reprise evaluate`` scores, so that
+        ``best/`` is chosen on the number that evaluating it reports.
+        """
+        if isinstance(valid_set, PairedDataset):
+            nll = nll_given(self.evaluated, valid_set)
+        else:
+            pieces = [valid_set.piece(i) for i in range(len(valid_set))]
+            nll = nll_of(self.evaluated, pieces, self.model.config.context, frame=self.tokenizer.frame)
         self.log(
             {
                 "step": step,
