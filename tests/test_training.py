@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 
 import numpy as np
 import pytest
@@ -10,6 +11,7 @@ import torch
 from safetensors.torch import load_file
 
 from reprise.api import score
+from reprise.cli.main import main
 from reprise.data.dataset import TokenDataset
 from reprise.data.tokenizer import tokenizer_from_json
 from reprise.device import uses_bf16
@@ -202,3 +204,37 @@ def test_frame_positions_must_match_the_tokenizers_frame(small_chorales, tmp_pat
     config = ModelConfig(vocab_size=vocab, context=32, d_model=32, n_layers=1, n_heads=2, positions="frame", frame=3)
     with pytest.raises(RepriseError, match="model frame 3 != the chorale-grid tokenizer's frame 4"):
         trainer.train(tmp_path / "run", small_chorales, config, TrainConfig(steps=1, device="cpu"), quiet=True)
+
+
+def _truncated(text: str) -> str:
+    return text[: len(text) // 2]
+
+
+def _without(key: str):
+    return lambda text: json.dumps({k: v for k, v in json.loads(text).items() if k != key})
+
+
+@pytest.mark.parametrize(
+    "name, damage",
+    [
+        ("tokenizer.json", _truncated),
+        ("tokenizer.json", _without("name")),
+        ("manifest.json", _truncated),
+        ("manifest.json", _without("counts")),
+    ],
+    ids=["tokenizer-truncated", "tokenizer-no-name", "manifest-truncated", "manifest-no-counts"],
+)
+def test_a_damaged_dataset_file_is_one_line_naming_it_for_train_and_evaluate(
+    small_chorales, tiny_run, tmp_path, capsys, name, damage
+):
+    data = tmp_path / "data"
+    shutil.copytree(small_chorales, data)
+    (data / name).write_text(damage((data / name).read_text()))
+    commands = [
+        ["train", "--data", data, "--run", tmp_path / "run", "--steps", "1", "--device", "cpu"],
+        ["evaluate", "--checkpoint", tiny_run / "last", "--data", data, "--device", "cpu"],
+    ]
+    for command in commands:
+        assert main([str(arg) for arg in command]) == 1
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and err.startswith(f"reprise: error: {data / name}: "), err

@@ -16,9 +16,10 @@ from typing import Any
 import torch
 from safetensors.torch import load_file, load_model, save_file, save_model
 
+from reprise.config import read_json
 from reprise.data.tokenizer import Tokenizer
-from reprise.errors import RepriseError
-from reprise.models.checkpoint import checked, read_json, save_checkpoint, write_json
+from reprise.errors import RepriseError, checked
+from reprise.models.checkpoint import save_checkpoint, write_json
 
 
 def save_training_checkpoint(
