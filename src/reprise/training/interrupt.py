@@ -1,4 +1,9 @@
-"""Ctrl-C between steps, never inside one: SIGINT is held back while a step's state changes."""
+"""Ctrl-C between steps, never inside one: SIGINT (and SIGTERM) held back while a step's state changes.
+
+SIGTERM is how ``torchrun`` stops its workers when it is itself interrupted (they run
+in sessions of their own, out of the terminal's reach), and how ``kill`` and job
+schedulers stop a process: while a run trains, it interrupts as Ctrl-C does.
+"""
 
 from __future__ import annotations
 
@@ -7,10 +12,25 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+STOPS = (signal.SIGINT, signal.SIGTERM)
+
+
+@contextmanager
+def stoppable() -> Iterator[None]:
+    """While the block runs, SIGTERM raises ``KeyboardInterrupt`` as SIGINT does, so the run saves on its way out."""
+    if threading.current_thread() is not threading.main_thread():  # Python delivers signals to the main thread
+        yield
+        return
+    previous = signal.signal(signal.SIGTERM, signal.default_int_handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
 
 @contextmanager
 def deferred_interrupt() -> Iterator[None]:
-    """Run the block with SIGINT held back, then raise the ``KeyboardInterrupt`` it would have raised.
+    """Run the block with SIGINT and SIGTERM held back, then raise the ``KeyboardInterrupt`` they stand for.
 
     The optimizer step, the weight-average update and the step counter must
     change together, or a checkpoint saved on the way out describes no real step.
@@ -20,10 +40,11 @@ def deferred_interrupt() -> Iterator[None]:
         yield
         return
     received: list[int] = []
-    previous = signal.signal(signal.SIGINT, lambda signum, frame: received.append(signum))
+    previous = {stop: signal.signal(stop, lambda signum, frame: received.append(signum)) for stop in STOPS}
     try:
         yield
     finally:
-        signal.signal(signal.SIGINT, previous)
+        for stop, handler in previous.items():
+            signal.signal(stop, handler)
     if received:
         raise KeyboardInterrupt
