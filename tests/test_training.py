@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import json
+import shutil
 
 import numpy as np
 import pytest
 import torch
 from safetensors.torch import load_file
 
+from reprise.api import score
+from reprise.cli.main import main
 from reprise.data.dataset import TokenDataset
 from reprise.data.tokenizer import tokenizer_from_json
 from reprise.device import uses_bf16
@@ -73,17 +76,19 @@ def test_resume_continues_with_the_same_step_schedule_and_data(
         )
     trainer.train(tmp_path / "straight", small_chorales, model, config, quiet=True)
 
-    real_step = trainer._Loop.step
+    real_step = trainer._Loop.gradients
 
     def interrupt_at_four(self, train_set, step):
         if step == 4:
             raise KeyboardInterrupt
         return real_step(self, train_set, step)
 
-    monkeypatch.setattr(trainer._Loop, "step", interrupt_at_four)
-    with pytest.raises(RepriseError, match="interrupted at step 4; continue with: reprise train --resume"):
+    monkeypatch.setattr(trainer._Loop, "gradients", interrupt_at_four)
+    with pytest.raises(
+        RepriseError, match="interrupted at step 4, saved in last/; continue with: reprise train --resume"
+    ):
         trainer.train(tmp_path / "cut", small_chorales, model, config, quiet=True)
-    monkeypatch.setattr(trainer._Loop, "step", real_step)
+    monkeypatch.setattr(trainer._Loop, "gradients", real_step)
     assert json.loads((tmp_path / "cut" / "last" / "training.json").read_text())["step"] == 4
     result = trainer.train(tmp_path / "cut", resume=True, quiet=True)
 
@@ -159,6 +164,10 @@ def test_bf16_precision_autocasts_on_cpu_and_keeps_float32_weights(small_chorale
         first_loss[precision] = json.loads((tmp_path / precision / "metrics.jsonl").open().readline())["loss"]
         weights = load_file(str(tmp_path / precision / "last" / "model.safetensors"))
         assert {t.dtype for t in weights.values()} == {torch.float32}
+        # validation scores as `reprise evaluate` does (float32), so best/ is chosen on the number reported
+        model, tokenizer = load_checkpoint(tmp_path / precision / "best")
+        best = json.loads((tmp_path / precision / "best" / "training.json").read_text())["best_val_nll"]
+        assert score(model, tokenizer, small_chorales, "valid").per_token == pytest.approx(best, rel=1e-9)
     # the same batch and weights: bfloat16 matmuls move the loss a little, and only a little
     assert first_loss["bf16"] != first_loss["fp32"]
     assert first_loss["bf16"] == pytest.approx(first_loss["fp32"], abs=0.02)
@@ -195,3 +204,37 @@ def test_frame_positions_must_match_the_tokenizers_frame(small_chorales, tmp_pat
     config = ModelConfig(vocab_size=vocab, context=32, d_model=32, n_layers=1, n_heads=2, positions="frame", frame=3)
     with pytest.raises(RepriseError, match="model frame 3 != the chorale-grid tokenizer's frame 4"):
         trainer.train(tmp_path / "run", small_chorales, config, TrainConfig(steps=1, device="cpu"), quiet=True)
+
+
+def _truncated(text: str) -> str:
+    return text[: len(text) // 2]
+
+
+def _without(key: str):
+    return lambda text: json.dumps({k: v for k, v in json.loads(text).items() if k != key})
+
+
+@pytest.mark.parametrize(
+    "name, damage",
+    [
+        ("tokenizer.json", _truncated),
+        ("tokenizer.json", _without("name")),
+        ("manifest.json", _truncated),
+        ("manifest.json", _without("counts")),
+    ],
+    ids=["tokenizer-truncated", "tokenizer-no-name", "manifest-truncated", "manifest-no-counts"],
+)
+def test_a_damaged_dataset_file_is_one_line_naming_it_for_train_and_evaluate(
+    small_chorales, tiny_run, tmp_path, capsys, name, damage
+):
+    data = tmp_path / "data"
+    shutil.copytree(small_chorales, data)
+    (data / name).write_text(damage((data / name).read_text()))
+    commands = [
+        ["train", "--data", data, "--run", tmp_path / "run", "--steps", "1", "--device", "cpu"],
+        ["evaluate", "--checkpoint", tiny_run / "last", "--data", data, "--device", "cpu"],
+    ]
+    for command in commands:
+        assert main([str(arg) for arg in command]) == 1
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and err.startswith(f"reprise: error: {data / name}: "), err

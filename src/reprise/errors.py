@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from pathlib import Path
+from typing import Any, TypeVar
+
+T = TypeVar("T")
 
 
 class RepriseError(Exception):
@@ -21,3 +24,16 @@ def named(what: object, action: Callable[[], Any]) -> Any:
         return action()
     except RepriseError as err:
         raise RepriseError(f"{what}: {err}" if what else str(err)) from err
+
+
+def checked(path: Path, read: Callable[[], T]) -> T:
+    """``read()``, with any failure to make sense of ``path``'s content turned into a one-line error naming it."""
+    try:
+        return read()
+    except RepriseError as err:
+        raise RepriseError(str(err) if str(path) in str(err) else f"{path}: {err}") from err
+    except Exception as err:  # safetensors, torch, tokenizers and configs raise many kinds on damaged files
+        message = " ".join(str(err).split())[:200]
+        raise RepriseError(
+            f"{path}: damaged or not from this version of reprise ({type(err).__name__}: {message})"
+        ) from err

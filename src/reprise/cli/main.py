@@ -307,6 +307,9 @@ def train(
 ) -> None:
     """Train a model on a prepared dataset, saving best/ and last/ checkpoints in --run.
 
+    Under `torchrun --nproc-per-node N -m reprise.cli.main -- train ...` the N processes
+    train one run together (DistributedDataParallel; see the README).
+
     The Markov chain is "trained" by counting, in one pass over the data. The
     encoder-decoder learns the --task it is given; then `reprise harmonize`,
     `accompany` or `infill` use it.
@@ -338,6 +341,8 @@ def train(
             model_config = _model_config(model, preset, tokenizer, hidden, order, given)
         train_config = PRESETS[preset].train_config(**{k: v for k, v in given.items() if k in _TRAIN_FIELDS})
         result = run_train(run_dir, data, model_config, train_config, overwrite=overwrite)
+    if not result.leader:  # one report for a run on several processes
+        return
     click.echo(
         f"finished at step {result.step}: best validation NLL {result.best_val_nll:.4f} nats/token, "
         f"{result.tokens_per_second:,.0f} training tokens/s; checkpoints in {result.run_dir}"

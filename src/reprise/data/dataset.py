@@ -21,10 +21,11 @@ from typing import Any
 
 import numpy as np
 
+from reprise.config import read_json
 from reprise.data.augment import Augmentation
 from reprise.data.tokenizer import Tokenizer, tokenizer_from_json
 from reprise.data.windows import crop_start
-from reprise.errors import RepriseError
+from reprise.errors import RepriseError, checked
 
 SPLITS = ("train", "valid", "test")
 
@@ -107,8 +108,15 @@ class TokenDataset:
         self.directory = directory
         self.split = split
         self.tokenizer = load_tokenizer(directory)
+        manifest = directory / "manifest.json"
+        listed = checked(manifest, lambda: int(read_manifest(directory)["counts"][split]["pieces"]))
         self.ids = np.load(directory / f"{split}.npy", mmap_mode="r")
         self.offsets = np.load(directory / f"{split}.offsets.npy")
+        if len(self) != listed:
+            raise RepriseError(
+                f"{manifest}: lists {listed} {split} pieces, but {split}.offsets.npy holds {len(self)}; "
+                "the dataset is damaged: prepare it again"
+            )
 
     def __len__(self) -> int:
         return len(self.offsets) - 1
@@ -149,9 +157,10 @@ def load_tokenizer(directory: Path) -> Tokenizer:
     path = Path(directory) / "tokenizer.json"
     if not path.is_file():
         raise RepriseError(f"{directory}: no tokenizer.json")
-    return tokenizer_from_json(json.loads(path.read_text()))
+    data = read_json(path)
+    return checked(path, lambda: tokenizer_from_json(data))
 
 
 def read_manifest(directory: Path) -> dict[str, Any]:
-    """The manifest of a prepared dataset."""
-    return json.loads((Path(directory) / "manifest.json").read_text())
+    """The manifest of a prepared dataset; a one-line error naming it if it is damaged."""
+    return read_json(Path(directory) / "manifest.json")

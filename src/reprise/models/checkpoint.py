@@ -20,18 +20,17 @@ import shutil
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import torch
 from safetensors import safe_open
 from safetensors.torch import load_model, save_model
 
+from reprise.config import read_json
 from reprise.data.tokenizer import Tokenizer, tokenizer_from_json
-from reprise.errors import RepriseError
+from reprise.errors import RepriseError, checked
 from reprise.models import architecture_of, build_model, config_from_json
 from reprise.models.pretrained import read_model_config, resolve_model
-
-T = TypeVar("T")
 
 
 def save_checkpoint(
@@ -108,32 +107,6 @@ def load_weights(model: torch.nn.Module, directory: Path) -> None:
 def write_json(path: Path, data: dict[str, Any]) -> None:
     """``data`` as indented JSON at ``path``."""
     path.write_text(json.dumps(data, indent=1))
-
-
-def read_json(path: Path) -> dict[str, Any]:
-    """A checkpoint's JSON object; a one-line :class:`RepriseError` naming ``path`` if it is missing or broken."""
-    try:
-        data = json.loads(path.read_bytes())
-    except FileNotFoundError as err:
-        raise RepriseError(f"{path}: missing from the checkpoint") from err
-    except (UnicodeDecodeError, json.JSONDecodeError) as err:
-        raise RepriseError(f"{path}: not valid JSON ({err}); the file is damaged") from err
-    if not isinstance(data, dict):
-        raise RepriseError(f"{path}: expected a JSON object, found {type(data).__name__}; the file is damaged")
-    return data
-
-
-def checked(path: Path, read: Callable[[], T]) -> T:
-    """``read()``, with any failure to make sense of ``path``'s content turned into a one-line error naming it."""
-    try:
-        return read()
-    except RepriseError as err:
-        raise RepriseError(str(err) if str(path) in str(err) else f"{path}: {err}") from err
-    except Exception as err:  # safetensors, torch and the configs raise many kinds on damaged files
-        message = " ".join(str(err).split())[:200]
-        raise RepriseError(
-            f"{path}: damaged or not from this version of reprise ({type(err).__name__}: {message})"
-        ) from err
 
 
 def _check_size(config: Any, directory: Path, config_path: Path) -> None:

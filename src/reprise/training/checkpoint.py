@@ -3,7 +3,8 @@
 Beside the model's files, a training checkpoint holds:
 
 - ``training.json`` — train config, step, best validation NLL, optimizer hyper-parameters;
-- ``optimizer.safetensors`` — optimizer moments and the RNG states, for ``--resume``;
+- ``optimizer.safetensors`` — optimizer moments, for ``--resume`` (dropout is seeded per step, so no RNG
+  state is kept; the ``rng.torch`` of older checkpoints is ignored);
 - ``average.safetensors`` — the running weight average, for ``--resume`` of a run with ``ema_decay``.
 """
 
@@ -15,9 +16,10 @@ from typing import Any
 import torch
 from safetensors.torch import load_file, load_model, save_file, save_model
 
+from reprise.config import read_json
 from reprise.data.tokenizer import Tokenizer
-from reprise.errors import RepriseError
-from reprise.models.checkpoint import checked, read_json, save_checkpoint, write_json
+from reprise.errors import RepriseError, checked
+from reprise.models.checkpoint import save_checkpoint, write_json
 
 
 def save_training_checkpoint(
@@ -32,7 +34,6 @@ def save_training_checkpoint(
 
     def add_training_state(folder: Path) -> None:
         tensors, groups = _flatten_optimizer(optimizer)
-        tensors["rng.torch"] = torch.get_rng_state()
         save_file(tensors, str(folder / "optimizer.safetensors"))
         write_json(folder / "training.json", {**training, "param_groups": groups})
         if average is not None:
@@ -44,7 +45,7 @@ def save_training_checkpoint(
 def load_training_state(
     directory: Path, optimizer: torch.optim.Optimizer, average: torch.nn.Module | None = None
 ) -> dict[str, Any]:
-    """Restore optimizer, weight average and RNG state from a checkpoint; return its ``training.json``."""
+    """Restore optimizer and weight average from a checkpoint; return its ``training.json``."""
     directory = Path(directory)
     if not (directory / "training.json").is_file():
         raise RepriseError(f"{directory}: no training state to resume from")
@@ -75,8 +76,8 @@ def _flatten_optimizer(optimizer: torch.optim.Optimizer) -> tuple[dict[str, torc
 
 
 def _unflatten_optimizer(tensors: dict[str, torch.Tensor]) -> dict[int, dict[str, torch.Tensor]]:
-    """Restore the RNG state from :func:`_flatten_optimizer`'s tensors and return the optimizer state."""
-    torch.set_rng_state(tensors.pop("rng.torch"))
+    """The optimizer state from :func:`_flatten_optimizer`'s tensors (and an older version's RNG state, unused)."""
+    tensors.pop("rng.torch", None)
     state: dict[int, dict[str, torch.Tensor]] = {}
     for key, value in tensors.items():
         index, name = key.split(".", 2)[1:]

@@ -25,6 +25,7 @@ class TrainConfig(JsonConfig):
     ``precision`` ``bf16`` runs the forward pass under bfloat16 autocast (weights,
     optimizer and loss stay float32): on a CPU with AVX512-BF16 the small models
     here train 1.3x to 1.6x faster; ``auto`` is bf16 on CUDA and float32 elsewhere.
+    Validation always scores in float32, as ``reprise evaluate`` does.
 
     ``ema_decay`` > 0 keeps an exponential moving average of the weights, which
     is what gets validated and saved as ``best/``: averaging over the last

@@ -2,8 +2,10 @@
 
 A run directory holds ``run.json`` (data, model and train configs), ``last/``
 and ``best/`` checkpoints and ``metrics.jsonl``. The batch drawn at step ``s`` is
-a pure function of ``(seed, s)``, so a resumed run sees exactly the data it
-would have seen without the interruption; dropout's RNG state is checkpointed.
+a pure function of ``(seed, s)``, and dropout is seeded afresh for every
+micro-batch from ``(seed, s, rank, micro-batch)``, so a resumed run sees exactly
+the data and dropout masks it would have seen without the interruption: no RNG
+state needs saving. Ctrl-C waits for the step being applied, then saves ``last/``.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import math
 import shutil
 import sys
 import time
+from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -20,12 +23,13 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn.functional as F
+from torch.nn.parallel import DistributedDataParallel
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from tqdm import tqdm
 
 from reprise.data.dataset import TokenDataset
 from reprise.data.pairs import PairedDataset
-from reprise.device import autocast, pick_device
+from reprise.device import autocast
 from reprise.errors import RepriseError
 from reprise.evaluation.conditional import nll_given
 from reprise.evaluation.nll import nll_of
@@ -35,6 +39,8 @@ from reprise.models.encoder_decoder import EncoderDecoderConfig
 from reprise.models.markov import MarkovChain
 from reprise.training.checkpoint import load_training_state, save_training_checkpoint
 from reprise.training.config import TrainConfig
+from reprise.training.distributed import World, joined
+from reprise.training.interrupt import deferred_interrupt, stoppable
 from reprise.training.lock import run_lock
 from reprise.training.metrics import METRICS, append_metrics, truncate_metrics
 
@@ -49,6 +55,7 @@ class TrainResult:
     step: int
     best_val_nll: float
     tokens_per_second: float
+    leader: bool = True  # False in the other processes of a run on several (their best_val_nll is not known)
 
 
 def lr_at(step: int, config: TrainConfig, elapsed: float = 0.0) -> float:
@@ -94,20 +101,25 @@ def train(
     """
     run_dir = Path(run_dir)
     if resume:
-        _read_run(run_dir)  # a clear error before anything is created or locked
+        train_config = train_config or _read_run(run_dir)[2]  # a clear error before anything is created or locked
     elif data_dir is None or model_config is None or train_config is None:
         raise ValueError("a new run needs data_dir, model_config and train_config")
-    run_dir.mkdir(parents=True, exist_ok=True)
-    with run_lock(run_dir):
-        if resume:
-            data_dir, model_config, saved = _read_run(run_dir)
-            return _train(run_dir, data_dir, model_config, train_config or saved, quiet, resume=True)
-        _clear_run(run_dir, overwrite)
-        return _train(run_dir, data_dir, model_config, train_config, quiet, resume=False)
+    with joined(train_config.device) as world:
+        if not world.leader:  # the leader alone writes in the run directory; the others read what it read
+            if resume:
+                data_dir, model_config, _ = _read_run(run_dir)
+            return _train(run_dir, data_dir, model_config, train_config, True, resume, world)
+        run_dir.mkdir(parents=True, exist_ok=True)
+        with run_lock(run_dir):
+            if resume:
+                data_dir, model_config, _ = _read_run(run_dir)
+            else:
+                _clear_run(run_dir, overwrite)
+            return _train(run_dir, data_dir, model_config, train_config, quiet, resume, world)
 
 
 def _train(
-    run_dir: Path, data_dir: Path, model_config: Any, train_config: TrainConfig, quiet: bool, resume: bool
+    run_dir: Path, data_dir: Path, model_config: Any, config: TrainConfig, quiet: bool, resume: bool, world: World
 ) -> TrainResult:
     train_set, valid_set = (open_split(data_dir, split, model_config) for split in ("train", "valid"))
     tokenizer = train_set.tokenizer
@@ -118,26 +130,29 @@ def _train(
             f"model frame {model_config.frame} != the {tokenizer.name} tokenizer's frame {tokenizer.frame}"
         )
 
-    device = pick_device(train_config.device)
-    torch.manual_seed(train_config.seed)
-    model = build_model(model_config).to(device)
+    torch.manual_seed(config.seed)
+    model = build_model(model_config).to(world.device)
     if isinstance(model, MarkovChain):
-        _write_run(run_dir, data_dir, model_config, train_config)
+        if world.size > 1:
+            raise RepriseError("a Markov chain is counted in one pass by one process: train it without torchrun")
+        _write_run(run_dir, data_dir, model_config, config)
         return _fit_counts(run_dir, model, train_set, valid_set)
-    optimizer = make_optimizer(model, train_config)
-    average = weight_average(model, train_config.ema_decay)
+    optimizer = make_optimizer(model, config)
+    average = weight_average(model, config.ema_decay)
     step, best, elapsed = 0, math.inf, 0.0
-    if resume:
+    if resume:  # every process loads the same checkpoint
         last = _last_checkpoint(run_dir)
         load_weights(model, last)
         state = load_training_state(last, optimizer, average)
         step, best, elapsed = state["step"], state["best_val_nll"], state["elapsed"]
-        truncate_metrics(run_dir, step)
-    else:
-        _write_run(run_dir, data_dir, model_config, train_config)
+        if world.leader:
+            truncate_metrics(run_dir, step)
+    elif world.leader:
+        _write_run(run_dir, data_dir, model_config, config)
 
-    loop = _Loop(run_dir, model, optimizer, average, tokenizer, train_config, device, quiet)
-    return loop.run(train_set, valid_set, step, best, elapsed)
+    loop = _Loop(run_dir, model, optimizer, average, tokenizer, config, world, quiet)
+    with stoppable():
+        return loop.run(train_set, valid_set, step, best, elapsed)
 
 
 def open_split(data_dir: Path, split: str, model_config: Any) -> TokenDataset | PairedDataset:
@@ -162,14 +177,22 @@ def weight_average(model: torch.nn.Module, decay: float) -> AveragedModel | None
     return AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(decay), use_buffers=True)
 
 
+def dropout_seed(seed: int, step: int, rank: int, micro: int) -> int:
+    """The seed of dropout's masks in micro-batch ``micro`` of step ``step`` on process ``rank``."""
+    return int(np.random.SeedSequence([seed, step, rank, micro]).generate_state(1, np.uint64)[0])
+
+
 class _Loop:
     """The state one training run carries from step to step."""
 
-    def __init__(self, run_dir, model, optimizer, average, tokenizer, config: TrainConfig, device, quiet):
+    def __init__(self, run_dir, model, optimizer, average, tokenizer, config: TrainConfig, world: World, quiet):
         self.run_dir, self.model, self.optimizer, self.average = run_dir, model, optimizer, average
         self.evaluated = average.module if average is not None else model  # what validation scores
-        self.tokenizer, self.config, self.device, self.quiet = tokenizer, config, device, quiet
-        self.autocast = autocast(config.precision, device)
+        self.tokenizer, self.config, self.world, self.quiet = tokenizer, config, world, quiet
+        # what computes the gradients: across processes, DDP averages them as backward runs
+        self.forward = model if world.size == 1 else DistributedDataParallel(model)
+        self.device = world.device
+        self.autocast = autocast(config.precision, world.device)
         self.augmentation = config.augmentation()
         self.saved_at = time.perf_counter()  # when last/ was written, for the timed checkpoints
 
@@ -181,43 +204,61 @@ class _Loop:
         tokens_done, started = 0, time.perf_counter() - elapsed
         session_start = time.perf_counter()
         model.train()
+        self.consistent = True  # False while an update is half applied: nothing may be saved then
+        leader = self.world.leader
         try:
-            while step < config.steps and not self.out_of_time(started):
-                lr = lr_at(step, config, time.perf_counter() - started)
+            while step < config.steps:
+                elapsed = self.world.leaders(time.perf_counter() - started)  # all processes agree on the time
+                if config.max_minutes is not None and elapsed >= 60 * config.max_minutes:
+                    break
+                lr = lr_at(step, config, elapsed)
                 for group in self.optimizer.param_groups:
                     group["lr"] = lr
-                loss, tokens = self.step(train_set, step)
-                step += 1
-                tokens_done += tokens
-                rate = tokens_done / (time.perf_counter() - session_start)
+                loss, tokens = self.gradients(train_set, step)
+                with deferred_interrupt():
+                    self.consistent = False
+                    self.apply()
+                    step += 1
+                    tokens_done += tokens
+                    rate = tokens_done / (time.perf_counter() - session_start)
+                    self.log(
+                        {
+                            "step": step,
+                            "loss": loss,
+                            "lr": lr,
+                            "tokens_per_s": rate,
+                            "elapsed": time.perf_counter() - started,
+                        }
+                    )
+                    self.consistent = True
                 bar.update(1 if config.max_minutes is None else min(bar.total, time.perf_counter() - started) - bar.n)
                 bar.set_postfix(
                     step=step, loss=f"{loss:.3f}", tok_s=f"{rate:,.0f}", best_val=f"{best:.3f}", refresh=False
                 )
-                self.log(
-                    {
-                        "step": step,
-                        "loss": loss,
-                        "lr": lr,
-                        "tokens_per_s": rate,
-                        "elapsed": time.perf_counter() - started,
-                    }
-                )
+                if not leader:
+                    continue
                 if step % config.eval_every == 0:
                     best = self.validate(valid_set, step, best, started)
                 elif time.perf_counter() - self.saved_at >= 60 * config.checkpoint_minutes:
                     self.save("last", step, best, time.perf_counter() - started)
-            if step % config.eval_every:  # the final step, unless just validated
+            if leader and step % config.eval_every:  # the final step, unless just validated
                 best = self.validate(valid_set, step, best, started)
         except KeyboardInterrupt as interrupt:
-            self.save("last", step, best, time.perf_counter() - started)
             bar.close()
+            if not leader:
+                raise RepriseError(f"process {self.world.rank}: interrupted at step {step}") from interrupt
+            self.save("last", step, best, time.perf_counter() - started)
             raise RepriseError(
-                f"interrupted at step {step}; continue with: reprise train --resume --run {self.run_dir}"
+                f"interrupted at step {step}, saved in last/; "
+                f"continue with: reprise train --resume --run {self.run_dir}"
             ) from interrupt
+        except Exception:
+            if leader and self.consistent:  # whatever failed, the steps done so far are kept
+                self.save("last", step, best, time.perf_counter() - started)
+            raise
         bar.close()
         rate = tokens_done / max(1e-9, time.perf_counter() - session_start)
-        return TrainResult(self.run_dir, step, best, rate)
+        return TrainResult(self.run_dir, step, best, rate, leader)
 
     def progress_bar(self, step: int, elapsed: float) -> tqdm:
         """Counts steps, or seconds when the run has a time budget, so the ETA is right either way."""
@@ -238,40 +279,57 @@ class _Loop:
             **common,
         )
 
-    def out_of_time(self, started: float) -> bool:
-        limit = self.config.max_minutes
-        return limit is not None and time.perf_counter() - started >= 60 * limit
+    def gradients(self, train_set: TokenDataset, step: int) -> tuple[float, int]:
+        """The clipped gradients of step ``step`` over ``grad_accum`` micro-batches; returns mean loss and tokens.
 
-    def step(self, train_set: TokenDataset, step: int) -> tuple[float, int]:
-        """One optimizer step over ``grad_accum`` micro-batches; returns mean loss and tokens seen."""
-        config = self.config
+        Each process takes its share of every micro-batch; the loss is summed over target tokens and
+        divided by their count in the whole micro-batch, so the processes' gradients add up to one
+        process's. Nothing but the gradients changes, so an interruption here leaves the run as it was.
+        """
+        config, world = self.config, self.world
         self.optimizer.zero_grad(set_to_none=True)
         total, tokens = 0.0, 0
         for micro in range(config.grad_accum):
             rng = np.random.default_rng([config.seed, step, micro])
             inputs, targets = train_set.batch(rng, config.batch_size, self.model.config.context, self.augmentation)
-            inputs = [torch.from_numpy(x).to(self.device) for x in (inputs if isinstance(inputs, tuple) else [inputs])]
-            targets = torch.from_numpy(targets).to(self.device)
-            with self.autocast:
-                logits = self.model(*inputs)
-            loss = F.cross_entropy(logits.float().flatten(0, 1), targets.flatten(), ignore_index=self.tokenizer.pad_id)
-            (loss / config.grad_accum).backward()
+            count = int((targets != self.tokenizer.pad_id).sum())  # over the whole micro-batch, all processes
+            rows = world.share(config.batch_size)
+            inputs = inputs if isinstance(inputs, tuple) else (inputs,)
+            inputs = [torch.from_numpy(x[rows]).to(self.device) for x in inputs]
+            targets = torch.from_numpy(targets[rows]).to(self.device)
+            torch.manual_seed(dropout_seed(config.seed, step, world.rank, micro))
+            last = micro == config.grad_accum - 1
+            with nullcontext() if last or world.size == 1 else self.forward.no_sync():  # sync once per step
+                with self.autocast:
+                    logits = self.forward(*inputs)
+                pad = self.tokenizer.pad_id
+                loss = F.cross_entropy(
+                    logits.float().flatten(0, 1), targets.flatten(), ignore_index=pad, reduction="sum"
+                )
+                loss = loss / (count * config.grad_accum)
+                (loss * world.size).backward()  # DDP averages over the processes; their sum is wanted
             total += loss.item()
-            tokens += int((targets != self.tokenizer.pad_id).sum())
+            tokens += count
         torch.nn.utils.clip_grad_norm_(self.model.parameters(), config.clip)
+        return world.total(total), tokens
+
+    def apply(self) -> None:
+        """Apply the gradients: the optimizer step, then the weight average."""
         self.optimizer.step()
         if self.average is not None:
             self.average.update_parameters(self.model)
-        return total / config.grad_accum, tokens
 
     def validate(self, valid_set: TokenDataset, step: int, best: float, started: float) -> float:
-        """Score the validation split, log it, save ``last`` and (if better) ``best``."""
-        with self.autocast:
-            if isinstance(valid_set, PairedDataset):
-                nll = nll_given(self.evaluated, valid_set)
-            else:
-                pieces = [valid_set.piece(i) for i in range(len(valid_set))]
-                nll = nll_of(self.evaluated, pieces, self.model.config.context, frame=self.tokenizer.frame)
+        """Score the validation split, log it, save ``last`` and (if better) ``best``.
+
+        Scored in float32 whatever the training precision, as ``reprise evaluate`` scores, so that
+        ``best/`` is chosen on the number that evaluating it reports.
+        """
+        if isinstance(valid_set, PairedDataset):
+            nll = nll_given(self.evaluated, valid_set)
+        else:
+            pieces = [valid_set.piece(i) for i in range(len(valid_set))]
+            nll = nll_of(self.evaluated, pieces, self.model.config.context, frame=self.tokenizer.frame)
         self.log(
             {
                 "step": step,
@@ -303,7 +361,8 @@ class _Loop:
             )
 
     def log(self, row: dict[str, Any]) -> None:
-        append_metrics(self.run_dir, row)
+        if self.world.leader:
+            append_metrics(self.run_dir, row)
 
 
 def _fit_counts(run_dir: Path, chain: MarkovChain, train_set: TokenDataset, valid_set: TokenDataset) -> TrainResult:
