@@ -141,9 +141,9 @@ def card_markdown(name: str, card: ModelCard, meta: dict[str, Any]) -> str:
         return "not measured" if value is None else f"{value:.4f} nats/token"
 
     minutes = "not recorded" if card.minutes is None else f"{card.minutes:.1f} minutes"
-    usage = f"`reprise generate --model {name}`"
-    if card.task != "continue":
-        usage += f", `reprise {card.task} --model {name}`"
+    command = "generate" if card.task == "continue" else card.task
+    usage = f"`reprise {command} --model {name}`"
+    scored = "" if card.task == "continue" else ", per written token given the source"
     params = "" if card.parameters is None else f", {card.parameters:,} parameters"
     return f"""# {name}
 
@@ -153,7 +153,7 @@ def card_markdown(name: str, card: ModelCard, meta: dict[str, Any]) -> str:
 - Model: {meta["architecture"]}{params}; tokenizer `{meta["tokenizer"].get("name")}`; weights stored as {card.dtype}
 - Data: {card.data or "not recorded"}
 - Trained on: {card.hardware or "not recorded"}, {card.steps if card.steps is not None else "?"} steps, {minutes}
-- Validation NLL: {nll(card.valid_nll)}; test NLL: {nll(card.test_nll)} (measured on these {card.dtype} weights)
+- Validation NLL: {nll(card.valid_nll)}; test NLL: {nll(card.test_nll)} (measured on these {card.dtype} weights{scored})
 
 ## How it was trained
 
