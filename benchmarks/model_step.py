@@ -15,7 +15,6 @@ apart), and the table gives the median ratio over rounds beside the fastest step
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import sys
 import time
@@ -152,17 +151,14 @@ def main() -> None:
     import torch
 
     torch.set_num_threads(args.threads)
+    from reprise.benchmark.output import write_results
     from reprise.device import describe_cpu
 
     cpu = describe_cpu()
     rows = measure(args.kinds, args.lengths, args.precisions, args.rounds, args.bf16_rounds)
     command = "python " + " ".join(sys.argv)
-    args.json.write_text(json.dumps({"command": command, "cpu": cpu, "threads": args.threads, "rows": rows}, indent=1))
-    table = markdown(rows, command, cpu, args.threads)
-    if args.markdown:
-        args.markdown.write_text(table)
-    else:
-        print(table)
+    results = {"command": command, "cpu": cpu, "threads": args.threads, "rows": rows}
+    write_results(args.json, results, args.markdown, markdown(rows, command, cpu, args.threads))
 
 
 if __name__ == "__main__":

@@ -259,16 +259,13 @@ def main() -> None:
     ]
     command = "python benchmarks/peer.py " + " ".join(sys.argv[1:])
     sys.path.insert(0, str(HERE.parent / "src"))
+    from reprise.benchmark.output import write_results
     from reprise.device import describe_cpu
 
     cpu = describe_cpu()
-    if args.json:
-        args.json.write_text(json.dumps({"command": command, "cpu": cpu, "rows": rows}, indent=1))
-    table = markdown(rows, command, cpu)
-    if args.markdown:
-        args.markdown.write_text(table)
-    else:
-        print(table)
+    write_results(
+        args.json, {"command": command, "cpu": cpu, "rows": rows}, args.markdown, markdown(rows, command, cpu)
+    )
 
 
 if __name__ == "__main__":
