@@ -9,6 +9,27 @@ from pathlib import Path
 import pytest
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+
+# a model small enough that a CLI test trains it in a second
+SMALL_MODEL = ["--context", "32", "--d-model", "32", "--layers", "1", "--heads", "2"]
+
+
+def run(capsys, *args) -> tuple[int, str, str]:
+    """``reprise ARGS`` in this process: its exit code, stdout and stderr."""
+    from reprise.cli.main import main
+
+    code = main([str(a) for a in args])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def train_tiny(capsys, data, run_dir) -> None:
+    """One training step of :data:`SMALL_MODEL` on ``data`` into ``run_dir`` (validated, so best/ exists)."""
+    args = ["train", "--data", data, "--run", run_dir, "--steps", "1", "--eval-every", "1", "--device", "cpu"]
+    code, _, err = run(capsys, *args, *SMALL_MODEL)
+    assert code == 0, err
+
+
 # The studio's browser tests drive Debian's chromium (Playwright's own browser download cannot work here).
 CHROMIUM = os.environ.get("REPRISE_CHROMIUM") or shutil.which("chromium") or shutil.which("chromium-browser")
 NO_CHROMIUM = "studio browser tests skipped: no chromium found (apt-get install chromium, or set REPRISE_CHROMIUM)"

@@ -9,7 +9,8 @@ import pytest
 import symusic
 import torch
 
-from reprise.cli.main import cli, main
+from conftest import run
+from reprise.cli.main import cli
 from reprise.data.chorale_grid import SILENCE, ChoraleGrid
 from reprise.data.dataset import TokenDataset
 from reprise.data.melody_grid import MelodyGrid
@@ -109,12 +110,6 @@ def test_an_accompaniment_ends_with_its_melody():
     for part in parts:
         assert part[0] == tokenizer.bos_id and tokenizer.eos_id not in part and len(part) <= 401
         assert Clock(0).times(part)[-1] <= end + 200 + 100  # stops within the tail (+ one last time shift)
-
-
-def run(capsys, *args) -> tuple[int, str, str]:
-    code = main([str(a) for a in args])
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 SMALL = [

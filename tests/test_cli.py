@@ -8,18 +8,10 @@ import click
 import pytest
 import symusic
 
-from reprise.cli.main import main
+from conftest import SMALL_MODEL, run, train_tiny
 from reprise.data.dataset import TokenDataset
 from reprise.evaluation.nll import nll_of
 from reprise.models.checkpoint import load_checkpoint
-
-SMALL_MODEL = ["--context", "32", "--d-model", "32", "--layers", "1", "--heads", "2"]
-
-
-def run(capsys, *args: str) -> tuple[int, str, str]:
-    code = main([str(a) for a in args])
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 def test_prepare_train_generate_evaluate(capsys, jsb_json, small_chorales, tmp_path):
@@ -130,24 +122,7 @@ def test_bad_input_gives_one_clear_line_and_a_nonzero_exit(capsys, tmp_path, mon
 
 def test_a_missing_primer_file_is_named(capsys, small_chorales, tmp_path):
     run_dir = tmp_path / "run"
-    assert (
-        run(
-            capsys,
-            "train",
-            "--data",
-            small_chorales,
-            "--run",
-            run_dir,
-            "--steps",
-            "1",
-            "--eval-every",
-            "1",
-            "--device",
-            "cpu",
-            *SMALL_MODEL,
-        )[0]
-        == 0
-    )
+    train_tiny(capsys, small_chorales, run_dir)
     code, _, err = run(capsys, "generate", "--checkpoint", run_dir, "--primer-midi", tmp_path / "nope.mid")
     assert code == 1 and "nope.mid: no such file" in err
     code, _, err = run(capsys, "generate", "--checkpoint", run_dir, "--length", "many")

@@ -10,17 +10,12 @@ import pytest
 import torch
 from safetensors import safe_open
 
+from conftest import run
 from reprise.cli.main import main
 from reprise.errors import RepriseError
 from reprise.models import pretrained
 from reprise.models.checkpoint import load_checkpoint
 from reprise.models.pretrained import read_model_config, resolve_model, shipped_model, shipped_models
-
-
-def run(capsys, *args) -> tuple[int, str, str]:
-    code = main([str(a) for a in args])
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 @pytest.fixture(scope="module")

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import symusic
 
-from conftest import SHARED, shared
+from conftest import SHARED, SMALL_MODEL, shared
 from reprise.cli.main import main
 from reprise.data import sources
 from reprise.data.augment import Augmentation
@@ -22,7 +22,6 @@ from reprise.data.prepare import CRASHED, prepare
 
 POP909 = SHARED / "pop909"
 ERK = SHARED / "erk" / "erk.zip"
-SMALL_MODEL = ["--context", "32", "--d-model", "32", "--layers", "1", "--heads", "2"]
 
 
 @pytest.fixture()

@@ -7,16 +7,8 @@ import json
 import numpy as np
 import pytest
 
-from reprise.cli.main import main
+from conftest import run, train_tiny
 from reprise.report.html import fmt
-
-SMALL_MODEL = ["--context", "32", "--d-model", "32", "--layers", "1", "--heads", "2"]
-
-
-def run(capsys, *args) -> tuple[int, str, str]:
-    code = main([str(a) for a in args])
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 def test_a_split_against_itself_has_zero_distances_and_copies_nothing_from_itself(capsys, jsb_data, tmp_path):
@@ -42,24 +34,7 @@ def test_a_split_against_itself_has_zero_distances_and_copies_nothing_from_itsel
 
 def test_samples_drawn_from_a_checkpoint_are_written_and_reported(capsys, small_chorales, tmp_path):
     run_dir = tmp_path / "run"
-    assert (
-        run(
-            capsys,
-            "train",
-            "--data",
-            small_chorales,
-            "--run",
-            run_dir,
-            "--steps",
-            "1",
-            "--eval-every",
-            "1",
-            "--device",
-            "cpu",
-            *SMALL_MODEL,
-        )[0]
-        == 0
-    )
+    train_tiny(capsys, small_chorales, run_dir)
     code, _, err = run(
         capsys,
         "report",

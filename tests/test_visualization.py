@@ -19,8 +19,8 @@ import pytest
 import symusic
 import torch
 
+from conftest import run
 from reprise.audio import TAIL_SECONDS, available_synths, midi_seconds, read_wav, render_wav
-from reprise.cli.main import main
 from reprise.data.chorale_grid import SILENCE, TICKS_PER_STEP, ChoraleGrid, grid_to_score
 from reprise.data.tokenizer import Tokenizer, score_notes
 from reprise.models.checkpoint import save_checkpoint
@@ -254,12 +254,6 @@ def test_chorale_wav_is_not_silent_while_the_music_plays(synth: str, chorale: Pa
 
 
 # -- command line ---------------------------------------------------------------------------------
-
-
-def run(capsys, *args) -> tuple[int, str, str]:
-    code = main([str(a) for a in args])
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 def test_commands_write_beside_the_input(capsys, chorale: Path, checkpoint: Path, tmp_path: Path):
