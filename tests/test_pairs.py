@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import symusic
 
-from conftest import SHARED
+from conftest import SHARED, shared
 from reprise.cli.main import main
 from reprise.constants import TICKS_PER_STEP
 from reprise.data.augment import Augmentation
@@ -35,9 +35,7 @@ POP909 = SHARED / "pop909"
 
 
 def pop909_score(name: str = "001.mid") -> symusic.Score:
-    if not (POP909 / name).is_file():
-        pytest.skip(f"{POP909} is absent (the shared data folder beside the repo)")
-    return symusic.Score(str(POP909 / name))
+    return symusic.Score(str(shared(POP909 / name)))
 
 
 def test_harmonize_pairs_split_and_rejoin_real_chorales(jsb_data):
