@@ -6,6 +6,7 @@ Model tests run on the ``device`` fixture ($REPRISE_TEST_DEVICE, cpu by default)
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 
 import pytest
 import torch
@@ -66,6 +67,7 @@ def random_ids(batch: int, length: int, seed: int, device="cpu") -> torch.Tensor
 def small_chunks(monkeypatch):
     """Relative attention in chunks of 16 queries, so that short test sequences take several."""
     monkeypatch.setattr(relative, "CHUNK_ROWS", 16)
+    monkeypatch.setattr(relative, "GPU_CHUNK_ROWS", 16)
 
 
 def test_every_kind_is_tested():
@@ -375,3 +377,26 @@ def test_checkpoints_that_name_relative_chunk_still_load(tmp_path):
     ids = random_ids(2, 20, 8)
     with torch.no_grad():
         torch.testing.assert_close(loaded(ids), saved(ids), rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("kind", ["relative", "local"])
+def test_outputs_follow_weights_changed_in_place_without_a_version_bump(device, kind):
+    """CUDA's fused foreach kernels (AdamW's, the weight average's) update weights without bumping their
+    version counters; ``.data`` does the same on any device. A model scored, then changed so, then scored
+    again must use the new weights (a table cached by version once kept validating stale embeddings)."""
+    torch.manual_seed(7)
+    cfg = ModelConfig(vocab_size=24, context=48, d_model=32, n_layers=2, n_heads=4, dropout=0.0, attention=kind)
+    model = MusicTransformer(replace(cfg, block_size=16, local_relative=True)).to(device).eval()
+    ids = random_ids(2, 40, seed=8, device=device)
+    with torch.no_grad():
+        model(ids)
+        caches = model.new_caches(2, 48)
+        model(ids[:, :20], caches)
+        for p in model.parameters():
+            p.data.add_(torch.randn_like(p) * 0.1)  # no version bump
+        fresh = MusicTransformer(model.config).to(device).eval()
+        fresh.load_state_dict(model.state_dict())
+        torch.testing.assert_close(model(ids), fresh(ids), rtol=1e-5, atol=1e-5)
+        caches = model.new_caches(2, 48)
+        steps = [model(ids[:, :20], caches)] + [model(ids[:, t : t + 1], caches) for t in range(20, 40)]
+        torch.testing.assert_close(torch.cat(steps, 1), fresh(ids), rtol=1e-4, atol=1e-4)

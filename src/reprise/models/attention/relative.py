@@ -56,6 +56,7 @@ if TYPE_CHECKING:
     from reprise.models.config import ModelConfig
 
 CHUNK_ROWS = 64
+GPU_CHUNK_ROWS = 512
 
 
 def skew(rel: torch.Tensor, keys: int) -> torch.Tensor:
@@ -82,11 +83,12 @@ def compute_dtype(x: torch.Tensor) -> torch.dtype:
     return x.dtype
 
 
-def _chunk_size(queries: int) -> int:
-    """Queries per chunk: ``CHUNK_ROWS``, small enough that causal chunks skip nearly half of the
-    products (whole-model step on a 2-core CPU, relative / full at L = 2048: 1.26-1.39× with 64,
-    1.43× with 128; at 1024, 32 to 128 within noise)."""
-    return min(queries, CHUNK_ROWS)
+def _chunk_size(queries: int, device: torch.device) -> int:
+    """Queries per chunk. On a CPU ``CHUNK_ROWS``, small enough that causal chunks skip nearly half of
+    the products (whole-model step on a 2-core CPU, relative / full at L = 2048: 1.26-1.39× with 64,
+    1.43× with 128; at 1024, 32 to 128 within noise). On a GPU the chunks' kernel launches cost more
+    than the skipped products save (64 rows: 5-8× slower than SDPA on an H100), so ``GPU_CHUNK_ROWS``."""
+    return min(queries, CHUNK_ROWS if device.type == "cpu" else GPU_CHUNK_ROWS)
 
 
 def _chunks(queries: int, keys: int, causal: bool, size: int) -> Iterator[tuple[slice, int, slice]]:
@@ -241,7 +243,7 @@ class _RelativeAttention(torch.autograd.Function):
     ) -> torch.Tensor:
         g, r, t, dh = q.shape
         q = q * dh**-0.5
-        plan = list(_chunks(t, k.shape[-2], causal, _chunk_size(t)))
+        plan = list(_chunks(t, k.shape[-2], causal, _chunk_size(t, q.device)))
         spans = [g * r * (rows.stop - rows.start) * seen for rows, seen, _ in plan]
         training = any(ctx.needs_input_grad)
         probs = RECYCLER.take(sum(spans) if training else max(spans), q)
@@ -347,7 +349,6 @@ class RelativeEmbedding(nn.Module):
         self.causal = causal
         self.table = nn.Parameter(torch.randn(groups, max_distance + 1, head_dim) * 0.02)
         self.table_after = None if causal else nn.Parameter(torch.randn(groups, max_distance, head_dim) * 0.02)
-        self._gathered: tuple | None = None  # (version, length, embeddings): see embeddings()
 
     @classmethod
     def from_config(cls, config: ModelConfig, causal: bool = True) -> RelativeEmbedding:
@@ -366,27 +367,29 @@ class RelativeEmbedding(nn.Module):
     def embeddings(self, n_keys: int) -> torch.Tensor:
         """``(G, W, D_h)``: distances ``n_keys - 1`` down to 0 (causal, ``W = n_keys``) or to ``-(n_keys - 1)``.
 
-        Without gradients (decoding, one token at a time) this slices one gathered table, kept
-        until the embeddings change, instead of gathering ``n_keys`` rows at every token.
+        Gathered afresh at every call: a copy kept between calls would have to notice in-place
+        updates of the table, and CUDA's fused optimiser and weight-average kernels make those
+        without bumping the version counter.
         """
-        if torch.is_grad_enabled() and self.table.requires_grad:
-            return self._gather(n_keys)
-        version = (self.table.data_ptr(), self.table._version, self.table_after is None or self.table_after._version)
-        if self._gathered is None or self._gathered[0] != version or self._gathered[1] < n_keys:
-            longest = max(n_keys, 2 * self._gathered[1] if self._gathered and self._gathered[0] == version else 0)
-            self._gathered = (version, longest, self._gather(longest))
-        _, longest, table = self._gathered
-        return table[:, longest - n_keys : longest + (0 if self.causal else n_keys - 1)]
-
-    def _gather(self, n_keys: int) -> torch.Tensor:
         last = 0 if self.causal else -(n_keys - 1)
         distance = torch.arange(n_keys - 1, last - 1, -1, device=self.table.device)
         return self.distance_table()[:, self.rows(distance)]
 
     def forward(self, q: torch.Tensor, n_keys: int) -> torch.Tensor:
-        """Relative logits ``(..., T, n_keys)``, scaled like ``q·k / sqrt(D_h)``."""
-        embeddings = self.embeddings(n_keys).to(q.dtype)
-        return skew((q * q.shape[-1] ** -0.5) @ embeddings.transpose(-1, -2), n_keys)
+        """Relative logits ``(..., T, n_keys)`` of the last ``T`` of ``n_keys`` positions, scaled as ``q·k/sqrt(D_h)``.
+
+        For the few queries of a decoding step: one product per distance in reach, then each key
+        takes its distance's (no ``(n_keys, D_h)`` table is gathered per token). Keys after a causal
+        query get distance 0's, for the causal mask to remove.
+        """
+        t = q.shape[-2]
+        distance = torch.arange(n_keys - t, n_keys, device=q.device)[:, None] - torch.arange(n_keys, device=q.device)
+        table = self.distance_table()
+        if self.causal:
+            distance, table = distance.clamp(min=0), table[:, : min(n_keys, self.max_distance + 1)]
+        by_distance = (q * q.shape[-1] ** -0.5) @ table.transpose(-1, -2).to(q.dtype)
+        rows = self.rows(distance)
+        return by_distance.gather(-1, rows.expand(*by_distance.shape[:-1], n_keys))
 
 
 class RelativeAttention(FullAttention):
