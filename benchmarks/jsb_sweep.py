@@ -20,7 +20,7 @@ import argparse
 import json
 import multiprocessing
 import time
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import replace
 from pathlib import Path
 
@@ -90,9 +90,12 @@ def main() -> None:
             pool.submit(run_one, r["name"], spec["base"], r.get("change", {}), r["steps"], data, args.out, args.device)
             for r in runs
         ]
-        rows = [job.result() for job in jobs]
-    (args.out / "results.json").write_text(json.dumps(rows, indent=1))
-    (args.out / "results.md").write_text(table(rows) + "\n")
+        rows = []
+        for job in as_completed(jobs):  # written as each run ends, so a sweep cut short keeps what finished
+            rows.append(job.result())
+            rows.sort(key=lambda row: [r["name"] for r in runs].index(row["name"]))
+            (args.out / "results.json").write_text(json.dumps(rows, indent=1))
+            (args.out / "results.md").write_text(table(rows) + "\n")
     print(table(rows))
 
 

@@ -1,6 +1,6 @@
 """Whole-model training step, relative attention against causal SDPA (``full``): one process, interleaved.
 
-    python benchmarks/model_step.py --json model_step.json --markdown docs/speed.md
+    python benchmarks/model_step.py --json model_step.json --markdown docs/speed.md [--device cuda]
 
 The shape of issue 15 (gwinndr/MusicTransformer-Pytorch's benchmark): 6 layers, d_model 256, 8
 heads, feed-forward 1024, vocabulary 390, dropout 0.1 on the residual stream, attention dropout 0,
@@ -35,16 +35,17 @@ BATCH = 4
 class Runner:
     """One model and optimiser per (kind, length); :meth:`step` times one training step."""
 
-    def __init__(self, kind: str, length: int):
+    def __init__(self, kind: str, length: int, device: str):
         import torch
 
         from reprise.models.config import ModelConfig
         from reprise.models.transformer import MusicTransformer
 
         torch.manual_seed(0)
-        self.model = MusicTransformer(ModelConfig(context=length, attention=kind, **SHAPE)).train()
+        self.device = torch.device(device)
+        self.model = MusicTransformer(ModelConfig(context=length, attention=kind, **SHAPE)).to(self.device).train()
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=1e-4)
-        self.ids = torch.randint(0, SHAPE["vocab_size"], (BATCH, length + 1))
+        self.ids = torch.randint(0, SHAPE["vocab_size"], (BATCH, length + 1), device=self.device)
 
     def step(self, precision: str) -> float:
         """Seconds of one forward + backward + Adam step."""
@@ -52,20 +53,24 @@ class Runner:
         import torch.nn.functional as F
 
         started = time.perf_counter()
-        with torch.autocast("cpu", torch.bfloat16, enabled=precision == "bf16"):
+        with torch.autocast(self.device.type, torch.bfloat16, enabled=precision == "bf16"):
             logits = self.model(self.ids[:, :-1])
         loss = F.cross_entropy(logits.float().flatten(0, 1), self.ids[:, 1:].flatten())
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         self.optimizer.step()
+        if self.device.type == "cuda":
+            torch.cuda.synchronize()  # the step is done when the GPU is, not when Python has queued it
         return time.perf_counter() - started
 
 
-def measure(kinds: list[str], lengths: list[int], precisions: list[str], rounds: int, bf16_rounds: int) -> list[dict]:
+def measure(
+    kinds: list[str], lengths: list[int], precisions: list[str], rounds: int, bf16_rounds: int, device: str
+) -> list[dict]:
     """Rows per (length, precision, kind): every step's seconds, the fastest, the median ratio to the first kind."""
     rows = []
     for length in lengths:
-        runners = {kind: Runner(kind, length) for kind in kinds}
+        runners = {kind: Runner(kind, length, device) for kind in kinds}
         steps: dict[tuple[str, str], list[float]] = {(p, k): [] for p in precisions for k in kinds}
         for precision in precisions:  # warm-up: first-touch allocations, kernel selection
             for runner in runners.values():
@@ -96,13 +101,13 @@ def measure(kinds: list[str], lengths: list[int], precisions: list[str], rounds:
     return rows
 
 
-def markdown(rows: list[dict], command: str, cpu: str, threads: int) -> str:
+def markdown(rows: list[dict], command: str, machine: str, threads: int) -> str:
     """The table: tokens/s of each kind and the median within-round ratio to the first kind."""
     kinds = list(dict.fromkeys(r["kind"] for r in rows))
     lines = [
         "## Whole-model training step",
         "",
-        f"`{command}` on {cpu}, {threads} threads.",
+        f"`{command}` on {machine}, {threads} CPU threads.",
         "",
         (
             f"Batch {BATCH} × L random tokens, 6 layers, d_model 256, 8 heads, feed-forward 1024, vocabulary 390, "
@@ -147,6 +152,7 @@ def main() -> None:
         help="Rounds that also run bf16 (slow on CPUs without AVX512-BF16: it is emulated).",
     )
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--device", default="cpu", help="cpu, or cuda for a GPU's tokens/s")
     args = parser.parse_args()
     import torch
 
@@ -154,11 +160,12 @@ def main() -> None:
     from reprise.benchmark.output import write_results
     from reprise.device import describe_cpu
 
-    cpu = describe_cpu()
-    rows = measure(args.kinds, args.lengths, args.precisions, args.rounds, args.bf16_rounds)
+    machine = describe_cpu() if args.device == "cpu" else torch.cuda.get_device_name(args.device)
+    rows = measure(args.kinds, args.lengths, args.precisions, args.rounds, args.bf16_rounds, args.device)
     command = "python " + " ".join(sys.argv)
-    results = {"command": command, "cpu": cpu, "threads": args.threads, "rows": rows}
-    write_results(args.json, results, args.markdown, markdown(rows, command, cpu, args.threads))
+    results = {"command": command, "machine": machine, "torch": torch.__version__, "threads": args.threads}
+    results["rows"] = rows
+    write_results(args.json, results, args.markdown, markdown(rows, command, machine, args.threads))
 
 
 if __name__ == "__main__":
