@@ -70,7 +70,7 @@ def test_encoders_have_no_cache():
         attention("rope").new_cache(1, 8, "cpu", torch.float32)
 
 
-def tiny(attention: str = "rope", encoder_attention: str = "rope", **overrides) -> EncoderDecoder:
+def tiny(attention: str = "rope", encoder_attention: str = "rope", device="cpu", **overrides) -> EncoderDecoder:
     torch.manual_seed(0)
     shape = {
         "vocab_size": 92,
@@ -85,7 +85,7 @@ def tiny(attention: str = "rope", encoder_attention: str = "rope", **overrides) 
         "block_size": 8,
     }
     config = EncoderDecoderConfig(attention=attention, encoder_attention=encoder_attention, **{**shape, **overrides})
-    return EncoderDecoder(config).eval()
+    return EncoderDecoder(config).to(device).eval()
 
 
 def where(batch: int, length: int, frame: int, start: int = 0) -> torch.Tensor:
@@ -94,24 +94,21 @@ def where(batch: int, length: int, frame: int, start: int = 0) -> torch.Tensor:
     return torch.stack([index // frame, index % frame], -1).expand(batch, length, 2)
 
 
-def pair(batch: int = 2, source: int = 20, target: int = 24):
+def pair(batch: int = 2, source: int = 20, target: int = 24, device="cpu"):
     torch.manual_seed(1)
-    return (
-        torch.randint(3, 41, (batch, source)),
-        where(batch, source, 1),
-        torch.randint(3, 40, (batch, target)),
-        where(batch, target, 3),
-    )
+    tensors = torch.randint(3, 41, (batch, source)), where(batch, source, 1)
+    tensors += torch.randint(3, 40, (batch, target)), where(batch, target, 3)
+    return tuple(t.to(device) for t in tensors)
 
 
 @pytest.mark.parametrize("encoder_attention", ENCODER_KINDS)
-def test_the_encoder_sees_the_whole_source_and_the_decoder_no_future_target(encoder_attention):
-    model = tiny(encoder_attention=encoder_attention)
-    source, source_where, ids, target_where = pair()
+def test_the_encoder_sees_the_whole_source_and_the_decoder_no_future_target(encoder_attention, device):
+    model = tiny(encoder_attention=encoder_attention, device=device)
+    source, source_where, ids, target_where = pair(device=device)
     late_source = source.clone()
     late_source[:, -1] = (late_source[:, -1] + 1 - 3) % 38 + 3  # the last source token only
     future = ids.clone()
-    future[:, 10:] = torch.randint(3, 40, (2, 14))
+    future[:, 10:] = torch.randint(3, 40, (2, 14), device=device)
     with torch.no_grad():
         base = model(source, source_where, ids, target_where)
         moved = model(late_source, source_where, ids, target_where)
@@ -125,9 +122,9 @@ def test_the_encoder_sees_the_whole_source_and_the_decoder_no_future_target(enco
 
 
 @pytest.mark.parametrize("attention", ["rope", "full", "alibi", "local", "fourier", "relative"])
-def test_cached_decoding_equals_the_full_forward_cross_attention_included(attention):
-    model = tiny(attention=attention)
-    source, source_where, ids, target_where = pair()
+def test_cached_decoding_equals_the_full_forward_cross_attention_included(attention, device):
+    model = tiny(attention=attention, device=device)
+    source, source_where, ids, target_where = pair(device=device)
     with torch.no_grad():
         full = model(source, source_where, ids, target_where)
         memory = model.encode(source, source_where)
@@ -138,9 +135,9 @@ def test_cached_decoding_equals_the_full_forward_cross_attention_included(attent
     assert caches[0].cross.keys is not None and caches[0].cross.keys.shape[-2] == 20  # the memory's, computed once
 
 
-def test_a_padded_batch_scores_each_pair_as_it_would_alone():
-    model = tiny()
-    source, source_where, ids, target_where = pair()
+def test_a_padded_batch_scores_each_pair_as_it_would_alone(device):
+    model = tiny(device=device)
+    source, source_where, ids, target_where = pair(device=device)
     short = source[1:, :13]
     padded = source.clone()
     padded[1, 13:] = 0  # PAD
