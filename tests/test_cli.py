@@ -194,3 +194,15 @@ def test_evaluate_accepts_runs_trained_with_max_transpose_and_any_stride(capsys,
         assert code == 0, err
         reports.append(json.loads(out))
     assert len({r["tokens"] for r in reports}) == 1  # every token scored once, whatever the stride
+
+
+@pytest.mark.parametrize("native", [False, True])
+def test_bf16_on_a_cpu_that_only_emulates_it_is_pointed_out(capsys, monkeypatch, small_chorales, tmp_path, native):
+    import reprise.device
+
+    monkeypatch.setattr(reprise.device, "native_bf16", lambda device_type: native)
+    args = ["train", "--data", small_chorales, "--run", tmp_path, "--steps", "1", "--device", "cpu", "--overwrite"]
+    code, _, err = run(capsys, *args, "--precision", "bf16", *SMALL_MODEL)
+    assert code == 0, err
+    assert ("bf16 autocast is emulated" in err) is not native
+    assert "emulated" not in run(capsys, *args, "--precision", "fp32", *SMALL_MODEL)[2]

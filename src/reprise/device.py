@@ -45,6 +45,11 @@ def native_bf16(device_type: str) -> bool:
     return bool(capabilities.get("avx512_bf16") or capabilities.get("amx_bf16"))
 
 
+def emulated_bf16(precision: str, device: torch.device) -> bool:
+    """Whether ``precision`` asks for bfloat16 on a CPU that only emulates it (a run many times slower than fp32)."""
+    return uses_bf16(precision, device) and not native_bf16(device.type)
+
+
 def describe_cpu() -> str:
     """The CPU's model name, core count and bfloat16 support, for benchmark reports (machines differ)."""
     name = platform.processor() or "unknown CPU"

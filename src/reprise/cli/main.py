@@ -25,7 +25,7 @@ from reprise.cli.report import report
 from reprise.cli.studio import studio
 from reprise.data.pairs import TASKS
 from reprise.data.prepare import Limits
-from reprise.device import PRECISIONS
+from reprise.device import PRECISIONS, emulated_bf16, pick_device
 from reprise.errors import RepriseError
 from reprise.models.attention import ATTENTION_KINDS
 from reprise.models.config import POSITIONS
@@ -285,8 +285,8 @@ def prepare(
     type=click.Choice(PRECISIONS),
     default=_DEFAULTS.precision,
     show_default=True,
-    help="bf16: bfloat16 autocast, 1.3-1.6x faster on CPUs with AVX512-BF16 "
-    "(weights stay float32); auto: bf16 on CUDA only.",
+    help="bf16: bfloat16 autocast, 1.3-1.6x faster on CPUs with AVX512-BF16 or AMX, several times slower "
+    "on CPUs that emulate it (weights stay float32); auto: bf16 on CUDA only.",
 )
 @click.option("--device", default=_DEFAULTS.device, show_default=True, help="auto, cpu, cuda, cuda:1, mps.")
 def train(
@@ -340,6 +340,12 @@ def train(
             tokenizer = TokenDataset(data, "train").tokenizer  # fails early on a bad --data
             model_config = _model_config(model, preset, tokenizer, hidden, order, given)
         train_config = PRESETS[preset].train_config(**{k: v for k, v in given.items() if k in _TRAIN_FIELDS})
+        if emulated_bf16(train_config.precision, pick_device(train_config.device)):
+            click.echo(
+                "reprise: note: this CPU has no AVX512-BF16/AMX, so bf16 autocast is emulated and runs several "
+                "times slower than float32; add --precision fp32",
+                err=True,
+            )
         result = run_train(run_dir, data, model_config, train_config, overwrite=overwrite)
     if not result.leader:  # one report for a run on several processes
         return
