@@ -80,9 +80,10 @@ def _sweep_module():
     return module
 
 
-def test_every_sweep_run_is_a_valid_configuration():
+@pytest.mark.parametrize("runs", ["jsb_sweep.json", "jsb_sweep_fp32.json"])
+def test_every_sweep_run_is_a_valid_configuration(runs):
     sweep = _sweep_module()
-    spec = json.loads((sweep.ROOT / "benchmarks" / "jsb_sweep.json").read_text())
+    spec = json.loads((sweep.ROOT / "benchmarks" / runs).read_text())
     names = [r["name"] for r in spec["runs"]]
     assert len(set(names)) == len(names)
     for run in spec["runs"]:
