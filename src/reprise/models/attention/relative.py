@@ -382,13 +382,18 @@ class RelativeEmbedding(nn.Module):
         takes its distance's (no ``(n_keys, D_h)`` table is gathered per token). Keys after a causal
         query get distance 0's, for the causal mask to remove.
         """
-        t = q.shape[-2]
-        distance = torch.arange(n_keys - t, n_keys, device=q.device)[:, None] - torch.arange(n_keys, device=q.device)
-        table = self.distance_table()
+        t, table, scale = q.shape[-2], self.distance_table(), q.shape[-1] ** -0.5
         if self.causal:
-            distance, table = distance.clamp(min=0), table[:, : min(n_keys, self.max_distance + 1)]
-        by_distance = (q * q.shape[-1] ** -0.5) @ table.transpose(-1, -2).to(q.dtype)
-        rows = self.rows(distance)
+            table = table[:, : min(n_keys, self.max_distance + 1)]
+        by_distance = (q * scale) @ table.transpose(-1, -2).to(q.dtype)
+        if self.causal and t == 1:  # one new token: keys at distances n_keys - 1 .. 0, the far ones clipped
+            logits = by_distance.flip(-1)
+            far = n_keys - table.shape[1]
+            if far:
+                logits = torch.cat([by_distance[..., -1:].expand(*by_distance.shape[:-1], far), logits], -1)
+            return logits
+        distance = torch.arange(n_keys - t, n_keys, device=q.device)[:, None] - torch.arange(n_keys, device=q.device)
+        rows = self.rows(distance.clamp(min=0) if self.causal else distance)
         return by_distance.gather(-1, rows.expand(*by_distance.shape[:-1], n_keys))
 
 
