@@ -176,3 +176,10 @@ def test_track_selection_by_name_and_program(pop_files):
     assert len(select_tracks(score, ("0",)).tracks) == 3  # all are program 0, piano
     with pytest.raises(Exception, match="no track matches --tracks VIOLIN; it has MELODY"):
         select_tracks(score, ("VIOLIN",))
+
+
+def test_a_note_never_switched_off_ends_after_five_seconds_and_a_long_closed_one_keeps_its_length():
+    ten_seconds = [TIME_SHIFT + 99] * 10
+    ids = [1, NOTE_ON + 60, NOTE_ON + 64, *ten_seconds, NOTE_OFF + 64, *ten_seconds, 2]
+    duration = {n.pitch: n.duration for n in Performance().decode(np.asarray(ids)).tracks[0].notes}
+    assert duration[64] == 2 * duration[60]  # 10 s as written; the unclosed 60 stops at 5 s, not at 20 s

@@ -24,6 +24,7 @@ from reprise.errors import RepriseError
 
 STEPS_PER_SECOND = 100
 MAX_SHIFT = 100  # steps in one TIME_SHIFT token (1 s)
+MAX_UNCLOSED = 5 * STEPS_PER_SECOND  # a note never switched off ends after 5 s (as Magenta's performance decoding)
 VELOCITY_BINS = 32
 NOTE_ON, NOTE_OFF = 3, 3 + 128
 TIME_SHIFT = NOTE_OFF + 128  # id of a shift of 1 step is TIME_SHIFT, of 100 steps TIME_SHIFT + 99
@@ -165,7 +166,11 @@ def _events(start: np.ndarray, end: np.ndarray, pitch: np.ndarray, velocity: np.
 
 
 def _notes_of(ids: np.ndarray) -> list[tuple[int, int, int, int]]:
-    """``(on_step, off_step, pitch, velocity)`` of the notes in ids; unclosed notes end at the last step."""
+    """``(on_step, off_step, pitch, velocity)`` of the notes in ids.
+
+    A note with no ``NOTE_OFF`` ends at the last step or ``MAX_UNCLOSED`` steps after it began, whichever
+    comes first: a model that forgets a note-off should not hold that note to the end of the piece.
+    """
     time, velocity, notes = 0, 64, []
     sounding: dict[int, list[tuple[int, int]]] = {}
     for token in ids.tolist():
@@ -178,7 +183,8 @@ def _notes_of(ids: np.ndarray) -> list[tuple[int, int, int, int]]:
             time += token - TIME_SHIFT + 1
         elif VELOCITY <= token < VOCAB_SIZE:
             velocity = 4 * (token - VELOCITY) + 3
-    notes += [(on, max(time, on + 1), p, v) for p, opened in sounding.items() for on, v in opened]
+    unclosed = [(on, p, v) for p, opened in sounding.items() for on, v in opened]
+    notes += [(on, max(min(time, on + MAX_UNCLOSED), on + 1), p, v) for on, p, v in unclosed]
     return sorted(notes)
 
 
