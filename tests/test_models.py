@@ -113,6 +113,20 @@ def test_model_option_works_wherever_checkpoint_does(capsys, shipped: Path, smal
     assert code == 0 and (tmp_path / "sample-1.attention.html").is_file()
 
 
+def test_checkpoint_takes_a_shipped_name_in_report_too(
+    capsys, shipped: Path, small_chorales: Path, tmp_path, monkeypatch
+):
+    monkeypatch.chdir(tmp_path)  # no folder called tiny here
+    reference = ["--reference", small_chorales, "--reference-split", "train"]
+    code, _, err = run(
+        capsys, "report", "--checkpoint", "tiny", "--samples", "1", "--length", "1bar", *reference, "--out", "r"
+    )
+    assert code == 0, err
+    assert (tmp_path / "r" / "samples" / "sample-1.mid").is_file()
+    code, _, err = run(capsys, "report", "--checkpoint", "nope", *reference, "--out", "r")
+    assert code != 0 and "'nope': no such shipped model" in err
+
+
 @pytest.mark.parametrize(
     "args, message",
     [

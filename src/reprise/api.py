@@ -77,20 +77,24 @@ def score(
 ) -> NLL:
     """The NLL of a prepared dataset's ``split`` (a directory) or of pieces of ids (``BOS`` first) under ``model``.
 
-    A dataset must have been tokenized as the model's training data was. An
-    encoder-decoder scores its task's targets given their sources (the dataset,
-    or pair folder, it was trained on).
+    A dataset must have been tokenized as the model's training data was, or in a form the model's
+    tokenizer can translate (a chorale grid without the soprano ahead, for a harmoniser). An
+    encoder-decoder scores its task's targets given their sources (the dataset, or pair folder, it
+    was trained on). Tokens a stream is given (a harmoniser's soprano) are not scored.
     """
     if isinstance(data, (str, Path)):
-        dataset = open_split(Path(data), split, model.config)
-        if dataset.tokenizer.to_json() != tokenizer.to_json():
-            raise RepriseError(f"{data}: tokenized differently from the checkpoint's training data")
+        directory = Path(data)
+        dataset = open_split(directory, split, model.config)
         if isinstance(dataset, PairedDataset):
+            if dataset.tokenizer.to_json() != tokenizer.to_json():
+                raise RepriseError(f"{directory}: tokenized differently from the checkpoint's training data")
             return nll_given(model, dataset, stride)
-        data = [dataset.piece(i) for i in range(len(dataset))]
+        data = [tokenizer.translate(dataset.piece(i), dataset.tokenizer) for i in range(len(dataset))]
+        if any(ids is None for ids in data):
+            raise RepriseError(f"{directory}: tokenized differently from the checkpoint's training data")
     elif isinstance(model.config, EncoderDecoderConfig):
         raise RepriseError("an encoder-decoder scores targets given sources: give the prepared dataset's directory")
-    return nll_of(model, data, model.config.context, stride, frame=tokenizer.frame)
+    return nll_of(model, data, model.config.context, stride, frame=tokenizer.frame, scored=tokenizer.scored)
 
 
 def write_samples(

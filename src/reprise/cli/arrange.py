@@ -1,7 +1,8 @@
 """``reprise harmonize``, ``accompany``, ``infill`` and ``prepare-pairs``: arranging with the encoder-decoder.
 
 Each command loads a model trained with ``reprise train --model encoder-decoder
---task TASK``, reads the music it is given, samples, and writes MIDI files with
+--task TASK`` (``harmonize`` also any decoder-only chorale-grid model, best one trained with the
+soprano ahead: docs/quality.md), reads the music it is given, samples, and writes MIDI files with
 a piano roll beside each (the given part grey and hatched, or the generated span
 shaded) and, with ``--wav``, audio.
 """
@@ -15,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 import click
 import numpy as np
 
+from reprise.cli.common import parse_split
 from reprise.cli.models import chosen_model, model_options
 from reprise.data.pairs import TASKS
 from reprise.errors import RepriseError, named
@@ -202,11 +204,10 @@ def prepare_pairs(
     SOURCE is a folder or zip of multi-track MIDI files, e.g. ../shared/data/pop909; OUT then holds
     source/ and target/ datasets for `reprise train --model encoder-decoder --task accompany --data OUT`.
     Pieces pair up by name, within their split; both sides are performance events, on the file's own clock."""
-    from reprise.cli.main import _parse_split
     from reprise.data.pairs import write_pair_manifest
     from reprise.data.prepare import prepare
 
-    _, valid, test = _parse_split(split)
+    _, valid, test = parse_split(split)
     for side, tracks in (("source", source_tracks), ("target", target_tracks)):
         chosen = tuple(t for t in tracks.split(",") if t.strip())
         prepare(source, out / side, "performance", valid, test, workers, chosen)
@@ -242,10 +243,13 @@ def encoder_decoder_config(
 def _load(options: dict, task: str):
     """The model and tokenizer of ``--checkpoint`` or ``--model``, refused unless trained for ``task``."""
     from reprise.api import load
+    from reprise.data.chorale_grid import ChoraleGrid
     from reprise.models.encoder_decoder import EncoderDecoder
 
     checkpoint = chosen_model(options["checkpoint"], options["model_name"])
     model, tokenizer = load(checkpoint, options["device"])
+    if task == "harmonize" and not isinstance(model, EncoderDecoder) and isinstance(tokenizer, ChoraleGrid):
+        return model, tokenizer  # a chorale model harmonises with the soprano forced
     if not isinstance(model, EncoderDecoder) or model.config.task != task:
         trained = model.config.task if isinstance(model, EncoderDecoder) else "continue music (decoder-only)"
         raise RepriseError(
@@ -253,16 +257,6 @@ def _load(options: dict, task: str):
             f"train one with `reprise train --model encoder-decoder --task {task}`"
         )
     return model, tokenizer
-
-
-def refuse_arranger(model, checkpoint: str | Path) -> None:
-    """Commands that continue music from the left cannot use an encoder-decoder: name the one that can."""
-    from reprise.models.encoder_decoder import EncoderDecoder
-
-    if isinstance(model, EncoderDecoder):
-        raise RepriseError(
-            f"{checkpoint}: an encoder-decoder trained to {model.config.task}; use `reprise {model.config.task}`"
-        )
 
 
 def _sampling(options: dict) -> dict[str, Any]:

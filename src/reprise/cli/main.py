@@ -8,14 +8,14 @@ missing file, a bad option) are reported as one line and a non-zero exit.
 from __future__ import annotations
 
 import json
-import re
 import sys
 from pathlib import Path
 
 import click
 
-from reprise.cli.arrange import accompany, harmonize, infill, prepare_pairs, refuse_arranger
+from reprise.cli.arrange import accompany, harmonize, infill, prepare_pairs
 from reprise.cli.benchmark import benchmark
+from reprise.cli.common import length_in_tokens, parse_split, refuse_arranger
 from reprise.cli.models import chosen_model, export, model_options, models
 from reprise.cli.plot import plot, render
 from reprise.cli.report import report
@@ -50,6 +50,14 @@ def cli() -> None:
 @click.option("--workers", type=click.IntRange(1), default=None, help="Parallel readers [default: CPU count, max 4].")
 @click.option("--tracks", default="", help="Keep only these tracks, by name or program: MELODY,PIANO or 0,33.")
 @click.option("--bpe", type=click.IntRange(1), help="Learn BPE up to this vocabulary size (remi, tsd, midilike).")
+@click.option(
+    "--soprano-ahead",
+    type=click.IntRange(0),
+    default=0,
+    show_default=True,
+    help="Chorale grid: put the soprano this many 16th steps ahead of the other voices, for a harmoniser "
+    "(docs/quality.md).",
+)
 @click.option(
     "--max-file-mb",
     type=click.FloatRange(0, min_open=True),
@@ -86,6 +94,7 @@ def prepare(
     workers: int | None,
     tracks: str,
     bpe: int | None,
+    soprano_ahead: int,
     **limits: float,
 ) -> None:
     """Turn SOURCE into a dataset directory of token arrays.
@@ -99,9 +108,9 @@ def prepare(
     from reprise.data.dataset import read_manifest
     from reprise.data.prepare import prepare as run_prepare
 
-    _, valid, test = _parse_split(split)
+    _, valid, test = parse_split(split)
     chosen = tuple(t for t in tracks.split(",") if t.strip())
-    directory = run_prepare(source, out, tokenizer, valid, test, workers, chosen, bpe, Limits(**limits))
+    directory = run_prepare(source, out, tokenizer, valid, test, workers, chosen, bpe, Limits(**limits), soprano_ahead)
     manifest = read_manifest(directory)
     counts = ", ".join(f"{s}: {c['pieces']} pieces / {c['tokens']:,} tokens" for s, c in manifest["counts"].items())
     click.echo(f"wrote {directory} ({counts}); skipped {len(manifest['skipped'])} (see manifest.json)")
@@ -122,6 +131,12 @@ def prepare(
 @click.option("--primer-split", default="valid", show_default=True, help="...of this split.")
 @click.option("--primer-length", default="2bars", show_default=True, help="Primer length: tokens (64) or bars (2bars).")
 @click.option("--length", default="8bars", show_default=True, help="New material: tokens (512) or bars (8bars).")
+@click.option(
+    "--end/--no-end",
+    default=True,
+    show_default=True,
+    help="Let the model end a piece before --length (at a final cadence), or write exactly --length.",
+)
 @click.option("--samples", type=click.IntRange(1), default=3, show_default=True, help="How many pieces to sample.")
 @click.option(
     "--temperature",
@@ -147,6 +162,7 @@ def generate(
     primer_split,
     primer_length,
     length,
+    end,
     samples,
     temperature,
     top_k,
@@ -167,7 +183,7 @@ def generate(
     model, tokenizer = load(chosen_model(checkpoint, model_name), device)
     refuse_arranger(model, checkpoint or model_name)
     primer = _primer(tokenizer, primer_midi, primer_data, primer_piece, primer_split, primer_length)
-    n_new = _tokens(length, tokenizer, "--length")
+    n_new = length_in_tokens(length, tokenizer, "--length")
     started = time.perf_counter()
     ids = run_generate(
         model,
@@ -175,7 +191,7 @@ def generate(
         primer,
         n_new,
         samples,
-        SamplingConfig(temperature, top_k, top_p),
+        SamplingConfig(temperature, top_k, top_p, end),
         seed,
         use_cache=not no_cache,
     )
@@ -257,30 +273,7 @@ def _primer(tokenizer, midi: Path | None, data: Path | None, piece: int, split: 
     else:
         return np.array([tokenizer.bos_id])
     body = ids[ids > tokenizer.eos_id]
-    return np.concatenate([[tokenizer.bos_id], body[: _tokens(length, tokenizer, "--primer-length")]])
-
-
-def _tokens(length: str, tokenizer, option: str) -> int:
-    """``"512"`` -> 512 tokens; ``"8bars"`` -> 8 bars' worth for tokenizers with fixed bars."""
-    match = re.fullmatch(r"\s*(\d+)\s*(bars?)?\s*", length.lower())
-    if not match or int(match[1]) < 1:
-        raise RepriseError(f"{option} {length!r}: expected a number of tokens (512) or bars (8bars)")
-    if not match[2]:
-        return int(match[1])
-    per_bar = tokenizer.tokens_per_bar()
-    if per_bar is None:
-        raise RepriseError(f"{option} {length}: this tokenizer has no fixed bar length; give tokens")
-    return int(match[1]) * per_bar
-
-
-def _parse_split(text: str) -> tuple[float, float, float]:
-    try:
-        parts = tuple(float(x) for x in text.split(","))
-    except ValueError:
-        parts = ()
-    if len(parts) != 3 or min(parts) < 0 or abs(sum(parts) - 1) > 1e-6:
-        raise click.BadParameter(f"{text!r}: three fractions summing to 1, like 0.8,0.1,0.1", param_hint="--split")
-    return parts
+    return np.concatenate([[tokenizer.bos_id], body[: length_in_tokens(length, tokenizer, "--primer-length")]])
 
 
 cli.add_command(train)

@@ -12,7 +12,7 @@ from pathlib import Path
 import click
 
 from reprise.errors import RepriseError
-from reprise.models.pretrained import DTYPES, TASKS
+from reprise.models.pretrained import DTYPES, TASKS, trained_task
 
 _MODEL_HELP = "A model that ships with reprise, by name (see `reprise models`), instead of --checkpoint."
 
@@ -29,7 +29,15 @@ def chosen_model(checkpoint: Path | None, model_name: str | None) -> str | Path:
     """What ``load_checkpoint`` should load: the shipped model's name, or the checkpoint path."""
     if (checkpoint is None) == (model_name is None):
         raise click.UsageError("give --checkpoint RUN or --model NAME (one of them)")
-    return model_name if model_name is not None else checkpoint
+    return model_name if model_name is not None else checkpoint_or_name(checkpoint)
+
+
+def checkpoint_or_name(checkpoint: Path) -> str | Path:
+    """``--checkpoint``'s value as ``load_checkpoint`` should read it: a bare name that is no file or
+    folder here (``bach``) names a shipped model, anything else is a path."""
+    if len(checkpoint.parts) == 1 and not checkpoint.exists():
+        return str(checkpoint)
+    return checkpoint
 
 
 @click.command()
@@ -109,7 +117,7 @@ def export(
     from reprise.models.pretrained import ModelCard, write_model_folder
 
     model, tokenizer = load_checkpoint(run)
-    task = _task(run, model, task)
+    task = _task(run, model, tokenizer, task)
     training_path = resolve(run) / "training.json"
     training = json.loads(training_path.read_text()) if training_path.is_file() else {}
     data = data or _run_data(run)
@@ -139,10 +147,10 @@ def export(
     click.echo(f"wrote {out} ({size:.2f} MB of {dtype} weights; valid NLL {card.valid_nll}, test NLL {card.test_nll})")
 
 
-def _task(run: Path, model, task: str | None) -> str:
+def _task(run: Path, model, tokenizer, task: str | None) -> str:
     """The card's task: what the model was trained for (an encoder-decoder's config names it); a
     ``--task`` that says otherwise is refused, because the studio and `reprise models` go by the card."""
-    trained = getattr(model.config, "task", None) or "continue"
+    trained = trained_task(model, tokenizer)
     if task is not None and task != trained:
         raise RepriseError(f"{run}: --task {task}, but the model was trained to {trained}")
     return trained

@@ -56,7 +56,7 @@ def attention(
     The piece is read with the checkpoint's tokenizer; in the HTML page, hovering
     any note shows its arcs.
     """
-    from reprise.cli.arrange import refuse_arranger
+    from reprise.cli.common import refuse_arranger
     from reprise.models.checkpoint import load_checkpoint
     from reprise.visualization.attention import note_attention, plot_attention
     from reprise.visualization.attention_html import write_attention_html

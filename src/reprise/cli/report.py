@@ -20,7 +20,7 @@ from reprise.errors import RepriseError
 @click.option(
     "--checkpoint",
     type=click.Path(path_type=Path),
-    help="Draw the samples from this run or checkpoint instead of reading SAMPLES.",
+    help="Draw the samples from this run, checkpoint or shipped model (by name) instead of reading SAMPLES.",
 )
 @click.option(
     "--samples",
@@ -34,6 +34,12 @@ from reprise.errors import RepriseError
     "--length",
     help="With --checkpoint: tokens (1024) or bars (16bars) per sample [default: the median "
     "length of the reference pieces, when the reference is a dataset tokenized like the checkpoint].",
+)
+@click.option(
+    "--end/--no-end",
+    default=True,
+    show_default=True,
+    help="With --checkpoint: let the model end a sample before --length, or draw exactly --length.",
 )
 @click.option(
     "--temperature",
@@ -78,6 +84,7 @@ def report(
     checkpoint: Path | None,
     n_samples: int,
     length: str | None,
+    end: bool,
     temperature: float,
     top_k: int,
     top_p: float,
@@ -113,7 +120,7 @@ def report(
             checkpoint,
             n_samples,
             length,
-            (temperature, top_k, top_p),
+            (temperature, top_k, top_p, end),
             seed,
             device,
             reference,
@@ -143,7 +150,7 @@ def _draw(
     checkpoint: Path,
     n: int,
     length: str | None,
-    sampling: tuple[float, int, float],
+    sampling: tuple[float, int, float, bool],
     seed: int,
     device: str,
     reference: Path,
@@ -151,16 +158,18 @@ def _draw(
     out: Path,
 ) -> list:
     """Sample ``n`` pieces with the checkpoint's model, written as MIDI into ``out``."""
-    from reprise.cli.main import _tokens
+    from reprise.cli.common import length_in_tokens
+    from reprise.cli.models import checkpoint_or_name
     from reprise.device import pick_device
     from reprise.generation.sampling import SamplingConfig
     from reprise.models.checkpoint import load_checkpoint
     from reprise.report.samples import draw_samples
 
-    model, tokenizer = load_checkpoint(checkpoint, pick_device(device))
-    n_new = (
-        _tokens(length, tokenizer, "--length") if length else _reference_length(reference, reference_split, tokenizer)
-    )
+    model, tokenizer = load_checkpoint(checkpoint_or_name(checkpoint), pick_device(device))
+    if length:
+        n_new = length_in_tokens(length, tokenizer, "--length")
+    else:
+        n_new = _reference_length(reference, reference_split, tokenizer)
     return draw_samples(model, tokenizer, n, n_new, SamplingConfig(*sampling), seed, out)
 
 

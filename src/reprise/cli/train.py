@@ -182,6 +182,20 @@ _DEFAULTS = TrainConfig()
 @click.option(
     "--seed", type=int, default=_DEFAULTS.seed, show_default=True, help="Seeds initialisation, data order and dropout."
 )
+@click.option(
+    "--init",
+    metavar="CHECKPOINT",
+    help="Start from this run's, model folder's or shipped model's weights (fine-tuning); the model's "
+    "shape comes from it.",
+)
+@click.option(
+    "--unlikelihood",
+    type=click.FloatRange(0),
+    default=_DEFAULTS.unlikelihood,
+    show_default=True,
+    help="Chorale grid: weight of an unlikelihood loss on the choices that make parallel fifths or octaves "
+    "or hold a chord past a bar (docs/quality.md); 0 = off.",
+)
 @click.option("--no-augment", is_flag=True, help="Train without data augmentation.")
 @click.option(
     "--max-transpose",
@@ -246,7 +260,10 @@ def train(
             from reprise.data.dataset import TokenDataset
 
             tokenizer = TokenDataset(data, "train").tokenizer  # fails early on a bad --data
-            model_config = _model_config(model, preset, tokenizer, hidden, order, given)
+            if "init" in given:
+                model_config = _init_config(given)
+            else:
+                model_config = _model_config(model, preset, tokenizer, hidden, order, given)
         train_config = PRESETS[preset].train_config(**{k: v for k, v in given.items() if k in _TRAIN_FIELDS})
         if emulated_bf16(train_config.precision, pick_device(train_config.device)):
             click.echo(
@@ -279,6 +296,22 @@ def _refuse_options_besides(*allowed: str) -> None:
         raise click.UsageError(
             f"--resume continues the run with the settings it was started with; drop {', '.join(given)}"
         )
+
+
+def _init_config(given: dict[str, Any]) -> Any:
+    """The model config of the ``--init`` checkpoint; options that would change its shape are refused."""
+    from reprise.models.checkpoint import read_checkpoint
+
+    context = click.get_current_context()
+    shape = [
+        param.opts[0]
+        for param in context.command.params
+        if param.name in (set(given) - _TRAIN_FIELDS) | {"model", "hidden", "order"}
+        and context.get_parameter_source(param.name) is not ParameterSource.DEFAULT
+    ]
+    if shape:
+        raise click.UsageError(f"--init takes the model and its shape from the checkpoint; drop {', '.join(shape)}")
+    return read_checkpoint(given["init"])[1]
 
 
 _LSTM_FIELDS = {"context": "context", "d_model": "d_embed", "n_layers": "n_layers", "dropout": "dropout"}

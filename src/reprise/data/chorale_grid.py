@@ -8,6 +8,14 @@ merges consecutive equal pitches of a voice into one held note.
 
 Ids: ``PAD``, ``BOS``, ``EOS``, ``SILENCE``, then one id per MIDI pitch from
 ``pitch_min`` to ``pitch_max``.
+
+With ``soprano_ahead = k`` > 0 the soprano runs ``k`` steps ahead of the other
+voices: frame ``f`` holds the soprano of step ``f`` and the alto, tenor and bass
+of step ``f - k`` (``SILENCE`` where a step does not exist: the first ``k``
+frames' lower voices, the last ``k`` frames' soprano). A decoder-only model of
+this stream writes each chord knowing the melody a bar or two ahead, as a
+harmoniser must; the soprano is then given (forced) and not scored
+(:meth:`ChoraleGrid.scored`), as in the anticipation of Thickstun et al. (2023).
 """
 
 from __future__ import annotations
@@ -35,6 +43,7 @@ class ChoraleGrid(Tokenizer):
     pitch_max: int = 108
     voice_ranges: list[tuple[int, int]] = field(default_factory=lambda: [(21, 108)] * 4)
     tempo_qpm: float = 80.0
+    soprano_ahead: int = 0  # steps the soprano runs ahead of alto, tenor and bass (a harmoniser's stream)
 
     name = "chorale-grid"
     frame = 4
@@ -59,7 +68,8 @@ class ChoraleGrid(Tokenizer):
                 f"pitch {int(sounding.min())}..{int(sounding.max())} outside the vocabulary "
                 f"{self.pitch_min}..{self.pitch_max}"
             )
-        body = np.where(grid == SILENCE, self.silence_id, grid - self.pitch_min + 4).reshape(-1)
+        frames = self._frames(grid)
+        body = np.where(frames == SILENCE, self.silence_id, frames - self.pitch_min + 4).reshape(-1)
         parts = [[self.bos_id], body, [self.eos_id] if eos else []]
         return np.concatenate(parts).astype(np.int64)
 
@@ -68,8 +78,43 @@ class ChoraleGrid(Tokenizer):
         ids = np.asarray(ids)
         body = ids[ids >= self.silence_id]
         body = body[: len(body) // 4 * 4]
-        pitches = np.where(body == self.silence_id, SILENCE, body - 4 + self.pitch_min)
-        return pitches.reshape(-1, 4)
+        frames = np.where(body == self.silence_id, SILENCE, body - 4 + self.pitch_min).reshape(-1, 4)
+        k = self.soprano_ahead
+        if not k:
+            return frames
+        steps = max(0, len(frames) - k)
+        return np.concatenate([frames[:steps, :1], frames[k : k + steps, 1:]], axis=1)
+
+    def _frames(self, grid: np.ndarray) -> np.ndarray:
+        """The frames of a grid: its steps, or with ``soprano_ahead`` the soprano moved that far ahead."""
+        k = self.soprano_ahead
+        if not k:
+            return grid
+        frames = np.full((len(grid) + k, 4), SILENCE, dtype=grid.dtype)
+        frames[: len(grid), 0], frames[k:, 1:] = grid[:, 0], grid[:, 1:]
+        return frames
+
+    def translate(self, ids: np.ndarray, source: Tokenizer) -> np.ndarray | None:
+        """Another chorale grid's ids over the same pitches (e.g. without the soprano ahead) in this grid."""
+        if not isinstance(source, ChoraleGrid) or (source.pitch_min, source.pitch_max) != (
+            self.pitch_min,
+            self.pitch_max,
+        ):
+            return None
+        return self.encode_grid(source.decode_grid(ids), eos=bool(len(ids)) and ids[-1] == self.eos_id)
+
+    def scored(self, ids: np.ndarray) -> np.ndarray | None:
+        """With ``soprano_ahead``, the soprano is given: only alto, tenor and bass of real steps and the
+        end are scored. ``None`` (all) otherwise."""
+        if not self.soprano_ahead:
+            return None
+        ids = np.asarray(ids)
+        frame, voice = np.divmod(np.arange(len(ids)) - 1, 4)
+        return ((voice > 0) & (frame >= self.soprano_ahead) & (ids >= self.silence_id)) | (ids == self.eos_id)
+
+    def id_pitches(self) -> np.ndarray:
+        """The MIDI pitch each id stands for, ``SILENCE`` (-1) for silence and the specials."""
+        return np.r_[np.full(4, SILENCE), np.arange(self.pitch_min, self.pitch_max + 1)]
 
     # -- MIDI ---------------------------------------------------------------------
     def decode(self, ids: np.ndarray) -> symusic.Score:
@@ -98,16 +143,20 @@ class ChoraleGrid(Tokenizer):
         """Every step's token of a voice belongs to the held note it repeats (-1: silence, specials)."""
         ids = np.asarray(ids)
         grid = self.decode_grid(ids)
-        body = np.flatnonzero(ids >= self.silence_id)[: grid.size]
-        owner = np.full(len(ids), -1, dtype=np.int64)
+        notes = np.full(grid.shape, -1, dtype=np.int64)
         first = 0
         for v in range(4):
             column = grid[:, v]
             onset = np.r_[True, column[1:] != column[:-1]][: len(column)]  # where grid_to_score starts a run
             sounding = column != SILENCE
-            note = np.cumsum(onset & sounding) - 1 + first
-            owner[body[v::4]] = np.where(sounding, note, -1)
+            notes[:, v] = np.where(sounding, np.cumsum(onset & sounding) - 1 + first, -1)
             first += int((onset & sounding).sum())
+        body = np.flatnonzero(ids >= self.silence_id)
+        frame, voice = np.divmod(np.arange(len(body)), 4)
+        step = frame - np.where(voice > 0, self.soprano_ahead, 0)
+        real = (step >= 0) & (step < len(grid))
+        owner = np.full(len(ids), -1, dtype=np.int64)
+        owner[body[real]] = notes[step[real], voice[real]]
         return owner
 
     def fit(self, train: list[np.ndarray]) -> None:

@@ -21,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
+from reprise.data.chorale_grid import ChoraleGrid
 from reprise.data.chorales import split_of
 from reprise.data.dataset import EncodedPiece, write_dataset
 from reprise.data.miditok_adapter import MiditokTokenizer
@@ -58,6 +59,7 @@ def prepare(
     tracks: tuple[str, ...] = (),
     bpe: int | None = None,
     limits: Limits = Limits(),
+    soprano_ahead: int = 0,
 ) -> Path:
     """Read ``source``, tokenize every piece and write the dataset to ``out``.
 
@@ -68,7 +70,7 @@ def prepare(
     (miditok tokenizers only); files over ``limits`` are skipped.
     """
     items, suggested = list_source(source)
-    tok = make_tokenizer(tokenizer or suggested, bpe)
+    tok = make_tokenizer(tokenizer or suggested, bpe, soprano_ahead)
     workers = workers or min(4, os.cpu_count() or 1)
     results = encode_items(items, tok, tracks, workers, limits)
     pieces, skipped = _collect(items, results, valid, test)
@@ -80,9 +82,14 @@ def prepare(
     return write_dataset(out, pieces, tok, source, skipped)
 
 
-def make_tokenizer(name: str, bpe: int | None = None) -> Tokenizer:
-    """A fresh tokenizer by registry name; ``bpe`` only for the miditok ones."""
+def make_tokenizer(name: str, bpe: int | None = None, soprano_ahead: int = 0) -> Tokenizer:
+    """A fresh tokenizer by registry name; ``bpe`` only for the miditok ones, ``soprano_ahead`` for the
+    chorale grid."""
     cls = tokenizer_class(name)
+    if soprano_ahead:
+        if cls is not ChoraleGrid:
+            raise RepriseError(f"--soprano-ahead works with chorale-grid, not {name}")
+        return ChoraleGrid(soprano_ahead=soprano_ahead)
     if bpe is None:
         return cls()
     if not issubclass(cls, MiditokTokenizer):

@@ -56,6 +56,15 @@ class Tokenizer(ABC):
     def encode_score(self, score: symusic.Score) -> np.ndarray:
         """A score's ids, ``BOS ... EOS``; raises :class:`RepriseError` saying why a score is unusable."""
 
+    def translate(self, ids: np.ndarray, source: Tokenizer) -> np.ndarray | None:
+        """``ids`` of ``source``'s encoding in this one, or ``None`` when it cannot say the same thing."""
+        return ids if source.to_json() == self.to_json() else None
+
+    def scored(self, ids: np.ndarray) -> np.ndarray | None:
+        """Which of ``ids`` an NLL counts (a mask), or ``None`` for all after ``BOS``: a stream that
+        carries given music (a harmoniser's melody) scores only what the model writes."""
+        return None
+
     def encode_midi(self, path: Path) -> np.ndarray:
         """Read a MIDI file into ids, ``BOS`` first and without ``EOS`` (a primer)."""
         score = read_midi(path)

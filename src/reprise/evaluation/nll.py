@@ -14,7 +14,7 @@ sees each voice at the positions it was trained on; history is then up to
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 import numpy as np
@@ -50,21 +50,27 @@ def nll_of(
     stride: int | None = None,
     batch_size: int = 16,
     frame: int = 1,
+    scored: Callable[[np.ndarray], np.ndarray | None] | None = None,
 ) -> NLL:
-    """Summed NLL of ``pieces`` (arrays of ids, ``BOS`` first) under ``model``; windows start on ``frame``s."""
+    """Summed NLL of ``pieces`` (arrays of ids, ``BOS`` first) under ``model``; windows start on ``frame``s.
+
+    ``scored(ids)`` (a tokenizer's :meth:`~reprise.data.tokenizer.Tokenizer.scored`) may leave given
+    tokens out of the count; they are still read as history.
+    """
     stride = stride or max(1, context // 2)
     device = next(model.parameters()).device
-    jobs = [(ids, w) for ids in pieces for w in scoring_windows(len(ids), context, stride, frame)]
+    pieces = [(ids, scored(ids) if scored else None) for ids in pieces]
+    jobs = [(p, w) for p in pieces for w in scoring_windows(len(p[0]), context, stride, frame)]
     total, count = 0.0, 0
     for i in range(0, len(jobs), batch_size):
         chunk = jobs[i : i + batch_size]
         width = max(end - start - 1 for _, (start, end, _) in chunk)
         inputs = torch.zeros(len(chunk), width, dtype=torch.long)
         targets = torch.full((len(chunk), width), -100, dtype=torch.long)
-        for row, (ids, (start, end, first)) in enumerate(chunk):
+        for row, ((ids, mask), (start, end, first)) in enumerate(chunk):
             inputs[row, : end - start - 1] = torch.from_numpy(ids[start : end - 1])
-            scored = torch.from_numpy(ids[first:end])
-            targets[row, first - start - 1 : end - start - 1] = scored
+            counted = ids[first:end] if mask is None else np.where(mask[first:end], ids[first:end], -100)
+            targets[row, first - start - 1 : end - start - 1] = torch.from_numpy(counted)
         logits = model(inputs.to(device)).float()
         nll = F.cross_entropy(logits.flatten(0, 1), targets.to(device).flatten(), reduction="sum")
         total += nll.item()

@@ -29,11 +29,14 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 from itertools import combinations
+from typing import TypeVar
 
 import numpy as np
+import torch
 
 from reprise.errors import RepriseError
 
+Array = TypeVar("Array", np.ndarray, torch.Tensor)
 SILENCE = -1
 VOICE_NAMES = ("soprano", "alto", "tenor", "bass")
 # The ranges usually given in harmony textbooks (e.g. Aldwell & Schachter, "Harmony and
@@ -119,14 +122,54 @@ def _parallels(rows: np.ndarray) -> tuple[int, int]:
     before, after = rows[:-1], rows[1:]
     fifths = octaves = 0
     for i, j in combinations(range(4), 2):
-        sounding = (before[:, i] >= 0) & (before[:, j] >= 0) & (after[:, i] >= 0) & (after[:, j] >= 0)
-        move_i, move_j = np.sign(after[:, i] - before[:, i]), np.sign(after[:, j] - before[:, j])
-        similar = sounding & (move_i != 0) & (move_i == move_j)
-        class_before = np.abs(before[:, i] - before[:, j]) % 12
-        class_after = np.abs(after[:, i] - after[:, j]) % 12
-        fifths += int((similar & (class_before == 7) & (class_after == 7)).sum())
-        octaves += int((similar & (class_before == 0) & (class_after == 0)).sum())
+        fifth, octave = parallel_motion(before[:, i], before[:, j], after[:, i], after[:, j])
+        fifths, octaves = fifths + int(fifth.sum()), octaves + int(octave.sum())
     return fifths, octaves
+
+
+def parallel_motion(before_i: Array, before_j: Array, after_i: Array, after_j: Array) -> tuple[Array, Array]:
+    """(fifths, octaves): where voices ``i`` and ``j`` move from ``before`` to ``after`` in parallel
+    fifths or octaves (see the module's definition); pitches broadcast, numpy arrays or torch tensors."""
+    sounding = (before_i >= 0) & (before_j >= 0) & (after_i >= 0) & (after_j >= 0)
+    similar = sounding & ((after_i - before_i) * (after_j - before_j) > 0)  # both move, the same way
+    interval_before, interval_after = abs(before_i - before_j) % 12, abs(after_i - after_j) % 12
+    fifths = similar & (interval_before == 7) & (interval_after == 7)
+    return fifths, similar & (interval_before == 0) & (interval_after == 0)
+
+
+def parallel_choices(grid: torch.Tensor, pitches: torch.Tensor) -> torch.Tensor:
+    """Which choices of a voice would move in parallel fifths or octaves with a voice chosen before it.
+
+    ``grid`` is a ``(batch, steps, 4)`` tensor of pitches (``-1``: silence or unknown) and ``pitches``
+    the pitch each token id stands for (``-1`` for the others). The result, ``(batch, steps, 4, ids)``,
+    is true where giving voice ``v`` that id at step ``s`` would make a parallel with a voice ``u < v``
+    of the same step (sung before it in S, A, T, B order), against step ``s - 1``; so every parallel
+    of a grid is counted at the later voice of its pair, when that voice is chosen.
+    """
+    out = torch.zeros(*grid.shape, len(pitches), dtype=torch.bool, device=grid.device)
+    before, after = grid[:, :-1, :, None], grid[:, 1:, :, None]
+    for v in range(1, 4):
+        for u in range(v):
+            fifths, octaves = parallel_motion(before[:, :, u], before[:, :, v], after[:, :, u], pitches)
+            out[:, 1:, v] |= fifths | octaves
+    return out
+
+
+def stalling_choices(grid: torch.Tensor, pitches: torch.Tensor, limit: int) -> torch.Tensor:
+    """Which choices of the bass would hold a chord that has already lasted ``limit`` steps one step more.
+
+    Same shapes as :func:`parallel_choices`. The bass is the last voice of a step, so it is where a
+    chord held by the three voices above either changes or becomes a stall (:mod:`.degeneration`).
+    """
+    out = torch.zeros(*grid.shape, len(pitches), dtype=torch.bool, device=grid.device)
+    steps = torch.arange(grid.shape[1], device=grid.device)
+    changed = torch.ones_like(grid[:, :, 0], dtype=torch.bool)
+    changed[:, 1:] = (grid[:, 1:] != grid[:, :-1]).any(dim=-1)
+    lasted = steps + 1 - torch.where(changed, steps, 0).cummax(dim=1).values  # the chord's steps so far
+    upper_held = (grid[:, 1:, :3] == grid[:, :-1, :3]).all(dim=-1) & (grid[:, :-1] >= 0).any(dim=-1)
+    stalls = upper_held & (lasted[:, :-1] >= limit)
+    out[:, 1:, 3] = stalls[..., None] & (pitches == grid[:, :-1, 3, None])
+    return out
 
 
 def _crossings(grid: np.ndarray) -> tuple[int, int]:

@@ -42,7 +42,9 @@ from reprise.data.performance import Performance
 from reprise.data.sources import select_tracks
 from reprise.data.windows import slide_start
 from reprise.errors import RepriseError
+from reprise.generation.generate import generate
 from reprise.generation.sampling import SamplingConfig, sample
+from reprise.models.encoder_decoder import EncoderDecoder
 
 ACCOMPANY_TAIL = 200  # time steps (2 s of 10 ms) an accompaniment may ring on after the melody ends
 
@@ -155,9 +157,18 @@ def _end(row: np.ndarray, eos: int) -> int:
 
 # -- the tasks -------------------------------------------------------------------------------
 def harmonize(model: nn.Module, tokenizer: ChoraleGrid, soprano: np.ndarray, **options) -> list[np.ndarray]:
-    """Chorales (``BOS`` raster ``EOS``) whose soprano is ``soprano`` (a pitch per 16th step, -1 silent)."""
+    """Chorales (``BOS`` frames ``EOS`` of ``tokenizer``) whose soprano is ``soprano`` (a pitch per 16th
+    step, -1 silent): an encoder-decoder writes alto, tenor and bass given the soprano; a decoder-only
+    chorale model writes them with the soprano tokens forced, which with ``soprano_ahead`` it reads
+    that many steps before the chord it writes."""
     grid = np.full((len(soprano), 4), SILENCE, dtype=np.int64)
     grid[:, 0] = soprano
+    if not isinstance(model, EncoderDecoder):
+        ids = tokenizer.encode_grid(grid)
+        frame, voice = np.divmod(np.arange(len(ids)) - 1, 4)
+        written = (voice > 0) & (frame >= tokenizer.soprano_ahead) & (ids != tokenizer.eos_id)
+        forced = np.where(written, -1, ids)[1:]
+        return list(generate(model, tokenizer, ids[:1], len(forced), forced=forced, **options))
     pair = harmonize_pair("given", tokenizer.encode_grid(grid), tokenizer)
     targets = sample_targets(model, Task("harmonize", tokenizer), pair, 3 * len(soprano), **options)
     return [join_harmony(pair.source, target, tokenizer) for target in targets]

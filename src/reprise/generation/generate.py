@@ -32,17 +32,20 @@ def generate(
     seed: int = 0,
     use_cache: bool = True,
     on_token: Callable[[int], None] | None = None,
+    forced: np.ndarray | None = None,
 ) -> np.ndarray:
     """``(num_samples, len(primer) + n_new)`` ids continuing ``primer`` (which starts with ``BOS``).
 
     ``primer`` is one sequence, continued ``num_samples`` times, or a
     ``(num_samples, length)`` batch of equally long primers, one per sample.
 
-    Special tokens are never sampled, so every sample has exactly ``n_new`` new
-    tokens; the tokenizer's :meth:`~Tokenizer.allowed_next` keeps structured
-    encodings well-formed. The model runs in eval mode and is left in the mode it was in.
-    ``on_token(i)`` is called after the ``i``-th new token (progress bars; an exception
-    it raises stops generation, e.g. to cancel).
+    Special tokens are never sampled, so every sample has exactly ``n_new`` new tokens, unless
+    ``sampling.end`` lets a sample end with ``EOS`` (then ``PAD`` fills the rest of its row); the
+    tokenizer's :meth:`~Tokenizer.allowed_next` keeps structured encodings well-formed. ``forced``
+    (``n_new`` ids, ``-1`` where the model chooses) fixes given tokens, e.g. a melody to harmonise
+    (constrained decoding). The model runs in eval mode and is left in the mode it was in.
+    ``on_token(i)`` is called after the ``i``-th new token (progress bars; an exception it raises
+    stops generation, e.g. to cancel).
     """
     sampling = sampling or SamplingConfig()
     device = next(model.parameters()).device
@@ -52,10 +55,16 @@ def generate(
     num_samples = seq.shape[0]
     context, frame = model.config.context, tokenizer.frame
     banned = torch.zeros(tokenizer.vocab_size, dtype=torch.bool, device=device)
-    banned[[tokenizer.pad_id, tokenizer.bos_id, tokenizer.eos_id]] = True
+    banned[[tokenizer.pad_id, tokenizer.bos_id] + ([] if sampling.end else [tokenizer.eos_id])] = True
+    ended = torch.zeros(num_samples, dtype=torch.bool, device=device)
 
     start, logits = slide_start(seq.shape[1], context, frame), None
     for i in range(n_new):
+        if ended.all():  # every sample has ended: the rest is padding
+            seq = torch.nn.functional.pad(seq, (0, n_new - i), value=tokenizer.pad_id)
+            if on_token is not None:
+                on_token(n_new)
+            break
         if seq.shape[1] - start > context:  # the window is full: slide it
             start, logits = slide_start(seq.shape[1], context, frame), None
         if logits is None:  # prefill the window (every step when not caching)
@@ -63,6 +72,10 @@ def generate(
             logits = model(seq[:, start:], caches)[:, -1]
         logits = logits.masked_fill(_disallowed(tokenizer, seq.shape[1], banned), float("-inf"))
         token = sample(logits, sampling, generator)
+        if forced is not None and forced[i] >= 0:
+            token = torch.full_like(token, int(forced[i]))
+        token = token.masked_fill(ended, tokenizer.pad_id)
+        ended |= token == tokenizer.eos_id
         seq = torch.cat([seq, token[:, None]], dim=1)
         if on_token is not None:
             on_token(i + 1)

@@ -9,11 +9,17 @@ import torch
 
 @dataclass
 class SamplingConfig:
-    """``temperature`` < 1 sharpens, > 1 flattens; ``top_k=0`` and ``top_p=1`` switch those filters off."""
+    """``temperature`` < 1 sharpens, > 1 flattens; ``top_k=0`` and ``top_p=1`` switch those filters off.
+
+    ``end`` lets the model end a piece (sample ``EOS``) where it would, instead of writing on to the
+    length asked for: a chorale that has reached its final cadence then stops rather than holding its
+    last chord for bars (docs/quality.md).
+    """
 
     temperature: float = 1.0
     top_k: int = 0
     top_p: float = 1.0
+    end: bool = False
 
 
 def filter_logits(logits: torch.Tensor, config: SamplingConfig) -> torch.Tensor:

@@ -75,6 +75,15 @@ def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> tup
     Every file is checked before it is used: a truncated or edited checkpoint
     gives a one-line :class:`RepriseError` naming the file and what is wrong.
     """
+    directory, config, tokenizer = read_checkpoint(path)
+    model = build_model(config).to(device)
+    load_weights(model, directory)
+    return model.eval(), tokenizer
+
+
+def read_checkpoint(path: str | Path) -> tuple[Path, Any, Tokenizer]:
+    """The checkpoint directory at ``path`` (or of the shipped model so named), its model config and
+    tokenizer, checked against each other and against the size of the weights, which are not loaded."""
     directory = resolve(resolve_model(path))
     if (directory / "model.json").is_file():
         config_path, meta = directory / "model.json", read_json(directory / "model.json")
@@ -92,9 +101,7 @@ def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> tup
             f"{config.vocab_size}"
         )
     _check_size(config, directory, config_path)
-    model = build_model(config).to(device)
-    load_weights(model, directory)
-    return model.eval(), tokenizer
+    return directory, config, tokenizer
 
 
 def load_weights(model: torch.nn.Module, directory: Path) -> None:

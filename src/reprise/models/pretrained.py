@@ -66,6 +66,13 @@ class ShippedModel:
         return (self.path / "model.safetensors").stat().st_size / 2**20
 
 
+def trained_task(model: torch.nn.Module, tokenizer: Tokenizer) -> str:
+    """What a model was trained to do: a conditional model's config names its task; a decoder-only
+    model of a stream that carries given music (the soprano ahead) harmonises; any other continues."""
+    task = getattr(model.config, "task", None)
+    return task or ("harmonize" if getattr(tokenizer, "soprano_ahead", 0) else "continue")
+
+
 def read_model_config(directory: Path) -> dict[str, Any]:
     """The ``config.json`` of a model folder, checked to be one."""
     path = Path(directory) / "config.json"

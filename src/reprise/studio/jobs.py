@@ -41,6 +41,8 @@ from reprise.generation import conditional
 from reprise.generation.generate import generate
 from reprise.generation.sampling import SamplingConfig
 from reprise.models.checkpoint import load_checkpoint
+from reprise.models.encoder_decoder import EncoderDecoder
+from reprise.models.pretrained import trained_task
 from reprise.visualization.attention import note_attention
 from reprise.visualization.attention_html import write_attention_html
 
@@ -184,17 +186,12 @@ def new_tokens(request: JobRequest, tokenizer: Tokenizer) -> int:
     return n_new
 
 
-def model_task(model: torch.nn.Module) -> str:
-    """What a loaded model does: a conditional model's config names its task; every other model continues."""
-    return getattr(model.config, "task", None) or "continue"
-
-
 def for_task(task: str) -> Callable[[Callable[[TaskInput], Made]], Callable[[TaskInput], Made]]:
     """Decorator: run the task only on a model trained for it; any other model is refused, saying what it does."""
 
     def wrap(function: Callable[[TaskInput], Made]) -> Callable[[TaskInput], Made]:
         def run(job: TaskInput) -> Made:
-            trained = model_task(job.model)
+            trained = trained_task(job.model, job.tokenizer)
             if trained == task:
                 return function(job)
             does = "continues music from left to right" if trained == "continue" else f"was trained to {trained}"
@@ -231,7 +228,9 @@ def harmonize_melody(job: TaskInput) -> Made:
             r.given_name, lambda: melody_line(conditional.melody_track(job.upload(), r.melody_track), r.quantize)
         )
     soprano = named(r.given_name, lambda: conditional.fitted_soprano(steps, tokenizer, r.transpose))
-    chorales = conditional.harmonize(job.model, tokenizer, soprano, **job.sampling(3 * len(soprano)))
+    decoder_only = not isinstance(job.model, EncoderDecoder)  # it writes the soprano's tokens too (forced)
+    tokens = 4 * (len(soprano) + tokenizer.soprano_ahead) + 1 if decoder_only else 3 * len(soprano)
+    chorales = conditional.harmonize(job.model, tokenizer, soprano, **job.sampling(tokens))
     return Made([tokenizer.decode(ids) for ids in chorales], given=(0,))
 
 

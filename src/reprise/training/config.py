@@ -27,6 +27,10 @@ class TrainConfig(JsonConfig):
     here train 1.3x to 1.6x faster; ``auto`` is bf16 on CUDA and float32 elsewhere.
     Validation always scores in float32, as ``reprise evaluate`` does.
 
+    ``init`` starts the weights from a checkpoint (a run, a model folder or a shipped
+    model's name) instead of at random: fine-tuning, e.g. with ``unlikelihood`` > 0,
+    the weight of :mod:`reprise.training.unlikelihood`'s loss (chorale grid only).
+
     ``ema_decay`` > 0 keeps an exponential moving average of the weights, which
     is what gets validated and saved as ``best/``: averaging over the last
     ~1/(1 - decay) steps smooths out the optimiser's noise for free.
@@ -50,6 +54,8 @@ class TrainConfig(JsonConfig):
     stretches: tuple[float, ...] = DEFAULT_STRETCHES  # augmentation's time-stretch factors (timed tokenizers)
     precision: str = "auto"  # auto (bf16 on CUDA, else fp32), bf16 or fp32
     device: str = "auto"
+    init: str | None = None  # a checkpoint whose weights the run starts from
+    unlikelihood: float = 0.0  # weight of the voice-leading unlikelihood loss (0 = off)
 
     def __post_init__(self) -> None:
         if self.max_transpose is None:  # run.json files written before the setting had a default

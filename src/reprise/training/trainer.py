@@ -34,7 +34,7 @@ from reprise.errors import RepriseError
 from reprise.evaluation.conditional import nll_given
 from reprise.evaluation.nll import nll_of
 from reprise.models import architecture_of, build_model, config_from_json
-from reprise.models.checkpoint import load_weights, save_checkpoint
+from reprise.models.checkpoint import load_weights, read_checkpoint, save_checkpoint
 from reprise.models.encoder_decoder import EncoderDecoderConfig
 from reprise.models.markov import MarkovChain
 from reprise.training.checkpoint import load_training_state, save_training_checkpoint
@@ -43,6 +43,7 @@ from reprise.training.distributed import World, joined
 from reprise.training.interrupt import deferred_interrupt, stoppable
 from reprise.training.lock import run_lock
 from reprise.training.metrics import METRICS, append_metrics, truncate_metrics
+from reprise.training.unlikelihood import check_unlikelihood, unlikelihood_loss
 
 LOG_INTERVAL_S = 60  # progress-bar updates when stderr is not a terminal (a log file)
 
@@ -130,8 +131,12 @@ def _train(
             f"model frame {model_config.frame} != the {tokenizer.name} tokenizer's frame {tokenizer.frame}"
         )
 
+    if config.unlikelihood:
+        check_unlikelihood(tokenizer, model_config.context)
     torch.manual_seed(config.seed)
     model = build_model(model_config).to(world.device)
+    if config.init is not None and not resume:
+        load_weights(model, read_checkpoint(config.init)[0])
     if isinstance(model, MarkovChain):
         if world.size > 1:
             raise RepriseError("a Markov chain is counted in one pass by one process: train it without torchrun")
@@ -306,6 +311,8 @@ class _Loop:
                 loss = F.cross_entropy(
                     logits.float().flatten(0, 1), targets.flatten(), ignore_index=pad, reduction="sum"
                 )
+                if config.unlikelihood:
+                    loss = loss + config.unlikelihood * unlikelihood_loss(logits, targets, self.tokenizer)
                 loss = loss / (count * config.grad_accum)
                 (loss * world.size).backward()  # DDP averages over the processes; their sum is wanted
             total += loss.item()
@@ -329,7 +336,8 @@ class _Loop:
             nll = nll_given(self.evaluated, valid_set)
         else:
             pieces = [valid_set.piece(i) for i in range(len(valid_set))]
-            nll = nll_of(self.evaluated, pieces, self.model.config.context, frame=self.tokenizer.frame)
+            context, frame = self.model.config.context, self.tokenizer.frame
+            nll = nll_of(self.evaluated, pieces, context, frame=frame, scored=self.tokenizer.scored)
         self.log(
             {
                 "step": step,

@@ -1,0 +1,179 @@
+"""Musical quality of chorale writers and harmonisers side by side, as `reprise report` measures it.
+
+    python benchmarks/quality.py --data data/jsb \
+        --writer bach=bach --writer unlikelihood=runs/ft-ul20 \
+        --harmonizer bach=bach --harmonizer ahead16=runs/harm16-ul20 \
+        --json docs/quality.json --markdown docs/quality_table.md
+
+``--data`` is `reprise prepare ../shared/data/jsb/Jsb16thSeparated.json --out data/jsb`. For every
+model, on the JSB test split:
+
+- NLL per token at all scored tokens and at *sonority changes* only (the tokens whose pitch differs
+  from the same voice's at the step before: about a quarter of them, and the ones a listener hears);
+  a harmoniser is scored on alto, tenor and bass given the soprano (and the end);
+- a writer draws ``--samples`` chorales from nothing at the report's settings (temperature 1, the
+  median test length, and the model may end a piece: ``SamplingConfig.end``; also at exactly that
+  length, as `--no-end` draws), a harmoniser harmonises the first ``--samples`` test sopranos once each;
+- the report's rates for those pieces against the test chorales: parallel fifths and octaves per
+  sonority change, voice crossings per step, notes in the estimated key, share of pieces that stall.
+"""
+
+from __future__ import annotations
+
+import argparse
+import platform
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from reprise.benchmark.output import write_results
+from reprise.data.chorale_grid import ChoraleGrid
+from reprise.data.dataset import TokenDataset
+from reprise.device import describe_cpu
+from reprise.evaluation.nll import nll_of
+from reprise.evaluation.pieces import load_pieces, pieces_from_ids
+from reprise.generation.conditional import harmonize
+from reprise.generation.generate import generate
+from reprise.generation.sampling import SamplingConfig
+from reprise.models.checkpoint import load_checkpoint
+from reprise.report.build import build_report
+
+RATES = ("parallel_fifths", "parallel_octaves", "voice_crossings")
+
+
+def changes(ids: np.ndarray, tokenizer: ChoraleGrid) -> np.ndarray:
+    """The tokens of ``ids`` whose voice changes pitch at their step (every voice's first step counts)."""
+    grid = tokenizer.decode_grid(ids)
+    changed = np.ones(grid.shape, dtype=bool)
+    changed[1:] = grid[1:] != grid[:-1]
+    step, voice = np.nonzero(changed)
+    mask = np.zeros(len(ids), dtype=bool)
+    mask[1 + 4 * (step + np.where(voice > 0, tokenizer.soprano_ahead, 0)) + voice] = True
+    return mask
+
+
+def harmony_mask(ids: np.ndarray, tokenizer: ChoraleGrid) -> np.ndarray:
+    """Alto, tenor and bass of real steps and the end: what a harmoniser is scored on."""
+    frame, voice = np.divmod(np.arange(len(ids)) - 1, 4)
+    written = (voice > 0) & (frame >= tokenizer.soprano_ahead) & (ids >= tokenizer.silence_id)
+    return written | (ids == tokenizer.eos_id)
+
+
+def nlls(model, tokenizer: ChoraleGrid, pieces: list[np.ndarray], harmony: bool) -> dict[str, float]:
+    """NLL per token at all scored tokens and at sonority changes."""
+    base = (lambda ids: harmony_mask(ids, tokenizer)) if harmony else (lambda ids: np.ones(len(ids), dtype=bool))
+    context, frame = model.config.context, tokenizer.frame
+    every = nll_of(model, pieces, context, frame=frame, scored=base)
+    at_changes = nll_of(model, pieces, context, frame=frame, scored=lambda ids: base(ids) & changes(ids, tokenizer))
+    return {"nll": every.per_token, "nll_changes": at_changes.per_token, "tokens": every.tokens}
+
+
+def rates(pieces, reference) -> dict[str, float]:
+    """The report's rates for ``pieces`` against ``reference`` (means over pieces, as the report shows)."""
+    report = build_report(pieces, reference)
+    out = {name: report["statistics"][name]["samples"]["mean"] for name in RATES}
+    out["in_key"] = report["headline"]["in_key"]["samples"]
+    out["stalls"] = report["headline"]["stalls"]["samples"]
+    out["bars"] = float(np.mean([p.n_bars for p in pieces]))
+    return out
+
+
+def reference_rates(reference) -> dict[str, float]:
+    """The same rates for the reference itself."""
+    report = build_report(reference, reference)
+    out = {name: report["statistics"][name]["reference"]["mean"] for name in RATES}
+    out.update(in_key=report["headline"]["in_key"]["reference"], stalls=report["headline"]["stalls"]["reference"])
+    out["bars"] = float(np.mean([p.n_bars for p in reference]))
+    return out
+
+
+def writer_rows(name: str, checkpoint: str, test: TokenDataset, reference, samples: int) -> list[dict]:
+    """A chorale writer: its NLL, and the report's rates with and without letting it end pieces."""
+    model, tokenizer = load_checkpoint(checkpoint)
+    scores = nlls(
+        model, tokenizer, [tokenizer.translate(test.piece(i), test.tokenizer) for i in range(len(test))], False
+    )
+    n_new = int(np.median([len(test.piece(i)) for i in range(len(test))])) - 1
+    rows = []
+    for label, end in (("may end", True), ("exact length", False)):
+        started = time.perf_counter()
+        ids = generate(model, tokenizer, np.array([tokenizer.bos_id]), n_new, samples, SamplingConfig(end=end), seed=0)
+        names = [f"{name}-{i}" for i in range(samples)]
+        pieces = pieces_from_ids(list(ids), tokenizer, names, names)
+        rows.append({"model": name, "checkpoint": checkpoint, "task": "write", "sampling": label, **scores})
+        rows[-1].update(rates(pieces, reference), seconds=time.perf_counter() - started)
+    return rows
+
+
+def harmonizer_row(name: str, checkpoint: str, test: TokenDataset, reference, samples: int) -> dict:
+    """A harmoniser: its NLL given the soprano, and the rates of its harmonisations of test sopranos."""
+    model, tokenizer = load_checkpoint(checkpoint)
+    pieces = [tokenizer.translate(test.piece(i), test.tokenizer) for i in range(len(test))]
+    scores = nlls(model, tokenizer, pieces, True)
+    started, written = time.perf_counter(), []
+    for i in range(samples):
+        soprano = test.tokenizer.decode_grid(test.piece(i))[:, 0]
+        written += harmonize(model, tokenizer, soprano, num_samples=1, seed=i, sampling=SamplingConfig())
+    names = [f"{name}-{i}" for i in range(samples)]
+    row = {"model": name, "checkpoint": checkpoint, "task": "harmonize", "sampling": "test sopranos", **scores}
+    row.update(rates(pieces_from_ids(written, tokenizer, names, names), reference))
+    return {**row, "seconds": time.perf_counter() - started}
+
+
+def table(results: dict) -> str:
+    """The markdown table of every row, Bach's own rates first."""
+    head = "| model | task | sampling | NLL | NLL at changes | fifths | octaves | crossings | in key | stalls | bars |"
+    lines = [head, "|" + "---|" * 11]
+    bach = results["bach_test"]
+    lines.append(
+        f"| Bach (test split) | | | | | {bach['parallel_fifths']:.4f} | {bach['parallel_octaves']:.4f} | "
+        f"{bach['voice_crossings']:.4f} | {bach['in_key']:.3f} | {bach['stalls']:.0%} | {bach['bars']:.1f} |"
+    )
+    for r in results["rows"]:
+        lines.append(
+            f"| {r['model']} | {r['task']} | {r['sampling']} | {r['nll']:.4f} | {r['nll_changes']:.4f} | "
+            f"{r['parallel_fifths']:.4f} | {r['parallel_octaves']:.4f} | {r['voice_crossings']:.4f} | "
+            f"{r['in_key']:.3f} | {r['stalls']:.0%} | {r['bars']:.1f} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def _named(spec: str) -> tuple[str, str]:
+    name, _, checkpoint = spec.partition("=")
+    return name, checkpoint or name
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data", type=Path, required=True, help="The prepared JSB Chorales (chorale grid).")
+    parser.add_argument("--writer", action="append", default=[], help="NAME=CHECKPOINT of a chorale writer.")
+    parser.add_argument("--harmonizer", action="append", default=[], help="NAME=CHECKPOINT of a harmoniser.")
+    parser.add_argument("--samples", type=int, default=20)
+    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads [default: torch's].")
+    parser.add_argument("--json", type=Path)
+    parser.add_argument("--markdown", type=Path)
+    args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    test = TokenDataset(args.data, "test")
+    reference = load_pieces(args.data, "test", "--data")
+    rows = []
+    for spec in args.writer:
+        rows += writer_rows(*_named(spec), test, reference, args.samples)
+    for spec in args.harmonizer:
+        rows.append(harmonizer_row(*_named(spec), test, reference, args.samples))
+    results = {
+        "cpu": describe_cpu(),
+        "platform": platform.platform(),
+        "torch": torch.__version__,
+        "samples": args.samples,
+        "bach_test": reference_rates(reference),
+        "rows": rows,
+    }
+    write_results(args.json, results, args.markdown, table(results))
+
+
+if __name__ == "__main__":
+    main()

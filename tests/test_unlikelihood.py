@@ -1,0 +1,135 @@
+"""Unlikelihood fine-tuning: the choices it penalises are the ones the report counts, and it lowers them."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from conftest import SMALL_MODEL, run
+from reprise.data.chorale_grid import ChoraleGrid
+from reprise.data.dataset import TokenDataset
+from reprise.data.melody_grid import MelodyGrid
+from reprise.errors import RepriseError
+from reprise.evaluation.voice_leading import parallel_choices, stalling_choices, voice_leading
+from reprise.models.checkpoint import load_checkpoint
+from reprise.training.unlikelihood import check_unlikelihood, unlikelihood_loss
+
+TOKENIZER = ChoraleGrid(pitch_min=36, pitch_max=84)
+PITCHES = torch.as_tensor(TOKENIZER.id_pitches())
+
+
+def _id(pitch: int) -> int:
+    return pitch - TOKENIZER.pitch_min + 4
+
+
+def test_a_voice_is_flagged_for_exactly_the_pitches_that_make_parallels_with_the_voices_above_it():
+    grid = torch.tensor([[[72, 65, 57, 48], [74, 67, 60, 50]]])
+    bad = parallel_choices(grid, PITCHES)[0, 1]
+    assert not bad[0].any()  # the soprano is written first: nothing of its step is known yet
+    flagged = [{int(p) for p in PITCHES[bad[v]]} for v in range(4)]
+    assert flagged[1] == {67, 81}  # a fifth below or above the soprano's 74, moving up from 65 like it
+    assert flagged[2] == set()  # the tenor's 57 makes no fifth or octave with 72 or 65
+    assert flagged[3] == {50, 62, 74}  # the bass's 48 is two octaves below 72: octaves with 74, moving up
+    assert not bad[:, :4].any()  # silence and the specials are never flagged
+
+
+def test_the_flags_on_bachs_own_notes_are_the_parallels_the_report_counts(jsb_data):
+    data = TokenDataset(jsb_data, "test")
+    tokenizer = data.tokenizer
+    pitches = torch.as_tensor(tokenizer.id_pitches())
+    counted = flagged = 0
+    for i in range(len(data)):
+        ids = data.piece(i)
+        grid = tokenizer.decode_grid(ids)
+        report = voice_leading(grid)
+        counted += report.parallel_fifths + report.parallel_octaves
+        body = torch.as_tensor(ids[1 : 1 + grid.size])
+        bad = parallel_choices(pitches[body].view(1, -1, 4), pitches).view(len(body), -1)
+        flagged += int(bad.gather(1, body[:, None]).sum())
+    assert counted == flagged > 0
+
+
+def test_the_bass_is_flagged_for_holding_a_chord_past_the_limit_only():
+    chord = [72, 67, 64, 48]
+    grid = torch.tensor([[chord] * 6])
+    bad = stalling_choices(grid, PITCHES, limit=4)[0]
+    held = [bool(bad[s, 3, _id(48)]) for s in range(6)]
+    assert held == [False, False, False, False, True, True]  # the 5th step would make it 5 long
+    assert int(bad.sum()) == 2  # only the held bass pitch, only at those steps
+    moved = torch.tensor([[chord] * 3 + [[72, 67, 64, 50]] + [chord] * 2])
+    assert not stalling_choices(moved, PITCHES, limit=4).any()
+
+
+def test_the_loss_ignores_what_was_written_and_padding():
+    targets = torch.tensor([[_id(p) for p in (72, 65, 57, 48, 74, 67, 60, 50)]])
+    logits = torch.zeros(1, 8, TOKENIZER.vocab_size)
+    uniform = unlikelihood_loss(logits, targets, TOKENIZER)
+    assert uniform > 0
+    logits[0, 5, _id(67)] = 50.0  # all the alto's mass on what Bach wrote: the flag on 67 is lifted
+    logits[0, 7, _id(50)] = 50.0
+    confident = unlikelihood_loss(logits, targets, TOKENIZER)
+    assert confident < uniform
+    padded = targets.clone()
+    padded[0, 4:] = TOKENIZER.pad_id
+    assert unlikelihood_loss(torch.zeros(1, 8, TOKENIZER.vocab_size), padded, TOKENIZER) == 0
+
+
+def test_unlikelihood_needs_the_chorale_grid():
+    with pytest.raises(RepriseError, match="--unlikelihood needs chorale-grid data, not melody-grid"):
+        check_unlikelihood(MelodyGrid(), 64)
+    with pytest.raises(RepriseError, match="multiple of 4"):
+        check_unlikelihood(TOKENIZER, 62)
+
+
+def _bad_mass(checkpoint, data) -> float:
+    """The mean probability the model gives the flagged choices at the positions where some are flagged."""
+    model, tokenizer = load_checkpoint(checkpoint)
+    pitches = torch.as_tensor(tokenizer.id_pitches())
+    total = count = 0.0
+    windows = [data.piece(i)[start : start + 61] for i in range(len(data)) for start in range(0, 240, 60)]
+    for ids in map(torch.as_tensor, windows):  # 15 steps each, starting where a step starts
+        with torch.no_grad():
+            probs = model(ids[None, :-1]).softmax(-1)[0]
+        targets = ids[1:]
+        bad = parallel_choices(pitches[targets].view(1, -1, 4), pitches).view(len(targets), -1)
+        bad.scatter_(1, targets[:, None], False)
+        total, count = total + float((probs * bad).sum()), count + int(bad.any(-1).sum())
+    return total / count
+
+
+def test_fine_tuning_with_unlikelihood_lowers_the_mass_on_parallels(capsys, tiny_run, small_chorales, tmp_path):
+    common = [
+        "train",
+        "--data",
+        small_chorales,
+        "--init",
+        tiny_run,
+        "--steps",
+        "200",
+        "--lr",
+        "1e-2",
+        "--device",
+        "cpu",
+    ]
+    common += ["--batch-size", "4", "--warmup", "10", "--eval-every", "200", "--seed", "1"]
+    for name, weight in (("mle", "0"), ("ul", "10")):
+        code, _, err = run(capsys, *common, "--run", tmp_path / name, "--unlikelihood", weight)
+        assert code == 0, err
+    train = TokenDataset(small_chorales, "train")  # what the loss sees; a tiny model generalises little of it
+    assert _bad_mass(tmp_path / "ul", train) < 0.9 * _bad_mass(tmp_path / "mle", train)
+
+
+def test_init_starts_from_the_checkpoint_and_keeps_its_shape(capsys, tiny_run, small_chorales, tmp_path):
+    args = ["train", "--data", small_chorales, "--run", tmp_path / "r", "--init", tiny_run, "--device", "cpu"]
+    code, _, err = run(capsys, *args, "--steps", "1", "--lr", "1e-12", "--warmup", "0", "--eval-every", "1")
+    assert code == 0, err
+    start, after = (
+        load_file(tiny_run / "best" / "model.safetensors"),
+        load_file(tmp_path / "r" / "best" / "model.safetensors"),
+    )
+    assert start.keys() == after.keys()
+    assert all(np.allclose(start[k], after[k], atol=1e-6) for k in start)
+    code, _, err = run(capsys, *args, "--overwrite", *SMALL_MODEL)
+    assert code != 0 and "--init takes the model and its shape from the checkpoint; drop --context" in err
