@@ -56,9 +56,7 @@ def changes(ids: np.ndarray, tokenizer: ChoraleGrid) -> np.ndarray:
 
 def harmony_mask(ids: np.ndarray, tokenizer: ChoraleGrid) -> np.ndarray:
     """Alto, tenor and bass of real steps and the end: what a harmoniser is scored on."""
-    frame, voice = np.divmod(np.arange(len(ids)) - 1, 4)
-    written = (voice > 0) & (frame >= tokenizer.soprano_ahead) & (ids >= tokenizer.silence_id)
-    return written | (ids == tokenizer.eos_id)
+    return tokenizer.lower_voices(ids) | (ids == tokenizer.eos_id)
 
 
 def nlls(model, tokenizer: ChoraleGrid, pieces: list[np.ndarray], harmony: bool) -> dict[str, float]:

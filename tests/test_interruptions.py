@@ -24,6 +24,7 @@ from reprise.models.config import ModelConfig
 from reprise.training import trainer
 from reprise.training.checkpoint import load_training_state
 from reprise.training.config import TrainConfig
+from reprise.training.run_dir import last_checkpoint
 
 
 @pytest.fixture
@@ -164,7 +165,7 @@ def test_a_training_process_killed_or_interrupted_mid_run_resumes_to_the_same_we
     else:  # no traceback: a line saying where it stopped and how to go on
         assert process.returncode == 1 and "Traceback" not in err, err
         assert err.splitlines()[-1].endswith(f"saved in last/; continue with: reprise train --resume --run {run_dir}")
-    stopped = json.loads((trainer._last_checkpoint(run_dir) / "training.json").read_text())["step"]
+    stopped = json.loads((last_checkpoint(run_dir) / "training.json").read_text())["step"]
     assert 0 < stopped < 30
     finished(cli_process("train", "--resume", "--run", run_dir))
     assert_same_weights(weights(run_dir), uninterrupted)

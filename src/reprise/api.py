@@ -89,9 +89,11 @@ def score(
             if dataset.tokenizer.to_json() != tokenizer.to_json():
                 raise RepriseError(f"{directory}: tokenized differently from the checkpoint's training data")
             return nll_given(model, dataset, stride)
-        data = [tokenizer.translate(dataset.piece(i), dataset.tokenizer) for i in range(len(dataset))]
-        if any(ids is None for ids in data):
-            raise RepriseError(f"{directory}: tokenized differently from the checkpoint's training data")
+        data = [dataset.piece(i) for i in range(len(dataset))]
+        if dataset.tokenizer.to_json() != tokenizer.to_json():  # e.g. a plain chorale grid for a harmoniser
+            data = [tokenizer.translate(ids, dataset.tokenizer) for ids in data]
+            if any(ids is None for ids in data):
+                raise RepriseError(f"{directory}: tokenized differently from the checkpoint's training data")
     elif isinstance(model.config, EncoderDecoderConfig):
         raise RepriseError("an encoder-decoder scores targets given sources: give the prepared dataset's directory")
     return nll_of(model, data, model.config.context, stride, frame=tokenizer.frame, scored=tokenizer.scored)

@@ -108,9 +108,13 @@ class ChoraleGrid(Tokenizer):
         end are scored. ``None`` (all) otherwise."""
         if not self.soprano_ahead:
             return None
+        return self.lower_voices(ids) | (np.asarray(ids) == self.eos_id)
+
+    def lower_voices(self, ids: np.ndarray) -> np.ndarray:
+        """Which of ``ids`` (``BOS`` first) are alto, tenor or bass of a real step (not a filler)."""
         ids = np.asarray(ids)
         frame, voice = np.divmod(np.arange(len(ids)) - 1, 4)
-        return ((voice > 0) & (frame >= self.soprano_ahead) & (ids >= self.silence_id)) | (ids == self.eos_id)
+        return (voice > 0) & (frame >= self.soprano_ahead) & (ids >= self.silence_id)
 
     def id_pitches(self) -> np.ndarray:
         """The MIDI pitch each id stands for, ``SILENCE`` (-1) for silence and the specials."""

@@ -165,9 +165,7 @@ def harmonize(model: nn.Module, tokenizer: ChoraleGrid, soprano: np.ndarray, **o
     grid[:, 0] = soprano
     if not isinstance(model, EncoderDecoder):
         ids = tokenizer.encode_grid(grid)
-        frame, voice = np.divmod(np.arange(len(ids)) - 1, 4)
-        written = (voice > 0) & (frame >= tokenizer.soprano_ahead) & (ids != tokenizer.eos_id)
-        forced = np.where(written, -1, ids)[1:]
+        forced = np.where(tokenizer.lower_voices(ids), -1, ids)[1:]
         return list(generate(model, tokenizer, ids[:1], len(forced), forced=forced, **options))
     pair = harmonize_pair("given", tokenizer.encode_grid(grid), tokenizer)
     targets = sample_targets(model, Task("harmonize", tokenizer), pair, 3 * len(soprano), **options)

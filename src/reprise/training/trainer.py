@@ -10,9 +10,7 @@ state needs saving. Ctrl-C waits for the step being applied, then saves ``last/`
 
 from __future__ import annotations
 
-import json
 import math
-import shutil
 import sys
 import time
 from contextlib import nullcontext
@@ -33,7 +31,7 @@ from reprise.device import autocast
 from reprise.errors import RepriseError
 from reprise.evaluation.conditional import nll_given
 from reprise.evaluation.nll import nll_of
-from reprise.models import architecture_of, build_model, config_from_json
+from reprise.models import build_model
 from reprise.models.checkpoint import load_weights, read_checkpoint, save_checkpoint
 from reprise.models.encoder_decoder import EncoderDecoderConfig
 from reprise.models.markov import MarkovChain
@@ -42,7 +40,8 @@ from reprise.training.config import TrainConfig
 from reprise.training.distributed import World, joined
 from reprise.training.interrupt import deferred_interrupt, stoppable
 from reprise.training.lock import run_lock
-from reprise.training.metrics import METRICS, append_metrics, truncate_metrics
+from reprise.training.metrics import append_metrics, truncate_metrics
+from reprise.training.run_dir import clear_run, last_checkpoint, read_run, write_run
 from reprise.training.unlikelihood import check_unlikelihood, unlikelihood_loss
 
 LOG_INTERVAL_S = 60  # progress-bar updates when stderr is not a terminal (a log file)
@@ -102,20 +101,20 @@ def train(
     """
     run_dir = Path(run_dir)
     if resume:
-        train_config = train_config or _read_run(run_dir)[2]  # a clear error before anything is created or locked
+        train_config = train_config or read_run(run_dir)[2]  # a clear error before anything is created or locked
     elif data_dir is None or model_config is None or train_config is None:
         raise ValueError("a new run needs data_dir, model_config and train_config")
     with joined(train_config.device) as world:
         if not world.leader:  # the leader alone writes in the run directory; the others read what it read
             if resume:
-                data_dir, model_config, _ = _read_run(run_dir)
+                data_dir, model_config, _ = read_run(run_dir)
             return _train(run_dir, data_dir, model_config, train_config, True, resume, world)
         run_dir.mkdir(parents=True, exist_ok=True)
         with run_lock(run_dir):
             if resume:
-                data_dir, model_config, _ = _read_run(run_dir)
+                data_dir, model_config, _ = read_run(run_dir)
             else:
-                _clear_run(run_dir, overwrite)
+                clear_run(run_dir, overwrite)
             return _train(run_dir, data_dir, model_config, train_config, quiet, resume, world)
 
 
@@ -140,20 +139,20 @@ def _train(
     if isinstance(model, MarkovChain):
         if world.size > 1:
             raise RepriseError("a Markov chain is counted in one pass by one process: train it without torchrun")
-        _write_run(run_dir, data_dir, model_config, config)
+        write_run(run_dir, data_dir, model_config, config)
         return _fit_counts(run_dir, model, train_set, valid_set)
     optimizer = make_optimizer(model, config)
     average = weight_average(model, config.ema_decay)
     step, best, elapsed = 0, math.inf, 0.0
     if resume:  # every process loads the same checkpoint
-        last = _last_checkpoint(run_dir)
+        last = last_checkpoint(run_dir)
         load_weights(model, last)
         state = load_training_state(last, optimizer, average)
         step, best, elapsed = state["step"], state["best_val_nll"], state["elapsed"]
         if world.leader:
             truncate_metrics(run_dir, step)
     elif world.leader:
-        _write_run(run_dir, data_dir, model_config, config)
+        write_run(run_dir, data_dir, model_config, config)
 
     loop = _Loop(run_dir, model, optimizer, average, tokenizer, config, world, quiet)
     with stoppable():
@@ -391,44 +390,3 @@ def _fit_counts(run_dir: Path, chain: MarkovChain, train_set: TokenDataset, vali
     for name in ("best", "last"):
         save_checkpoint(run_dir / name, chain, train_set.tokenizer)
     return TrainResult(run_dir, 1, nll.per_token, rate)
-
-
-RUN_FILES = ("run.json", METRICS, "best", "last", "best.old", "last.old")  # what a run writes in its directory
-
-
-def _clear_run(run_dir: Path, overwrite: bool) -> None:
-    """Make way for a new run: refuse a directory holding one, or with ``overwrite`` delete its files."""
-    found = [run_dir / name for name in RUN_FILES if (run_dir / name).exists()]
-    if found and not overwrite:
-        raise RepriseError(
-            f"{run_dir}: already holds a run ({', '.join(p.name for p in found)}); continue it with --resume, "
-            "or replace it with --overwrite"
-        )
-    for path in found + sorted(run_dir.glob(".best.*")) + sorted(run_dir.glob(".last.*")):  # unfinished saves
-        shutil.rmtree(path) if path.is_dir() else path.unlink()
-
-
-def _write_run(run_dir: Path, data_dir: Path, model_config: Any, train_config: TrainConfig) -> None:
-    run = {
-        "data": str(Path(data_dir).resolve()),
-        "architecture": architecture_of(model_config),
-        "model": model_config.to_json(),
-        "train": train_config.to_json(),
-    }
-    (run_dir / "run.json").write_text(json.dumps(run, indent=1))
-
-
-def _last_checkpoint(run_dir: Path) -> Path | None:
-    """``last/``, or the ``last.old/`` that a kill between the two renames of a save leaves alone."""
-    for folder in (run_dir / "last", run_dir / "last.old"):
-        if (folder / "training.json").is_file():
-            return folder
-    return None
-
-
-def _read_run(run_dir: Path) -> tuple[Path, Any, TrainConfig]:
-    if not (run_dir / "run.json").is_file() or _last_checkpoint(run_dir) is None:
-        raise RepriseError(f"{run_dir}: nothing to resume (needs run.json and a last/ checkpoint with training state)")
-    run = json.loads((run_dir / "run.json").read_text())
-    model_config = config_from_json(run["architecture"], run["model"])
-    return Path(run["data"]), model_config, TrainConfig.from_json(run["train"])
