@@ -15,7 +15,9 @@ model, on the JSB test split:
   median test length, and the model may end a piece: ``SamplingConfig.end``; also at exactly that
   length, as `--no-end` draws), a harmoniser harmonises the first ``--samples`` test sopranos once each;
 - the report's rates for those pieces against the test chorales: parallel fifths and octaves per
-  sonority change, voice crossings per step, notes in the estimated key, share of pieces that stall.
+  sonority change, voice crossings per step, notes in the estimated key, share of pieces that stall;
+- with ``--strict``, the same pieces drawn again under strict voice leading (``--strict`` of
+  generate and harmonize), to show what the option hides, never in place of the model's own.
 """
 
 from __future__ import annotations
@@ -87,17 +89,20 @@ def reference_rates(reference) -> dict[str, float]:
     return out
 
 
-def writer_rows(name: str, checkpoint: str, test: TokenDataset, reference, samples: int) -> list[dict]:
-    """A chorale writer: its NLL, and the report's rates with and without letting it end pieces."""
+def writer_rows(name: str, checkpoint: str, test: TokenDataset, reference, samples: int, strict: bool) -> list[dict]:
+    """A chorale writer: its NLL, and the report's rates with and without letting it end pieces (and,
+    with ``strict``, letting it end under strict voice leading)."""
     model, tokenizer = load_checkpoint(checkpoint)
     scores = nlls(
         model, tokenizer, [tokenizer.translate(test.piece(i), test.tokenizer) for i in range(len(test))], False
     )
     n_new = int(np.median([len(test.piece(i)) for i in range(len(test))])) - 1
+    settings = [("may end", SamplingConfig(end=True)), ("exact length", SamplingConfig(end=False))]
+    settings += [("may end, strict", SamplingConfig(end=True, strict=True))] if strict else []
     rows = []
-    for label, end in (("may end", True), ("exact length", False)):
+    for label, sampling in settings:
         started = time.perf_counter()
-        ids = generate(model, tokenizer, np.array([tokenizer.bos_id]), n_new, samples, SamplingConfig(end=end), seed=0)
+        ids = generate(model, tokenizer, np.array([tokenizer.bos_id]), n_new, samples, sampling, seed=0)
         names = [f"{name}-{i}" for i in range(samples)]
         pieces = pieces_from_ids(list(ids), tokenizer, names, names)
         rows.append({"model": name, "checkpoint": checkpoint, "task": "write", "sampling": label, **scores})
@@ -105,19 +110,25 @@ def writer_rows(name: str, checkpoint: str, test: TokenDataset, reference, sampl
     return rows
 
 
-def harmonizer_row(name: str, checkpoint: str, test: TokenDataset, reference, samples: int) -> dict:
-    """A harmoniser: its NLL given the soprano, and the rates of its harmonisations of test sopranos."""
+def harmonizer_rows(name: str, checkpoint: str, test: TokenDataset, reference, samples: int, strict: bool) -> list:
+    """A harmoniser: its NLL given the soprano, and the rates of its harmonisations of test sopranos
+    (also under strict voice leading, with ``strict``)."""
     model, tokenizer = load_checkpoint(checkpoint)
     pieces = [tokenizer.translate(test.piece(i), test.tokenizer) for i in range(len(test))]
     scores = nlls(model, tokenizer, pieces, True)
-    started, written = time.perf_counter(), []
-    for i in range(samples):
-        soprano = test.tokenizer.decode_grid(test.piece(i))[:, 0]
-        written += harmonize(model, tokenizer, soprano, num_samples=1, seed=i, sampling=SamplingConfig())
-    names = [f"{name}-{i}" for i in range(samples)]
-    row = {"model": name, "checkpoint": checkpoint, "task": "harmonize", "sampling": "test sopranos", **scores}
-    row.update(rates(pieces_from_ids(written, tokenizer, names, names), reference))
-    return {**row, "seconds": time.perf_counter() - started}
+    rows = []
+    for label, sampling in [("test sopranos", SamplingConfig())] + (
+        [("test sopranos, strict", SamplingConfig(strict=True))] if strict else []
+    ):
+        started, written = time.perf_counter(), []
+        for i in range(samples):
+            soprano = test.tokenizer.decode_grid(test.piece(i))[:, 0]
+            written += harmonize(model, tokenizer, soprano, num_samples=1, seed=i, sampling=sampling)
+        names = [f"{name}-{i}" for i in range(samples)]
+        row = {"model": name, "checkpoint": checkpoint, "task": "harmonize", "sampling": label, **scores}
+        row.update(rates(pieces_from_ids(written, tokenizer, names, names), reference))
+        rows.append({**row, "seconds": time.perf_counter() - started})
+    return rows
 
 
 def table(results: dict) -> str:
@@ -149,6 +160,7 @@ def main() -> None:
     parser.add_argument("--writer", action="append", default=[], help="NAME=CHECKPOINT of a chorale writer.")
     parser.add_argument("--harmonizer", action="append", default=[], help="NAME=CHECKPOINT of a harmoniser.")
     parser.add_argument("--samples", type=int, default=20)
+    parser.add_argument("--strict", action="store_true", help="Also sample under strict voice leading.")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads [default: torch's].")
     parser.add_argument("--json", type=Path)
     parser.add_argument("--markdown", type=Path)
@@ -159,9 +171,9 @@ def main() -> None:
     reference = load_pieces(args.data, "test", "--data")
     rows = []
     for spec in args.writer:
-        rows += writer_rows(*_named(spec), test, reference, args.samples)
+        rows += writer_rows(*_named(spec), test, reference, args.samples, args.strict)
     for spec in args.harmonizer:
-        rows.append(harmonizer_row(*_named(spec), test, reference, args.samples))
+        rows += harmonizer_rows(*_named(spec), test, reference, args.samples, args.strict)
     results = {
         "cpu": describe_cpu(),
         "platform": platform.platform(),

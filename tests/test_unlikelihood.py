@@ -12,7 +12,7 @@ from reprise.data.chorale_grid import ChoraleGrid
 from reprise.data.dataset import TokenDataset
 from reprise.data.melody_grid import MelodyGrid
 from reprise.errors import RepriseError
-from reprise.evaluation.voice_leading import parallel_choices, stalling_choices, voice_leading
+from reprise.evaluation.voice_leading import crossing_choices, parallel_choices, stalling_choices, voice_leading
 from reprise.models.checkpoint import load_checkpoint
 from reprise.training.unlikelihood import check_unlikelihood, unlikelihood_loss
 
@@ -35,20 +35,40 @@ def test_a_voice_is_flagged_for_exactly_the_pitches_that_make_parallels_with_the
     assert not bad[:, :4].any()  # silence and the specials are never flagged
 
 
-def test_the_flags_on_bachs_own_notes_are_the_parallels_the_report_counts(jsb_data):
+def test_a_voice_is_flagged_for_the_pitches_above_a_voice_written_before_it():
+    grid = torch.tensor([[[72, 65, -1, 48]]])
+    bad = crossing_choices(grid, PITCHES)[0, 0]
+    assert not bad[0].any()
+    assert {int(p) for p in PITCHES[bad[1]]} == set(range(73, 85))  # above the soprano
+    assert {int(p) for p in PITCHES[bad[2]]} == set(range(66, 85))  # above the alto (and the soprano)
+    assert {int(p) for p in PITCHES[bad[3]]} == set(range(66, 85))  # a silent tenor bounds nothing
+    assert not bad[:, :4].any()
+
+
+def _parallels(report) -> int:
+    return report.parallel_fifths + report.parallel_octaves
+
+
+@pytest.mark.parametrize(
+    "flags, counted",
+    [(parallel_choices, _parallels), (crossing_choices, lambda report: report.crossing_steps)],
+    ids=["parallels", "crossings"],
+)
+def test_the_flags_on_bachs_own_notes_mark_what_the_report_counts(jsb_data, flags, counted):
+    """Each parallel is flagged at the later voice of its pair; each crossed step at least once."""
     data = TokenDataset(jsb_data, "test")
     tokenizer = data.tokenizer
     pitches = torch.as_tensor(tokenizer.id_pitches())
-    counted = flagged = 0
+    total = flagged = 0
     for i in range(len(data)):
         ids = data.piece(i)
         grid = tokenizer.decode_grid(ids)
-        report = voice_leading(grid)
-        counted += report.parallel_fifths + report.parallel_octaves
+        total += counted(voice_leading(grid))
         body = torch.as_tensor(ids[1 : 1 + grid.size])
-        bad = parallel_choices(pitches[body].view(1, -1, 4), pitches).view(len(body), -1)
-        flagged += int(bad.gather(1, body[:, None]).sum())
-    assert counted == flagged > 0
+        bad = flags(pitches[body].view(1, -1, 4), pitches).view(len(body), -1)
+        hits = bad.gather(1, body[:, None]).view(-1, 4)
+        flagged += int(hits.sum()) if flags is parallel_choices else int(hits.any(dim=1).sum())
+    assert total == flagged > 0
 
 
 def test_the_bass_is_flagged_for_holding_a_chord_past_the_limit_only():
@@ -73,7 +93,8 @@ def test_the_loss_ignores_what_was_written_and_padding():
     assert confident < uniform
     padded = targets.clone()
     padded[0, 4:] = TOKENIZER.pad_id
-    assert unlikelihood_loss(torch.zeros(1, 8, TOKENIZER.vocab_size), padded, TOKENIZER) == 0
+    first_step = unlikelihood_loss(torch.zeros(1, 4, TOKENIZER.vocab_size), targets[:, :4], TOKENIZER)
+    assert unlikelihood_loss(torch.zeros(1, 8, TOKENIZER.vocab_size), padded, TOKENIZER) == first_step > 0
 
 
 def test_unlikelihood_needs_the_chorale_grid():

@@ -51,6 +51,12 @@ def sampling_options(command: Callable) -> Callable:
         click.option(
             "--top-p", type=click.FloatRange(0, 1, min_open=True), default=1.0, show_default=True, help="1 = off."
         ),
+        click.option(
+            "--strict",
+            is_flag=True,
+            help="Decoder-only chorale-grid models: rule out parallel fifths, octaves and voice crossings "
+            "as each voice is chosen (hides what the model would write).",
+        ),
         click.option("--seed", type=int, default=0, show_default=True, help="Same seed, same samples."),
         click.option(
             "--no-cache", is_flag=True, help="Recompute the whole window at each step (slow; for comparison)."
@@ -266,7 +272,9 @@ def _sampling(options: dict) -> dict[str, Any]:
         "num_samples": options["samples"],
         "seed": options["seed"],
         "use_cache": not options["no_cache"],
-        "sampling": SamplingConfig(options["temperature"], options["top_k"], options["top_p"]),
+        "sampling": SamplingConfig(
+            options["temperature"], options["top_k"], options["top_p"], strict=options["strict"]
+        ),
     }
 
 

@@ -137,6 +137,12 @@ def prepare(
     show_default=True,
     help="Let the model end a piece before --length (at a final cadence), or write exactly --length.",
 )
+@click.option(
+    "--strict",
+    is_flag=True,
+    help="Chorale grid: rule out parallel fifths, octaves and voice crossings as each voice is chosen "
+    "(hides what the model would write; see docs/quality.md).",
+)
 @click.option("--samples", type=click.IntRange(1), default=3, show_default=True, help="How many pieces to sample.")
 @click.option(
     "--temperature",
@@ -163,6 +169,7 @@ def generate(
     primer_length,
     length,
     end,
+    strict,
     samples,
     temperature,
     top_k,
@@ -191,7 +198,7 @@ def generate(
         primer,
         n_new,
         samples,
-        SamplingConfig(temperature, top_k, top_p, end),
+        SamplingConfig(temperature, top_k, top_p, end, strict),
         seed,
         use_cache=not no_cache,
     )

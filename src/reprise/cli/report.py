@@ -42,6 +42,12 @@ from reprise.errors import RepriseError
     help="With --checkpoint: let the model end a sample before --length, or draw exactly --length.",
 )
 @click.option(
+    "--strict",
+    is_flag=True,
+    help="With --checkpoint, chorale grid: rule out parallel fifths, octaves and voice crossings as each "
+    "voice is chosen (then the report measures the sampler as much as the model).",
+)
+@click.option(
     "--temperature",
     type=click.FloatRange(0, min_open=True),
     default=1.0,
@@ -85,6 +91,7 @@ def report(
     n_samples: int,
     length: str | None,
     end: bool,
+    strict: bool,
     temperature: float,
     top_k: int,
     top_p: float,
@@ -120,7 +127,7 @@ def report(
             checkpoint,
             n_samples,
             length,
-            (temperature, top_k, top_p, end),
+            (temperature, top_k, top_p, end, strict),
             seed,
             device,
             reference,

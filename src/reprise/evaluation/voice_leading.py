@@ -155,6 +155,18 @@ def parallel_choices(grid: torch.Tensor, pitches: torch.Tensor) -> torch.Tensor:
     return out
 
 
+def frame_chords(frames: torch.Tensor, ahead: int) -> torch.Tensor:
+    """The chords of ``(batch, frames, 4)`` pitches of a chorale grid whose soprano runs ``ahead`` steps
+    ahead: each frame's alto, tenor and bass with the soprano of their own step, ``ahead`` frames
+    earlier (``-1`` where that is before the frames given). The frames themselves when ``ahead`` is 0."""
+    if not ahead:
+        return frames
+    chords = frames.clone()
+    chords[:, :, 0] = -1
+    chords[:, ahead:, 0] = frames[:, :-ahead, 0]
+    return chords
+
+
 def stalling_choices(grid: torch.Tensor, pitches: torch.Tensor, limit: int) -> torch.Tensor:
     """Which choices of the bass would hold a chord that has already lasted ``limit`` steps one step more.
 
@@ -169,6 +181,20 @@ def stalling_choices(grid: torch.Tensor, pitches: torch.Tensor, limit: int) -> t
     upper_held = (grid[:, 1:, :3] == grid[:, :-1, :3]).all(dim=-1) & (grid[:, :-1] >= 0).any(dim=-1)
     stalls = upper_held & (lasted[:, :-1] >= limit)
     out[:, 1:, 3] = stalls[..., None] & (pitches == grid[:, :-1, 3, None])
+    return out
+
+
+def crossing_choices(grid: torch.Tensor, pitches: torch.Tensor) -> torch.Tensor:
+    """Which choices of a voice would sound strictly above a higher voice already chosen at its step.
+
+    Same shapes as :func:`parallel_choices`; every crossed step of a grid is counted at the lower voice
+    of the pair, when that voice is chosen, as the report counts crossings per step.
+    """
+    out = torch.zeros(*grid.shape, len(pitches), dtype=torch.bool, device=grid.device)
+    for v in range(1, 4):
+        for u in range(v):
+            upper = grid[:, :, u, None]
+            out[:, :, v] |= (upper >= 0) & (pitches >= 0) & (pitches > upper)
     return out
 
 

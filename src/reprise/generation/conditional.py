@@ -70,6 +70,8 @@ def sample_targets(
     ``i``-th token (progress; an exception it raises stops sampling, e.g. to cancel).
     """
     sampling = sampling or SamplingConfig()
+    if sampling.strict:
+        raise RepriseError("strict voice leading needs a decoder-only chorale-grid model, not an encoder-decoder")
     device = next(model.parameters()).device
     generator = torch.Generator(device=device).manual_seed(seed)
     model.eval()

@@ -17,6 +17,7 @@ from torch import nn
 from reprise.data.tokenizer import Tokenizer
 from reprise.data.windows import slide_start
 from reprise.generation.sampling import SamplingConfig, sample
+from reprise.generation.strict import strict_logits
 from reprise.models import in_eval_mode
 
 
@@ -71,6 +72,8 @@ def generate(
             caches = model.new_caches(num_samples, context) if use_cache else None
             logits = model(seq[:, start:], caches)[:, -1]
         logits = logits.masked_fill(_disallowed(tokenizer, seq.shape[1], banned), float("-inf"))
+        if sampling.strict:
+            logits = strict_logits(logits, seq, tokenizer)
         token = sample(logits, sampling, generator)
         if forced is not None and forced[i] >= 0:
             token = torch.full_like(token, int(forced[i]))

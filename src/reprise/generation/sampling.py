@@ -13,13 +13,16 @@ class SamplingConfig:
 
     ``end`` lets the model end a piece (sample ``EOS``) where it would, instead of writing on to the
     length asked for: a chorale that has reached its final cadence then stops rather than holding its
-    last chord for bars (docs/quality.md).
+    last chord for bars (docs/quality.md). ``strict`` rules out parallel fifths, octaves and voice
+    crossings as each voice of a chorale grid is chosen (:mod:`.strict`): an option that hides what
+    the model would write, so never a default.
     """
 
     temperature: float = 1.0
     top_k: int = 0
     top_p: float = 1.0
     end: bool = False
+    strict: bool = False
 
 
 def filter_logits(logits: torch.Tensor, config: SamplingConfig) -> torch.Tensor:

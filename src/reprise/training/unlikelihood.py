@@ -1,4 +1,4 @@
-"""Unlikelihood training against the two faults Bach avoids and a chorale model learns slowly.
+"""Unlikelihood training against the faults Bach avoids and a chorale model learns slowly.
 
 Maximum likelihood spends its effort where the tokens are: on the chorale grid most
 tokens repeat the pitch before them, so a model can score well and still, at the
@@ -6,9 +6,10 @@ moments a chord changes, give real probability to parallel fifths and octaves, o
 hold a chord for bars. Unlikelihood training (Welleck et al. 2019, "Neural Text
 Generation with Unlikelihood Training") adds ``-log(1 - p(bad))`` for the set of
 choices known to be bad at each position: here the ids that would make a parallel
-fifth or octave with a voice already written at that step, and the bass id that
-would hold a chord past a bar (:mod:`reprise.evaluation.voice_leading`). The true
-next token is never in the set, so where Bach wrote a parallel it is learnt as usual.
+fifth or octave with a voice already written at that step, or sound above one of
+those voices (a crossing), and the bass id that would hold a chord past a bar
+(:mod:`reprise.evaluation.voice_leading`). The true next token is never in the set, so
+where Bach wrote a parallel or crossed two voices it is learnt as usual.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import torch
 
 from reprise.data.chorale_grid import STEPS_PER_BAR, ChoraleGrid
 from reprise.errors import RepriseError
-from reprise.evaluation.voice_leading import parallel_choices, stalling_choices
+from reprise.evaluation.voice_leading import crossing_choices, frame_chords, parallel_choices, stalling_choices
 
 LONGEST_CHORD = STEPS_PER_BAR  # steps a chord may last: one more is a stall in the report (Bach's 95th percentile)
 
@@ -37,22 +38,12 @@ def unlikelihood_loss(logits: torch.Tensor, targets: torch.Tensor, tokenizer: Ch
     """
     batch, tokens, ids = logits.shape
     pitches = torch.as_tensor(tokenizer.id_pitches(), device=targets.device)
-    grid = _chords(pitches[targets].view(batch, tokens // 4, 4), tokenizer.soprano_ahead)
-    bad = parallel_choices(grid, pitches) | stalling_choices(grid, pitches, LONGEST_CHORD)
+    grid = frame_chords(pitches[targets].view(batch, tokens // 4, 4), tokenizer.soprano_ahead)
+    bad = parallel_choices(grid, pitches) | crossing_choices(grid, pitches)
+    bad |= stalling_choices(grid, pitches, LONGEST_CHORD)
     if tokenizer.soprano_ahead:
         bad[:, :, 0] = False  # the soprano is given: its choices are not the model's to avoid
     bad = bad.view(batch, tokens, ids)
     bad.scatter_(-1, targets[..., None], False)  # what was written is never penalised
     p_bad = (logits.float().softmax(dim=-1) * bad).sum(dim=-1).clamp(max=1 - 1e-6)
     return -torch.log1p(-p_bad)[targets != tokenizer.pad_id].sum()
-
-
-def _chords(frames: torch.Tensor, ahead: int) -> torch.Tensor:
-    """Each frame's alto, tenor and bass with the soprano of their own step (``-1`` where it came
-    before the window); with the soprano ahead, that is the soprano ``ahead`` frames earlier."""
-    if not ahead:
-        return frames
-    chords = frames.clone()
-    chords[:, :, 0] = -1
-    chords[:, ahead:, 0] = frames[:, :-ahead, 0]
-    return chords
