@@ -13,8 +13,11 @@ from reprise.data.dataset import TokenDataset
 from reprise.data.melody_grid import MelodyGrid
 from reprise.errors import RepriseError
 from reprise.evaluation.voice_leading import crossing_choices, parallel_choices, stalling_choices, voice_leading
+from reprise.generation.generate import generate
 from reprise.models.checkpoint import load_checkpoint
-from reprise.training.unlikelihood import check_unlikelihood, unlikelihood_loss
+from reprise.models.config import ModelConfig
+from reprise.models.transformer import MusicTransformer
+from reprise.training.unlikelihood import check_unlikelihood, sampled_unlikelihood_loss, unlikelihood_loss
 
 TOKENIZER = ChoraleGrid(pitch_min=36, pitch_max=84)
 PITCHES = torch.as_tensor(TOKENIZER.id_pitches())
@@ -97,11 +100,36 @@ def test_the_loss_ignores_what_was_written_and_padding():
     assert unlikelihood_loss(torch.zeros(1, 8, TOKENIZER.vocab_size), padded, TOKENIZER) == first_step > 0
 
 
+def test_the_sampled_loss_scores_the_continuation_and_keeps_a_given_soprano(monkeypatch):
+    from reprise.training import unlikelihood
+
+    tokenizer = ChoraleGrid(pitch_min=36, pitch_max=84, soprano_ahead=2)
+    config = ModelConfig(vocab_size=tokenizer.vocab_size, context=64, d_model=16, n_layers=1, n_heads=2, frame=4)
+    model = MusicTransformer(config)
+    monkeypatch.setattr(unlikelihood, "PRIMER_STEPS", 4)
+    monkeypatch.setattr(unlikelihood, "SAMPLED_STEPS", 8)
+    windows = torch.randint(tokenizer.silence_id, tokenizer.vocab_size, (2, 64))
+    seen = {}
+    monkeypatch.setattr(
+        unlikelihood,
+        "unlikelihood_loss",
+        lambda logits, targets, tok, written: seen.update(targets=targets, written=written) or logits.sum() * 0,
+    )
+    sampled_unlikelihood_loss(model, model, windows, tokenizer, seed=0)
+    targets, written = seen["targets"], seen["written"]
+    assert targets.shape == (2, 4 * 12) and written.sum() == 2 * 4 * 8 and written[:, 16:].all()
+    assert torch.equal(targets[:, :16], windows[:, 1:17])  # the primer is the window's
+    assert torch.equal(targets[:, 16::4], windows[:, 17:49:4])  # the soprano sampled is the window's
+    assert not torch.equal(targets[:, 17:], windows[:, 18:49])  # the rest is the model's
+
+
 def test_unlikelihood_needs_the_chorale_grid():
     with pytest.raises(RepriseError, match="--unlikelihood needs chorale-grid data, not melody-grid"):
         check_unlikelihood(MelodyGrid(), 64)
     with pytest.raises(RepriseError, match="multiple of 4"):
         check_unlikelihood(TOKENIZER, 62)
+    with pytest.raises(RepriseError, match="--sampled-unlikelihood needs a context of at least 384 tokens"):
+        check_unlikelihood(TOKENIZER, 256, "--sampled-unlikelihood")
 
 
 def _bad_mass(checkpoint, data) -> float:
@@ -154,3 +182,29 @@ def test_init_starts_from_the_checkpoint_and_keeps_its_shape(capsys, tiny_run, s
     assert all(np.allclose(start[k], after[k], atol=1e-6) for k in start)
     code, _, err = run(capsys, *args, "--overwrite", *SMALL_MODEL)
     assert code != 0 and "--init takes the model and its shape from the checkpoint; drop --context" in err
+
+
+def _own_bad_mass(checkpoint) -> float:
+    """The mean probability a model gives the flagged choices in continuations it samples itself."""
+    model, tokenizer = load_checkpoint(checkpoint)
+    primer = np.r_[tokenizer.bos_id, np.tile(np.array([67, 64, 60, 48]) - tokenizer.pitch_min + 4, 8)]
+    ids = torch.as_tensor(generate(model, tokenizer, primer, 4 * 32, 4, seed=3))
+    pitches = torch.as_tensor(tokenizer.id_pitches())
+    with torch.no_grad():
+        probs = model(ids[:, :-1]).softmax(-1)
+    targets = ids[:, 1:]
+    chords = pitches[targets].view(len(ids), -1, 4)
+    bad = (parallel_choices(chords, pitches) | crossing_choices(chords, pitches)).flatten(1, 2)
+    return float((probs * bad).sum(-1)[:, len(primer) - 1 :].mean())
+
+
+def test_sampled_unlikelihood_lowers_the_mass_on_faults_in_the_models_own_music(capsys, small_chorales, tmp_path):
+    shape = ["--context", "384", "--d-model", "32", "--layers", "1", "--heads", "2"]
+    common = ["train", "--data", small_chorales, "--device", "cpu", "--batch-size", "2", "--warmup", "5"]
+    code, _, err = run(capsys, *common, *shape, "--run", tmp_path / "base", "--steps", "40", "--lr", "1e-2")
+    assert code == 0, err
+    tune = [*common, "--init", tmp_path / "base", "--steps", "60", "--lr", "3e-3", "--eval-every", "60"]
+    for name, weight in (("mle", "0"), ("sampled", "30")):
+        code, _, err = run(capsys, *tune, "--run", tmp_path / name, "--sampled-unlikelihood", weight)
+        assert code == 0, err
+    assert _own_bad_mass(tmp_path / "sampled") < 0.8 * _own_bad_mass(tmp_path / "mle")

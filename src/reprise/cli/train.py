@@ -193,8 +193,16 @@ _DEFAULTS = TrainConfig()
     type=click.FloatRange(0),
     default=_DEFAULTS.unlikelihood,
     show_default=True,
-    help="Chorale grid: weight of an unlikelihood loss on the choices that make parallel fifths or octaves "
-    "or hold a chord past a bar (docs/quality.md); 0 = off.",
+    help="Chorale grid: weight of an unlikelihood loss on the choices that make parallel fifths or octaves, "
+    "sound above a voice over them, or hold a chord past a bar (docs/quality.md); 0 = off.",
+)
+@click.option(
+    "--sampled-unlikelihood",
+    type=click.FloatRange(0),
+    default=_DEFAULTS.sampled_unlikelihood,
+    show_default=True,
+    help="Chorale grid: weight of the same loss on continuations the model samples itself, every "
+    "4th step (the faults it makes in its own music; docs/quality.md); 0 = off.",
 )
 @click.option("--no-augment", is_flag=True, help="Train without data augmentation.")
 @click.option(

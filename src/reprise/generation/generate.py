@@ -43,8 +43,8 @@ def generate(
     Special tokens are never sampled, so every sample has exactly ``n_new`` new tokens, unless
     ``sampling.end`` lets a sample end with ``EOS`` (then ``PAD`` fills the rest of its row); the
     tokenizer's :meth:`~Tokenizer.allowed_next` keeps structured encodings well-formed. ``forced``
-    (``n_new`` ids, ``-1`` where the model chooses) fixes given tokens, e.g. a melody to harmonise
-    (constrained decoding). The model runs in eval mode and is left in the mode it was in.
+    (``n_new`` ids, or ``(num_samples, n_new)``, ``-1`` where the model chooses) fixes given tokens,
+    e.g. a melody to harmonise (constrained decoding). The model runs in eval mode and is left in the mode it was in.
     ``on_token(i)`` is called after the ``i``-th new token (progress bars; an exception it raises
     stops generation, e.g. to cancel).
     """
@@ -75,8 +75,9 @@ def generate(
         if sampling.strict:
             logits = strict_logits(logits, seq, tokenizer)
         token = sample(logits, sampling, generator)
-        if forced is not None and forced[i] >= 0:
-            token = torch.full_like(token, int(forced[i]))
+        if forced is not None:
+            given = torch.as_tensor(forced[..., i], device=device).expand(num_samples)
+            token = torch.where(given >= 0, given, token)
         token = token.masked_fill(ended, tokenizer.pad_id)
         ended |= token == tokenizer.eos_id
         seq = torch.cat([seq, token[:, None]], dim=1)

@@ -29,7 +29,8 @@ class TrainConfig(JsonConfig):
 
     ``init`` starts the weights from a checkpoint (a run, a model folder or a shipped
     model's name) instead of at random: fine-tuning, e.g. with ``unlikelihood`` > 0,
-    the weight of :mod:`reprise.training.unlikelihood`'s loss (chorale grid only).
+    the weight of :mod:`reprise.training.unlikelihood`'s loss (chorale grid only), and
+    ``sampled_unlikelihood`` > 0, its weight on continuations the model samples itself.
 
     ``ema_decay`` > 0 keeps an exponential moving average of the weights, which
     is what gets validated and saved as ``best/``: averaging over the last
@@ -56,6 +57,7 @@ class TrainConfig(JsonConfig):
     device: str = "auto"
     init: str | None = None  # a checkpoint whose weights the run starts from
     unlikelihood: float = 0.0  # weight of the voice-leading unlikelihood loss (0 = off)
+    sampled_unlikelihood: float = 0.0  # its weight on the model's own continuations (0 = off)
 
     def __post_init__(self) -> None:
         if self.max_transpose is None:  # run.json files written before the setting had a default

@@ -42,7 +42,12 @@ from reprise.training.interrupt import deferred_interrupt, stoppable
 from reprise.training.lock import run_lock
 from reprise.training.metrics import append_metrics, truncate_metrics
 from reprise.training.run_dir import clear_run, last_checkpoint, read_run, write_run
-from reprise.training.unlikelihood import check_unlikelihood, unlikelihood_loss
+from reprise.training.unlikelihood import (
+    SAMPLED_EVERY,
+    check_unlikelihood,
+    sampled_unlikelihood_loss,
+    unlikelihood_loss,
+)
 
 LOG_INTERVAL_S = 60  # progress-bar updates when stderr is not a terminal (a log file)
 
@@ -132,6 +137,8 @@ def _train(
 
     if config.unlikelihood:
         check_unlikelihood(tokenizer, model_config.context)
+    if config.sampled_unlikelihood:
+        check_unlikelihood(tokenizer, model_config.context, "--sampled-unlikelihood")
     torch.manual_seed(config.seed)
     model = build_model(model_config).to(world.device)
     if config.init is not None and not resume:
@@ -312,6 +319,16 @@ class _Loop:
                 )
                 if config.unlikelihood:
                     loss = loss + config.unlikelihood * unlikelihood_loss(logits, targets, self.tokenizer)
+                if config.sampled_unlikelihood and step % SAMPLED_EVERY == 0:
+                    with self.autocast:
+                        sampled = sampled_unlikelihood_loss(
+                            self.model,
+                            self.forward,
+                            inputs[0],
+                            self.tokenizer,
+                            dropout_seed(config.seed, step, world.rank, micro),
+                        )
+                    loss = loss + config.sampled_unlikelihood * sampled
                 loss = loss / (count * config.grad_accum)
                 (loss * world.size).backward()  # DDP averages over the processes; their sum is wanted
             total += loss.item()

@@ -10,31 +10,49 @@ fifth or octave with a voice already written at that step, or sound above one of
 those voices (a crossing), and the bass id that would hold a chord past a bar
 (:mod:`reprise.evaluation.voice_leading`). The true next token is never in the set, so
 where Bach wrote a parallel or crossed two voices it is learnt as usual.
+
+That teaches the model in Bach's contexts; its own samples reach states Bach never
+does (a chord already held for a bar), where it was never corrected. The *sampled*
+term (Welleck et al.'s sequence-level unlikelihood) continues a few training windows
+with the model itself, as `reprise generate` samples, and applies the same loss to the
+continuation, this time penalising what the model sampled too.
 """
 
 from __future__ import annotations
 
+import numpy as np
 import torch
+from torch import nn
 
 from reprise.data.chorale_grid import STEPS_PER_BAR, ChoraleGrid
 from reprise.errors import RepriseError
 from reprise.evaluation.voice_leading import crossing_choices, frame_chords, parallel_choices, stalling_choices
+from reprise.generation.generate import generate
 
 LONGEST_CHORD = STEPS_PER_BAR  # steps a chord may last: one more is a stall in the report (Bach's 95th percentile)
+SAMPLED_EVERY = 4  # steps between sampled continuations: sampling costs about three training steps
+PRIMER_STEPS, SAMPLED_STEPS = 32, 64  # a continuation: two bars of the window, then four bars sampled
 
 
-def check_unlikelihood(tokenizer: object, context: int) -> None:
-    """A clear error when the unlikelihood loss cannot apply to this data or model."""
+def check_unlikelihood(tokenizer: object, context: int, option: str = "--unlikelihood") -> None:
+    """A clear error when the unlikelihood loss named by ``option`` cannot apply to this data or model."""
     if not isinstance(tokenizer, ChoraleGrid):
-        raise RepriseError(f"--unlikelihood needs chorale-grid data, not {tokenizer.name}")
+        raise RepriseError(f"{option} needs chorale-grid data, not {tokenizer.name}")
     if context % 4:
-        raise RepriseError(f"--unlikelihood needs a context that is a multiple of 4 (whole steps), not {context}")
+        raise RepriseError(f"{option} needs a context that is a multiple of 4 (whole steps), not {context}")
+    if option == "--sampled-unlikelihood" and context < 4 * (PRIMER_STEPS + SAMPLED_STEPS):
+        steps = PRIMER_STEPS + SAMPLED_STEPS
+        raise RepriseError(f"{option} needs a context of at least {4 * steps} tokens ({steps} steps), not {context}")
 
 
-def unlikelihood_loss(logits: torch.Tensor, targets: torch.Tensor, tokenizer: ChoraleGrid) -> torch.Tensor:
+def unlikelihood_loss(
+    logits: torch.Tensor, targets: torch.Tensor, tokenizer: ChoraleGrid, written: torch.Tensor | None = None
+) -> torch.Tensor:
     """The summed unlikelihood term of a batch of windows (``targets`` start on a soprano token).
 
-    ``logits`` is ``(batch, tokens, ids)`` for ``targets`` ``(batch, tokens)``.
+    ``logits`` is ``(batch, tokens, ids)`` for ``targets`` ``(batch, tokens)``. By default the targets
+    are music (Bach's): they are never penalised. ``written`` (``(batch, tokens)``, true where a target
+    is the model's own sample) scores only those positions, penalising a bad sampled target as well.
     """
     batch, tokens, ids = logits.shape
     pitches = torch.as_tensor(tokenizer.id_pitches(), device=targets.device)
@@ -44,6 +62,31 @@ def unlikelihood_loss(logits: torch.Tensor, targets: torch.Tensor, tokenizer: Ch
     if tokenizer.soprano_ahead:
         bad[:, :, 0] = False  # the soprano is given: its choices are not the model's to avoid
     bad = bad.view(batch, tokens, ids)
-    bad.scatter_(-1, targets[..., None], False)  # what was written is never penalised
+    if written is None:
+        bad.scatter_(-1, targets[..., None], False)  # what Bach wrote is never penalised
     p_bad = (logits.float().softmax(dim=-1) * bad).sum(dim=-1).clamp(max=1 - 1e-6)
-    return -torch.log1p(-p_bad)[targets != tokenizer.pad_id].sum()
+    scored = (targets != tokenizer.pad_id) & (True if written is None else written)
+    return -torch.log1p(-p_bad)[scored].sum()
+
+
+def sampled_unlikelihood_loss(
+    model: nn.Module, forward: nn.Module, windows: torch.Tensor, tokenizer: ChoraleGrid, seed: int
+) -> torch.Tensor:
+    """The unlikelihood term on the model's own continuations of ``windows`` (``(batch, tokens)``
+    training inputs, the first a step's last token): :data:`PRIMER_STEPS` of each window, then
+    :data:`SAMPLED_STEPS` sampled at temperature 1 (a given soprano kept, as harmonising keeps it).
+
+    ``model`` samples (without gradients); ``forward`` (the same weights, perhaps wrapped for several
+    processes) scores the continuations.
+    """
+    primer_tokens, new = 1 + 4 * PRIMER_STEPS, 4 * SAMPLED_STEPS
+    primer = windows[:, :primer_tokens].cpu().numpy()
+    forced = None
+    if tokenizer.soprano_ahead:  # the window's own soprano, every other voice the model's
+        forced = np.full((len(primer), new), -1, dtype=np.int64)
+        soprano = windows[:, primer_tokens : primer_tokens + new : 4].cpu().numpy()
+        forced[:, ::4] = np.where(soprano >= tokenizer.silence_id, soprano, -1)  # past the end: the model's
+    seq = torch.as_tensor(generate(model, tokenizer, primer, new, seed=seed, forced=forced), device=windows.device)
+    written = torch.zeros_like(seq[:, 1:], dtype=torch.bool)
+    written[:, primer_tokens - 1 :] = True
+    return unlikelihood_loss(forward(seq[:, :-1]), seq[:, 1:], tokenizer, written)
