@@ -200,9 +200,7 @@ _DEFAULTS = TrainConfig()
     "--sampled-unlikelihood",
     type=click.FloatRange(0),
     default=_DEFAULTS.sampled_unlikelihood,
-    show_default=True,
-    help="Chorale grid: weight of the same loss on continuations the model samples itself, every "
-    "4th step (the faults it makes in its own music; docs/quality.md); 0 = off.",
+    help="The same loss's weight on continuations the model samples itself, every 4th step; 0 = off.",
 )
 @click.option("--no-augment", is_flag=True, help="Train without data augmentation.")
 @click.option(
