@@ -129,7 +129,7 @@ def test_unlikelihood_needs_the_chorale_grid():
     with pytest.raises(RepriseError, match="multiple of 4"):
         check_unlikelihood(TOKENIZER, 62)
     with pytest.raises(RepriseError, match="--sampled-unlikelihood needs a context of at least 384 tokens"):
-        check_unlikelihood(TOKENIZER, 256, "--sampled-unlikelihood")
+        check_unlikelihood(TOKENIZER, 256, sampled=True)
 
 
 def _bad_mass(checkpoint, data) -> float:

@@ -6,6 +6,7 @@ overrides one field. `--resume` takes no other option: a run continues as it was
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import fields
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -25,6 +26,11 @@ if TYPE_CHECKING:
     from reprise.data.tokenizer import Tokenizer
 
 _DEFAULTS = TrainConfig()
+
+
+def _weight_option(name: str, default: float, text: str) -> Callable:
+    """A loss weight: a float of at least 0, its default shown."""
+    return click.option(name, type=click.FloatRange(0), default=default, show_default=True, help=text)
 
 
 @click.command()
@@ -188,19 +194,16 @@ _DEFAULTS = TrainConfig()
     help="Start from this run's, model folder's or shipped model's weights (fine-tuning); the model's "
     "shape comes from it.",
 )
-@click.option(
+@_weight_option(
     "--unlikelihood",
-    type=click.FloatRange(0),
-    default=_DEFAULTS.unlikelihood,
-    show_default=True,
-    help="Chorale grid: weight of an unlikelihood loss on the choices that make parallel fifths or octaves, "
+    _DEFAULTS.unlikelihood,
+    "Chorale grid: weight of an unlikelihood loss on the choices that make parallel fifths or octaves, "
     "sound above a voice over them, or hold a chord past a bar (docs/quality.md); 0 = off.",
 )
-@click.option(
+@_weight_option(
     "--sampled-unlikelihood",
-    type=click.FloatRange(0),
-    default=_DEFAULTS.sampled_unlikelihood,
-    help="The same loss's weight on continuations the model samples itself, every 4th step; 0 = off.",
+    _DEFAULTS.sampled_unlikelihood,
+    "The same loss's weight on continuations the model samples itself, every 4th step; 0 = off.",
 )
 @click.option("--no-augment", is_flag=True, help="Train without data augmentation.")
 @click.option(

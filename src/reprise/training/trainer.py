@@ -42,12 +42,7 @@ from reprise.training.interrupt import deferred_interrupt, stoppable
 from reprise.training.lock import run_lock
 from reprise.training.metrics import append_metrics, truncate_metrics
 from reprise.training.run_dir import clear_run, last_checkpoint, read_run, write_run
-from reprise.training.unlikelihood import (
-    SAMPLED_EVERY,
-    check_unlikelihood,
-    sampled_unlikelihood_loss,
-    unlikelihood_loss,
-)
+from reprise.training.unlikelihood import check_unlikelihood, unlikelihood_terms
 
 LOG_INTERVAL_S = 60  # progress-bar updates when stderr is not a terminal (a log file)
 
@@ -138,7 +133,7 @@ def _train(
     if config.unlikelihood:
         check_unlikelihood(tokenizer, model_config.context)
     if config.sampled_unlikelihood:
-        check_unlikelihood(tokenizer, model_config.context, "--sampled-unlikelihood")
+        check_unlikelihood(tokenizer, model_config.context, sampled=True)
     torch.manual_seed(config.seed)
     model = build_model(model_config).to(world.device)
     if config.init is not None and not resume:
@@ -308,7 +303,8 @@ class _Loop:
             inputs = inputs if isinstance(inputs, tuple) else (inputs,)
             inputs = [torch.from_numpy(x[rows]).to(self.device) for x in inputs]
             targets = torch.from_numpy(targets[rows]).to(self.device)
-            torch.manual_seed(dropout_seed(config.seed, step, world.rank, micro))
+            seed = dropout_seed(config.seed, step, world.rank, micro)
+            torch.manual_seed(seed)
             last = micro == config.grad_accum - 1
             with nullcontext() if last or world.size == 1 else self.forward.no_sync():  # sync once per step
                 with self.autocast:
@@ -317,18 +313,11 @@ class _Loop:
                 loss = F.cross_entropy(
                     logits.float().flatten(0, 1), targets.flatten(), ignore_index=pad, reduction="sum"
                 )
-                if config.unlikelihood:
-                    loss = loss + config.unlikelihood * unlikelihood_loss(logits, targets, self.tokenizer)
-                if config.sampled_unlikelihood and step % SAMPLED_EVERY == 0:
-                    with self.autocast:
-                        sampled = sampled_unlikelihood_loss(
-                            self.model,
-                            self.forward,
-                            inputs[0],
-                            self.tokenizer,
-                            dropout_seed(config.seed, step, world.rank, micro),
-                        )
-                    loss = loss + config.sampled_unlikelihood * sampled
+                with self.autocast:  # the sampled term runs the model again
+                    samplers, windows = (self.model, self.forward), inputs[0]
+                    loss = loss + unlikelihood_terms(
+                        config, step, logits, targets, samplers, windows, self.tokenizer, seed
+                    )
                 loss = loss / (count * config.grad_accum)
                 (loss * world.size).backward()  # DDP averages over the processes; their sum is wanted
             total += loss.item()

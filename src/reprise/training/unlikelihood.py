@@ -28,21 +28,45 @@ from reprise.data.chorale_grid import STEPS_PER_BAR, ChoraleGrid
 from reprise.errors import RepriseError
 from reprise.evaluation.voice_leading import crossing_choices, frame_chords, parallel_choices, stalling_choices
 from reprise.generation.generate import generate
+from reprise.training.config import TrainConfig
 
 LONGEST_CHORD = STEPS_PER_BAR  # steps a chord may last: one more is a stall in the report (Bach's 95th percentile)
 SAMPLED_EVERY = 4  # steps between sampled continuations: sampling costs about three training steps
 PRIMER_STEPS, SAMPLED_STEPS = 32, 64  # a continuation: two bars of the window, then four bars sampled
 
 
-def check_unlikelihood(tokenizer: object, context: int, option: str = "--unlikelihood") -> None:
-    """A clear error when the unlikelihood loss named by ``option`` cannot apply to this data or model."""
+def check_unlikelihood(tokenizer: object, context: int, sampled: bool = False) -> None:
+    """A clear error when the unlikelihood loss (``sampled``: on the model's own samples) cannot apply
+    to this data or model."""
+    option = "--sampled-unlikelihood" if sampled else "--unlikelihood"
     if not isinstance(tokenizer, ChoraleGrid):
         raise RepriseError(f"{option} needs chorale-grid data, not {tokenizer.name}")
     if context % 4:
         raise RepriseError(f"{option} needs a context that is a multiple of 4 (whole steps), not {context}")
-    if option == "--sampled-unlikelihood" and context < 4 * (PRIMER_STEPS + SAMPLED_STEPS):
-        steps = PRIMER_STEPS + SAMPLED_STEPS
+    steps = PRIMER_STEPS + SAMPLED_STEPS
+    if sampled and context < 4 * steps:
         raise RepriseError(f"{option} needs a context of at least {4 * steps} tokens ({steps} steps), not {context}")
+
+
+def unlikelihood_terms(
+    config: TrainConfig,
+    step: int,
+    logits: torch.Tensor,
+    targets: torch.Tensor,
+    samplers: tuple[nn.Module, nn.Module],
+    windows: torch.Tensor,
+    tokenizer: ChoraleGrid,
+    seed: int,
+) -> torch.Tensor | float:
+    """The weighted unlikelihood terms of a training micro-batch: on its targets, and every
+    :data:`SAMPLED_EVERY` steps on continuations of its ``windows`` (``samplers``: the model, and
+    the module that runs it with gradients); ``0.0`` when both weights are 0."""
+    loss = 0.0
+    if config.unlikelihood:
+        loss = loss + config.unlikelihood * unlikelihood_loss(logits, targets, tokenizer)
+    if config.sampled_unlikelihood and step % SAMPLED_EVERY == 0:
+        loss = loss + config.sampled_unlikelihood * sampled_unlikelihood_loss(*samplers, windows, tokenizer, seed)
+    return loss
 
 
 def unlikelihood_loss(
