@@ -170,6 +170,9 @@ def infill(
     """Fill bars of a piece (chorale grid: a four-voice MIDI file; melody grid: a melody), keeping every
     other note; the new bars join the old at both ends. Writes infill-N.mid (and .png, .wav).
 
+    The model is an encoder-decoder trained with --task infill, or a decoder-only model trained with
+    `reprise train --task infill` (fill in the middle: it reads the bars before and after, then writes the gap).
+
     --bars counts bars of the grid: 16 sixteenth-note steps from the first step (the grids have no time
     signature, so a pickup or a 3/4 piece shifts them). Other tokenizers have no bars to fill yet.
     """
@@ -178,7 +181,7 @@ def infill(
     from reprise.generation.conditional import infill as run_infill
 
     model, tokenizer = _load(options, "infill")
-    task = Task("infill", tokenizer)
+    task = Task("infill", getattr(tokenizer, "base", tokenizer))  # a fill-in-the-middle model's grid
     if primer_data is not None:
         ids = _dataset_piece(primer_data, primer_split, primer_piece, piece)
     else:
@@ -250,12 +253,15 @@ def _load(options: dict, task: str):
     """The model and tokenizer of ``--checkpoint`` or ``--model``, refused unless trained for ``task``."""
     from reprise.api import load
     from reprise.data.chorale_grid import ChoraleGrid
+    from reprise.data.fill import FillTokenizer
     from reprise.models.encoder_decoder import EncoderDecoder
 
     checkpoint = chosen_model(options["checkpoint"], options["model_name"])
     model, tokenizer = load(checkpoint, options["device"])
     if task == "harmonize" and not isinstance(model, EncoderDecoder) and isinstance(tokenizer, ChoraleGrid):
         return model, tokenizer  # a chorale model harmonises with the soprano forced
+    if task == "infill" and isinstance(tokenizer, FillTokenizer):
+        return model, tokenizer  # a decoder-only model of fill-in-the-middle streams
     if not isinstance(model, EncoderDecoder) or model.config.task != task:
         trained = model.config.task if isinstance(model, EncoderDecoder) else "continue music (decoder-only)"
         raise RepriseError(

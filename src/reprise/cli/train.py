@@ -53,7 +53,9 @@ def _weight_option(name: str, default: float, text: str) -> Callable:
 @click.option(
     "--task",
     type=click.Choice(TASKS),
-    help="Encoder-decoder: harmonize (chorale grid: soprano -> A, T, B), accompany (a `prepare-pairs` folder: "
+    help="A transformer or LSTM with infill learns fill-in-the-middle streams (the bars before and after a gap, "
+    "then the gap; docs/conditional.md). Encoder-decoder: harmonize (chorale grid: soprano -> A, T, B), "
+    "accompany (a `prepare-pairs` folder: "
     "melody -> accompaniment) or infill (chorale or melody grid).",
 )
 @click.option(
@@ -261,6 +263,8 @@ def train(
         if model == "encoder-decoder":
             shape = {k: v for k, v in given.items() if k not in _TRAIN_FIELDS}
             model_config = encoder_decoder_config(data, task, PRESETS[preset], shape, encoder)
+        elif task == "infill" and all(v is None for v in encoder.values()):
+            model_config = _fill_config(data, model, preset, hidden, order, given)
         elif task is not None or any(v is not None for v in encoder.values()):
             raise click.UsageError(
                 "--task, --encoder-layers, --encoder-attention and --source-context are for --model encoder-decoder"
@@ -273,7 +277,8 @@ def train(
                 model_config = _init_config(given)
             else:
                 model_config = _model_config(model, preset, tokenizer, hidden, order, given)
-        train_config = PRESETS[preset].train_config(**{k: v for k, v in given.items() if k in _TRAIN_FIELDS})
+        infill = {"infill": True} if task == "infill" and model != "encoder-decoder" else {}
+        train_config = PRESETS[preset].train_config(**{k: v for k, v in given.items() if k in _TRAIN_FIELDS}, **infill)
         if emulated_bf16(train_config.precision, pick_device(train_config.device)):
             click.echo(
                 "reprise: note: this CPU has no AVX512-BF16/AMX, so bf16 autocast is emulated and runs several "
@@ -305,6 +310,17 @@ def _refuse_options_besides(*allowed: str) -> None:
         raise click.UsageError(
             f"--resume continues the run with the settings it was started with; drop {', '.join(given)}"
         )
+
+
+def _fill_config(data: Path, model: str, preset: str, hidden: int, order: int, given: dict[str, Any]) -> Any:
+    """The config of a decoder-only model of fill-in-the-middle streams of ``data`` (``--task infill``
+    without the encoder-decoder): the grid's vocabulary and the FILL and MIDDLE markers."""
+    from reprise.data.fill import FillDataset
+
+    tokenizer = FillDataset(data, "train").tokenizer  # fails early on bad --data or a tokenizer without bars
+    if "init" in given:
+        return _init_config(given)
+    return _model_config(model, preset, tokenizer, hidden, order, given)
 
 
 def _init_config(given: dict[str, Any]) -> Any:

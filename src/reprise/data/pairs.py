@@ -197,6 +197,17 @@ def infill_span(n_steps: int, bars: int, rng: np.random.Generator) -> tuple[int,
     return first * STEPS_PER_BAR, min((first + bars) * STEPS_PER_BAR, n_steps)
 
 
+def training_span(n_steps: int, rng: np.random.Generator, most: int = MAX_INFILL_BARS) -> tuple[int, int]:
+    """A training span: 1 to ``most`` bars (``MAX_INFILL_BARS``), at a random bar."""
+    return infill_span(n_steps, int(rng.integers(1, most + 1)), rng)
+
+
+def eval_span(n_steps: int, index: int) -> tuple[int, int]:
+    """The ``EVAL_INFILL_BARS`` bars that scoring fills in piece ``index`` of a split: fixed by the index,
+    so that every infilling model is scored on the same tokens."""
+    return infill_span(n_steps, EVAL_INFILL_BARS, np.random.default_rng([index]))
+
+
 def transpose_pair(
     source: np.ndarray, target: np.ndarray, tokenizer: Tokenizer, max_shift: int, rng: np.random.Generator
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -313,10 +324,7 @@ class PairedDataset:
         if self.task.name == "harmonize":
             return harmonize_pair(name, target, self.tokenizer)
         n_steps = (len(target) - 2) // self.tokenizer.frame
-        if rng is None:
-            span = infill_span(n_steps, EVAL_INFILL_BARS, np.random.default_rng([i]))
-        else:
-            span = infill_span(n_steps, int(rng.integers(1, MAX_INFILL_BARS + 1)), rng)
+        span = eval_span(n_steps, i) if rng is None else training_span(n_steps, rng)
         return infill_pair(name, target, span, self.task)
 
     def batch(

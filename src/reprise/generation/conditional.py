@@ -28,6 +28,7 @@ import torch
 from torch import nn
 
 from reprise.data.chorale_grid import SILENCE, ChoraleGrid
+from reprise.data.fill import FillTokenizer
 from reprise.data.pairs import (
     Pair,
     Task,
@@ -175,13 +176,29 @@ def harmonize(model: nn.Module, tokenizer: ChoraleGrid, soprano: np.ndarray, **o
 
 
 def infill(model: nn.Module, task: Task, ids: np.ndarray, span: tuple[int, int], **options) -> list[np.ndarray]:
-    """The piece ``ids`` (``BOS ... [EOS]``) with the steps ``[start, stop)`` of ``span`` written anew."""
+    """The piece ``ids`` (``BOS ... [EOS]``) with the steps ``[start, stop)`` of ``span`` written anew, by an
+    encoder-decoder or by a decoder-only model of fill-in-the-middle streams (:func:`fill_middle`)."""
     ids = np.asarray(ids)
     if ids[-1] != task.tokenizer.eos_id:
         ids = np.r_[ids, task.tokenizer.eos_id]
+    if not isinstance(model, EncoderDecoder):
+        return fill_middle(model, FillTokenizer(task.tokenizer), ids, span, **options)
     pair = infill_pair("given", ids, span, task)
     targets = sample_targets(model, task, pair, len(pair.target) - 2, **options)
     return [join_infill(pair, target, task.tokenizer.frame) for target in targets]
+
+
+def fill_middle(
+    model: nn.Module, tokenizer: FillTokenizer, ids: np.ndarray, span: tuple[int, int], **options
+) -> list[np.ndarray]:
+    """The piece ``ids`` (``BOS ... EOS``) with steps ``[start, stop)`` written by a decoder-only model of
+    fill-in-the-middle streams: it reads the bars around the gap (as many as its context holds), then writes
+    exactly the span's tokens; everything outside the span is kept as it was."""
+    stream = tokenizer.arrange(ids, span, model.config.context + 1)
+    given = len(stream) - len(tokenizer.parts(stream)[2])
+    rows = generate(model, tokenizer, stream[:given], len(stream) - given, **options)
+    first, last = (1 + step * tokenizer.frame for step in span)
+    return [np.r_[ids[:first], row[given:], ids[last:]] for row in rows]
 
 
 def accompany(model: nn.Module, task: Task, melody: np.ndarray, max_tokens: int, **options) -> list[np.ndarray]:

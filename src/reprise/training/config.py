@@ -32,6 +32,9 @@ class TrainConfig(JsonConfig):
     the weight of :mod:`reprise.training.unlikelihood`'s loss (chorale grid only), and
     ``sampled_unlikelihood`` > 0, its weight on continuations the model samples itself.
 
+    ``infill`` trains a decoder-only model on fill-in-the-middle streams of a grid dataset
+    (``BOS before FILL after MIDDLE middle``, :mod:`reprise.data.fill`) instead of on plain pieces.
+
     ``ema_decay`` > 0 keeps an exponential moving average of the weights, which
     is what gets validated and saved as ``best/``: averaging over the last
     ~1/(1 - decay) steps smooths out the optimiser's noise for free.
@@ -58,6 +61,7 @@ class TrainConfig(JsonConfig):
     init: str | None = None  # a checkpoint whose weights the run starts from
     unlikelihood: float = 0.0  # weight of the voice-leading unlikelihood loss (0 = off)
     sampled_unlikelihood: float = 0.0  # its weight on the model's own continuations (0 = off)
+    infill: bool = False  # decoder-only: train on fill-in-the-middle streams (data/fill.py)
 
     def __post_init__(self) -> None:
         if self.max_transpose is None:  # run.json files written before the setting had a default

@@ -26,6 +26,7 @@ from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from tqdm import tqdm
 
 from reprise.data.dataset import TokenDataset
+from reprise.data.fill import FillDataset
 from reprise.data.pairs import PairedDataset
 from reprise.device import autocast
 from reprise.errors import RepriseError
@@ -121,7 +122,7 @@ def train(
 def _train(
     run_dir: Path, data_dir: Path, model_config: Any, config: TrainConfig, quiet: bool, resume: bool, world: World
 ) -> TrainResult:
-    train_set, valid_set = (open_split(data_dir, split, model_config) for split in ("train", "valid"))
+    train_set, valid_set = (open_split(data_dir, split, model_config, config.infill) for split in ("train", "valid"))
     tokenizer = train_set.tokenizer
     if model_config.vocab_size != tokenizer.vocab_size:
         raise RepriseError(f"model vocab {model_config.vocab_size} != tokenizer vocab {tokenizer.vocab_size}")
@@ -161,8 +162,12 @@ def _train(
         return loop.run(train_set, valid_set, step, best, elapsed)
 
 
-def open_split(data_dir: Path, split: str, model_config: Any) -> TokenDataset | PairedDataset:
+def open_split(
+    data_dir: Path, split: str, model_config: Any, infill: bool = False
+) -> TokenDataset | PairedDataset | FillDataset:
     """A split of the data a model trains on: token windows, or (encoder-decoder) the pairs of its task."""
+    if infill:  # a decoder-only model of fill-in-the-middle streams
+        return FillDataset(data_dir, split, getattr(model_config, "context", None))
     if not isinstance(model_config, EncoderDecoderConfig):
         return TokenDataset(data_dir, split)
     pairs = PairedDataset(data_dir, split, model_config.task, model_config.source_context, model_config.source_offset)
