@@ -142,13 +142,15 @@ def accompany(song: Path, melody_track_name: str, max_tokens: int, **options) ->
     """Write an accompaniment under the melody of SONG (a MIDI file). Writes accompaniment-N.mid with two
     tracks, the melody as given and the accompaniment (and .png, .wav)."""
     from reprise.data.pairs import Task
+    from reprise.data.performance import Performance
     from reprise.generation.conditional import accompanied, melody_track
     from reprise.generation.conditional import accompany as run_accompany
 
     model, tokenizer = _load(options, "accompany")
-    melody = _given(song, "SONG", lambda score: tokenizer.encode_score(melody_track(score, melody_track_name)))
+    events = Performance()  # the melody alone, as performance events, whatever stream the model reads
+    melody = _given(song, "SONG", lambda score: events.encode_score(melody_track(score, melody_track_name)))
     parts = run_accompany(model, Task("accompany", tokenizer), melody, max_tokens, **_sampling(options))
-    _write([accompanied(tokenizer, melody, part) for part in parts], options, "accompaniment", given=(0,))
+    _write([accompanied(events, melody, part) for part in parts], options, "accompaniment", given=(0,))
 
 
 @click.command()
@@ -252,6 +254,7 @@ def encoder_decoder_config(
 def _load(options: dict, task: str):
     """The model and tokenizer of ``--checkpoint`` or ``--model``, refused unless trained for ``task``."""
     from reprise.api import load
+    from reprise.data.anticipation import Anticipated
     from reprise.data.chorale_grid import ChoraleGrid
     from reprise.data.fill import FillTokenizer
     from reprise.models.encoder_decoder import EncoderDecoder
@@ -262,11 +265,13 @@ def _load(options: dict, task: str):
         return model, tokenizer  # a chorale model harmonises with the soprano forced
     if task == "infill" and isinstance(tokenizer, FillTokenizer):
         return model, tokenizer  # a decoder-only model of fill-in-the-middle streams
+    if task == "accompany" and isinstance(tokenizer, Anticipated):
+        return model, tokenizer  # a decoder-only model of anticipated streams, the melody forced in
     if not isinstance(model, EncoderDecoder) or model.config.task != task:
         trained = model.config.task if isinstance(model, EncoderDecoder) else "continue music (decoder-only)"
         raise RepriseError(
             f"{checkpoint}: this model was trained to {trained}, not to {task}; "
-            f"train one with `reprise train --model encoder-decoder --task {task}`"
+            f"train one with `reprise train {'' if task == 'accompany' else '--model encoder-decoder '}--task {task}`"
         )
     return model, tokenizer
 

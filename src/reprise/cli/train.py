@@ -7,7 +7,7 @@ overrides one field. `--resume` takes no other option: a run continues as it was
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import fields
+from dataclasses import fields, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -56,7 +56,8 @@ def _weight_option(name: str, default: float, text: str) -> Callable:
     help="A transformer or LSTM with infill learns fill-in-the-middle streams (the bars before and after a gap, "
     "then the gap; docs/conditional.md). Encoder-decoder: harmonize (chorale grid: soprano -> A, T, B), "
     "accompany (a `prepare-pairs` folder: "
-    "melody -> accompaniment) or infill (chorale or melody grid).",
+    "melody -> accompaniment) or infill (chorale or melody grid). A transformer learns accompany from anticipated "
+    "streams (the melody interleaved ahead of the accompaniment; docs/conditional.md).",
 )
 @click.option(
     "--encoder-layers",
@@ -265,16 +266,15 @@ def train(
             model_config = encoder_decoder_config(data, task, PRESETS[preset], shape, encoder)
         elif task == "infill" and all(v is None for v in encoder.values()):
             model_config = _fill_config(data, model, preset, hidden, order, given)
-        elif task is not None or any(v is not None for v in encoder.values()):
+        elif task not in (None, "accompany") or any(v is not None for v in encoder.values()):
             raise click.UsageError(
-                "--task, --encoder-layers, --encoder-attention and --source-context are for --model encoder-decoder"
+                "--encoder-layers, --encoder-attention and --source-context are for --model encoder-decoder, "
+                "and so is --task, but for --task accompany (a decoder-only model of anticipated streams)"
             )
         else:
-            from reprise.data.dataset import TokenDataset
-
-            tokenizer = TokenDataset(data, "train").tokenizer  # fails early on a bad --data
-            if "init" in given:
-                model_config = _init_config(given)
+            tokenizer = _decoder_data(data, task).tokenizer  # fails early on a bad --data
+            if "init" in given:  # new ids (an anticipated melody's) start afresh
+                model_config = replace(_init_config(given), vocab_size=tokenizer.vocab_size)
             else:
                 model_config = _model_config(model, preset, tokenizer, hidden, order, given)
         infill = {"infill": True} if task == "infill" and model != "encoder-decoder" else {}
@@ -312,14 +312,27 @@ def _refuse_options_besides(*allowed: str) -> None:
         )
 
 
+def _decoder_data(data: Path, task: str | None) -> Any:
+    """The training split a decoder-only model reads: a prepared dataset, or with ``--task accompany`` a
+    pair folder as anticipated streams (the melody interleaved ahead of the accompaniment)."""
+    from reprise.data.anticipation import is_pair_folder
+    from reprise.training.trainer import open_split
+
+    if (task == "accompany") != is_pair_folder(data):
+        raise click.UsageError(
+            f"{data}: --task accompany trains on a `reprise prepare-pairs` folder, and a pair folder needs it"
+        )
+    return open_split(data, "train", None)
+
+
 def _fill_config(data: Path, model: str, preset: str, hidden: int, order: int, given: dict[str, Any]) -> Any:
     """The config of a decoder-only model of fill-in-the-middle streams of ``data`` (``--task infill``
     without the encoder-decoder): the grid's vocabulary and the FILL and MIDDLE markers."""
     from reprise.data.fill import FillDataset
 
     tokenizer = FillDataset(data, "train").tokenizer  # fails early on bad --data or a tokenizer without bars
-    if "init" in given:
-        return _init_config(given)
+    if "init" in given:  # a plain grid model's weights: FILL and MIDDLE start afresh
+        return replace(_init_config(given), vocab_size=tokenizer.vocab_size)
     return _model_config(model, preset, tokenizer, hidden, order, given)
 
 

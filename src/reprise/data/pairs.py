@@ -294,7 +294,7 @@ class PairedDataset:
             self.source_set = TokenDataset(directory / "source", split)
             if self.source_set.tokenizer.to_json() != self.target_set.tokenizer.to_json():
                 raise RepriseError(f"{directory}: source/ and target/ were tokenized differently")
-            self.index = _paired_indices(directory, split)
+            self.index = paired_indices(directory, split)
         else:
             self.target_set = self.source_set = TokenDataset(directory, split)
             self.index = [(i, i) for i in range(len(self.target_set))]
@@ -343,7 +343,7 @@ class PairedDataset:
         return collate(windows, self.tokenizer.pad_id)
 
 
-def _paired_indices(directory: Path, split: str) -> list[tuple[int, int]]:
+def paired_indices(directory: Path, split: str) -> list[tuple[int, int]]:
     """``(source index, target index)`` of the pieces of ``split`` present, by name, in both datasets."""
 
     def indices(side: str) -> dict[str, int]:
@@ -356,7 +356,7 @@ def _paired_indices(directory: Path, split: str) -> list[tuple[int, int]]:
 
 def write_pair_manifest(directory: Path, task: str, source: str, tracks: tuple[str, str]) -> None:
     """Note in ``pairs.json`` what the ``source/`` and ``target/`` datasets of a pair folder hold."""
-    counts = {s: len(_paired_indices(directory, s)) for s in ("train", "valid", "test")}
+    counts = {s: len(paired_indices(directory, s)) for s in ("train", "valid", "test")}
     info = {"task": task, "source": source, "source_tracks": tracks[0], "target_tracks": tracks[1], "pairs": counts}
     (Path(directory) / "pairs.json").write_text(json.dumps(info, indent=1))
 

@@ -57,14 +57,14 @@ class Performance(Tokenizer):
         start, end, pitch, velocity = sustained_notes(score)
         if not len(start):
             raise RepriseError("no notes")
-        return np.concatenate([[self.bos_id], _events(start, end, pitch, velocity), [self.eos_id]])
+        return np.concatenate([[self.bos_id], events(start, end, pitch, velocity), [self.eos_id]])
 
     def decode(self, ids: np.ndarray) -> symusic.Score:
         score = symusic.Score(TPQ)
         score.tempos.append(symusic.Tempo(0, QPM))
         track = symusic.Track(name="Piano", program=0)
         ticks_per_step = TPQ * QPM / 60 / STEPS_PER_SECOND
-        for on, off, p, v in _notes_of(np.asarray(ids)):
+        for on, off, p, v in notes_of(np.asarray(ids)):
             track.notes.append(symusic.Note(round(on * ticks_per_step), round((off - on) * ticks_per_step), p, v))
         score.tracks.append(track)
         return score
@@ -138,7 +138,7 @@ def _track_notes(track) -> tuple[np.ndarray, ...]:
     return start, end, pitch, velocity
 
 
-def _events(start: np.ndarray, end: np.ndarray, pitch: np.ndarray, velocity: np.ndarray) -> np.ndarray:
+def events(start: np.ndarray, end: np.ndarray, pitch: np.ndarray, velocity: np.ndarray) -> np.ndarray:
     """Event ids for notes in steps: offs before ons at the same step, a velocity event on change."""
     n = len(start)
     step = np.r_[start, end]
@@ -165,7 +165,7 @@ def _events(start: np.ndarray, end: np.ndarray, pitch: np.ndarray, velocity: np.
     return out
 
 
-def _notes_of(ids: np.ndarray) -> list[tuple[int, int, int, int]]:
+def notes_of(ids: np.ndarray) -> list[tuple[int, int, int, int]]:
     """``(on_step, off_step, pitch, velocity)`` of the notes in ids.
 
     A note with no ``NOTE_OFF`` ends at the last step or ``MAX_UNCLOSED`` steps after it began, whichever

@@ -19,6 +19,9 @@ computed on the 16th-note grid of :class:`~reprise.evaluation.pieces.Piece`:
   key's notes are its major scale; a minor key's are its natural minor scale plus
   the raised leading tone, which tonal minor uses at every cadence.
 * ``note_density`` -- notes per bar.
+* ``notes_at_onset`` -- mean number of notes sounding at each distinct onset (the
+  chord a listener hears struck; long overlapping notes pile up here).
+* ``median_duration`` -- median note length in seconds (at the score's first tempo).
 * Histograms (normalised to sum 1): ``pitch_class_histogram`` (12 classes);
   ``interval_histogram`` of the melodic intervals of every track's top line (the
   highest note at each onset), -12..+12 semitones with larger leaps counted as
@@ -104,6 +107,19 @@ def note_density(piece: Piece) -> float:
     return len(piece.pitch) / piece.n_bars if piece.n_bars else np.nan
 
 
+def notes_at_onset(piece: Piece) -> float:
+    if not len(piece.pitch):
+        return np.nan
+    onsets = np.unique(piece.onset)
+    started = np.searchsorted(np.sort(piece.onset), onsets, side="right")
+    ended = np.searchsorted(np.sort(piece.onset + piece.duration), onsets, side="right")
+    return float((started - ended).mean())
+
+
+def median_duration(piece: Piece) -> float:
+    return float(np.median(piece.duration) * piece.seconds_per_step) if len(piece.pitch) else np.nan
+
+
 def estimate_key(piece: Piece) -> tuple[int, str] | None:
     """``(tonic pitch class, "major" | "minor")`` by Krumhansl-Schmuckler on duration-weighted pitch classes."""
     weights = np.bincount(piece.pitch % 12, weights=piece.duration, minlength=12)
@@ -159,6 +175,8 @@ STATISTICS = (
     Statistic("in_key", "share of notes in the estimated key", in_key),
     Statistic("note_density", "notes per bar", note_density),
     Statistic("polyphony", "polyphony (pitches sounding at once)", polyphony),
+    Statistic("notes_at_onset", "notes sounding at an onset", notes_at_onset),
+    Statistic("median_duration", "median note duration (seconds)", median_duration),
     Statistic("empty_bar_ratio", "share of empty bars", empty_bar_ratio),
     Statistic("pitch_class_histogram", "pitch-class histogram", pitch_class_histogram, True, PITCH_NAMES),
     Statistic(

@@ -43,6 +43,7 @@ class Piece:
     track_names: list[str]
     steps_per_bar: float = 16.0
     grid: np.ndarray | None = field(default=None, repr=False)
+    seconds_per_step: float = 0.125  # a 16th at the score's first tempo (120 quarters a minute unless it says)
 
     @property
     def end(self) -> float:
@@ -137,6 +138,7 @@ def piece_from_score(score: symusic.Score, name: str, key: str, grid: np.ndarray
     order = np.lexsort((pitch, time))
     signature = score.time_signatures[0] if len(score.time_signatures) else None
     steps_per_bar = 16.0 * signature.numerator / signature.denominator if signature else 16.0
+    qpm = score.tempos[0].qpm if len(score.tempos) else 120.0
     return Piece(
         name,
         key,
@@ -147,6 +149,7 @@ def piece_from_score(score: symusic.Score, name: str, key: str, grid: np.ndarray
         names,
         steps_per_bar,
         grid,
+        60 / qpm / STEPS_PER_QUARTER,
     )
 
 

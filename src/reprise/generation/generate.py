@@ -20,6 +20,9 @@ from reprise.generation.sampling import SamplingConfig, sample
 from reprise.generation.strict import strict_logits
 from reprise.models import in_eval_mode
 
+# given tokens: fixed ids per new token (-1 free), or a function of the ids each sample wrote last
+Forcing = np.ndarray | Callable[[np.ndarray], np.ndarray]
+
 
 @torch.no_grad()
 @in_eval_mode
@@ -33,7 +36,7 @@ def generate(
     seed: int = 0,
     use_cache: bool = True,
     on_token: Callable[[int], None] | None = None,
-    forced: np.ndarray | None = None,
+    forced: Forcing | None = None,
 ) -> np.ndarray:
     """``(num_samples, len(primer) + n_new)`` ids continuing ``primer`` (which starts with ``BOS``).
 
@@ -44,7 +47,10 @@ def generate(
     ``sampling.end`` lets a sample end with ``EOS`` (then ``PAD`` fills the rest of its row); the
     tokenizer's :meth:`~Tokenizer.allowed_next` keeps structured encodings well-formed. ``forced``
     (``n_new`` ids, or ``(num_samples, n_new)``, ``-1`` where the model chooses) fixes given tokens,
-    e.g. a melody to harmonise (constrained decoding). The model runs in eval mode and is left in the mode it was in.
+    e.g. a melody to harmonise (constrained decoding); or a function told the id each sample wrote last
+    that answers what each must write next (-1: free), for given music whose place depends on what the
+    model writes (an anticipated melody, :class:`reprise.data.anticipation.MelodyAhead`).
+    The model runs in eval mode and is left in the mode it was in.
     ``on_token(i)`` is called after the ``i``-th new token (progress bars; an exception it raises
     stops generation, e.g. to cancel).
     """
@@ -61,6 +67,7 @@ def generate(
 
     start, logits = slide_start(seq.shape[1], context, frame), None
     for i in range(n_new):
+        given = _given(forced, i, seq)
         if ended.all():  # every sample has ended: the rest is padding
             seq = torch.nn.functional.pad(seq, (0, n_new - i), value=tokenizer.pad_id)
             if on_token is not None:
@@ -75,8 +82,7 @@ def generate(
         if sampling.strict:
             logits = strict_logits(logits, seq, tokenizer)
         token = sample(logits, sampling, generator)
-        if forced is not None:
-            given = torch.as_tensor(forced[..., i], device=device).expand(num_samples)
+        if given is not None:
             token = torch.where(given >= 0, given, token)
         token = token.masked_fill(ended, tokenizer.pad_id)
         ended |= token == tokenizer.eos_id
@@ -86,6 +92,14 @@ def generate(
         full = seq.shape[1] - start > context
         logits = None if caches is None or full or i == n_new - 1 else model(token[:, None], caches)[:, -1]
     return seq.cpu().numpy()
+
+
+def _given(forced: Forcing | None, i: int, seq: torch.Tensor) -> torch.Tensor | None:
+    """The ids forced at new token ``i`` of each sample (-1 where the model chooses), if any are."""
+    if forced is None:
+        return None
+    ids = forced(seq[:, -1].cpu().numpy()) if callable(forced) else forced[..., i]
+    return torch.as_tensor(ids, device=seq.device).expand(seq.shape[0])
 
 
 def _disallowed(tokenizer: Tokenizer, position: int, banned: torch.Tensor) -> torch.Tensor:

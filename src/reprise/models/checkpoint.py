@@ -24,7 +24,7 @@ from typing import Any
 
 import torch
 from safetensors import safe_open
-from safetensors.torch import load_model, save_model
+from safetensors.torch import load_file, load_model, save_model
 
 from reprise.config import read_json
 from reprise.data.tokenizer import Tokenizer, tokenizer_from_json
@@ -109,6 +109,25 @@ def load_weights(model: torch.nn.Module, directory: Path) -> None:
     device = next(model.parameters()).device
     path = Path(directory) / "model.safetensors"
     checked(path, lambda: load_model(model, str(path), device=str(device)))
+
+
+def init_weights(model: torch.nn.Module, directory: Path) -> None:
+    """Start ``model`` from a checkpoint's weights (``--init``). A vocabulary that grew (new ids appended,
+    e.g. an anticipated melody's controls) keeps the old rows and the new ids' fresh initialisation."""
+    path = Path(directory) / "model.safetensors"
+    held = checked(path, lambda: load_file(str(path)))
+    state = model.state_dict()
+    for name, tensor in held.items():
+        mine = state.get(name)
+        grown = mine is not None and mine.shape[1:] == tensor.shape[1:] and mine.shape[0] >= tensor.shape[0]
+        if not grown:
+            wanted = "no such tensor" if mine is None else f"shape {tuple(mine.shape)}"
+            raise RepriseError(f"{path}: {name} has shape {tuple(tensor.shape)}, this model wants {wanted}")
+        with torch.no_grad():
+            mine[: tensor.shape[0]].copy_(tensor.to(mine.dtype))
+    loaded = {state[name].data_ptr() for name in held}  # a tied tensor is stored once, under one name
+    if missing := sorted(name for name in set(state) - set(held) if state[name].data_ptr() not in loaded):
+        raise RepriseError(f"{path}: no weights for {', '.join(missing[:3])}")
 
 
 def write_json(path: Path, data: dict[str, Any]) -> None:

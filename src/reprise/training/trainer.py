@@ -25,6 +25,7 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from tqdm import tqdm
 
+from reprise.data.anticipation import AnticipatedPairs, is_pair_folder
 from reprise.data.dataset import TokenDataset
 from reprise.data.fill import FillDataset
 from reprise.data.pairs import PairedDataset
@@ -33,7 +34,7 @@ from reprise.errors import RepriseError
 from reprise.evaluation.conditional import nll_given
 from reprise.evaluation.nll import nll_of
 from reprise.models import build_model
-from reprise.models.checkpoint import load_weights, read_checkpoint, save_checkpoint
+from reprise.models.checkpoint import init_weights, load_weights, read_checkpoint, save_checkpoint
 from reprise.models.encoder_decoder import EncoderDecoderConfig
 from reprise.models.markov import MarkovChain
 from reprise.training.checkpoint import load_training_state, save_training_checkpoint
@@ -138,7 +139,7 @@ def _train(
     torch.manual_seed(config.seed)
     model = build_model(model_config).to(world.device)
     if config.init is not None and not resume:
-        load_weights(model, read_checkpoint(config.init)[0])
+        init_weights(model, read_checkpoint(config.init)[0])
     if isinstance(model, MarkovChain):
         if world.size > 1:
             raise RepriseError("a Markov chain is counted in one pass by one process: train it without torchrun")
@@ -165,11 +166,12 @@ def _train(
 def open_split(
     data_dir: Path, split: str, model_config: Any, infill: bool = False
 ) -> TokenDataset | PairedDataset | FillDataset:
-    """A split of the data a model trains on: token windows, or (encoder-decoder) the pairs of its task."""
+    """A split of the data a model trains on: token windows (of anticipated streams, from a pair folder), or
+    (encoder-decoder) the pairs of its task."""
     if infill:  # a decoder-only model of fill-in-the-middle streams
         return FillDataset(data_dir, split, getattr(model_config, "context", None))
     if not isinstance(model_config, EncoderDecoderConfig):
-        return TokenDataset(data_dir, split)
+        return AnticipatedPairs(data_dir, split) if is_pair_folder(data_dir) else TokenDataset(data_dir, split)
     pairs = PairedDataset(data_dir, split, model_config.task, model_config.source_context, model_config.source_offset)
     if model_config.source_vocab_size != pairs.task.source_vocab_size:
         raise RepriseError(
