@@ -3,10 +3,12 @@ model learns, and `reprise train --task infill` / `reprise infill` keep everythi
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
 import pytest
+import safetensors.torch
 import torch
 import torch.nn.functional as F
 
@@ -152,6 +154,8 @@ def test_train_and_infill_from_the_command_line(capsys, melodies, tmp_path):
     args = ["train", "--task", "infill", "--data", melodies, "--run", tmp_path / "fim", "--device", "cpu"]
     code, _, err = run(capsys, *args, "--steps", "2", "--eval-every", "2", *SMALL_MODEL[:1], "64", *SMALL_MODEL[2:])
     assert code == 0, err
+    code, out, err = run(capsys, "evaluate", "--checkpoint", tmp_path / "fim", "--data", melodies, "--split", "test")
+    assert code == 0 and json.loads(out)["tokens"] == 3 * 32, err  # the middles only: two bars of each piece
     common = ["infill", "--checkpoint", tmp_path / "fim", "--primer-data", melodies, "--primer-piece", "1"]
     code, _, err = run(capsys, *common, "--bars", "3-4", "--samples", "2", "--out", tmp_path / "out")
     assert code == 0, err
@@ -165,3 +169,28 @@ def test_train_and_infill_from_the_command_line(capsys, melodies, tmp_path):
     assert code == 1 and "the piece has" in err and len(err.strip().splitlines()) == 1, err
     code, _, err = run(capsys, "train", "--task", "harmonize", "--data", melodies, "--run", tmp_path / "h")
     assert code != 0 and "--task" in err
+
+
+def test_a_plain_grid_model_initialises_a_fill_in_the_middle_model(capsys, melodies, tmp_path):
+    small = [*SMALL_MODEL[:1], "64", *SMALL_MODEL[2:]]
+    args = ["--steps", "1", "--eval-every", "1", "--device", "cpu"]
+    code, _, err = run(capsys, "train", "--data", melodies, "--run", tmp_path / "plain", *args, *small)
+    assert code == 0, err
+    code, _, err = run(
+        capsys,
+        "train",
+        "--task",
+        "infill",
+        "--data",
+        melodies,
+        "--run",
+        tmp_path / "fim",
+        "--init",
+        tmp_path / "plain",
+        *args,
+    )
+    assert code == 0, err
+    plain = safetensors.torch.load_file(tmp_path / "plain" / "best" / "model.safetensors")
+    grown = safetensors.torch.load_file(tmp_path / "fim" / "last" / "model.safetensors")
+    name = next(k for k, v in plain.items() if v.shape[0] == MelodyGrid().vocab_size)
+    assert grown[name].shape[0] == MelodyGrid().vocab_size + 2  # FILL and MIDDLE appended

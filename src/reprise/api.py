@@ -23,6 +23,7 @@ import symusic
 import torch
 
 from reprise.audio import render_wav
+from reprise.data.fill import FillTokenizer
 from reprise.data.musicxml import write_musicxml
 from reprise.data.pairs import PairedDataset
 from reprise.data.prepare import prepare
@@ -80,11 +81,12 @@ def score(
     A dataset must have been tokenized as the model's training data was, or in a form the model's
     tokenizer can translate (a chorale grid without the soprano ahead, for a harmoniser). An
     encoder-decoder scores its task's targets given their sources (the dataset, or pair folder, it
-    was trained on). Tokens a stream is given (a harmoniser's soprano) are not scored.
+    was trained on). Tokens a stream is given (a harmoniser's soprano) are not scored. A fill-in-the-middle
+    model scores the middles of its streams: the bars that validation fills in each piece.
     """
     if isinstance(data, (str, Path)):
         directory = Path(data)
-        dataset = open_split(directory, split, model.config)
+        dataset = open_split(directory, split, model.config, isinstance(tokenizer, FillTokenizer))
         if isinstance(dataset, PairedDataset):
             if dataset.tokenizer.to_json() != tokenizer.to_json():
                 raise RepriseError(f"{directory}: tokenized differently from the checkpoint's training data")
