@@ -295,13 +295,19 @@ def pop909_folder(args, work: Path) -> Path:
     return folder
 
 
-def pop909(args, work: Path) -> dict:
+def pop909_pairs(args, work: Path) -> Path:
+    """The pair folder (MELODY -> PIANO, performance events) of the first ``--pop909-pieces`` songs."""
     songs = pop909_folder(args, work)
     pairs_dir = work / "pop909-pairs"
     if not (pairs_dir / "pairs.json").is_file():
         for side, track in (("source", "MELODY"), ("target", "PIANO")):
             prepare(str(songs), pairs_dir / side, "performance", tracks=(track,))
         write_pair_manifest(pairs_dir, "accompany", str(songs), ("MELODY", "PIANO"))
+    return pairs_dir
+
+
+def pop909(args, work: Path) -> dict:
+    songs, pairs_dir = pop909_folder(args, work), pop909_pairs(args, work)
     melody_dir = work / "pop909-melody"
     if not (melody_dir / "manifest.json").is_file():
         prepare(str(songs), melody_dir, "melody-grid", tracks=("MELODY",))

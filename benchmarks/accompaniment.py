@@ -1,0 +1,173 @@
+"""Accompaniment given a melody (POP909 ``MELODY`` -> ``PIANO``): three designs at equal budgets, and
+what an accompanist writes under melodies it never saw.
+
+    # the designs side by side (each model the same wall-clock budget, one core each)
+    OMP_NUM_THREADS=1 python benchmarks/accompaniment.py --pop909 ../shared/data/pop909 --pop909-pieces 300 \\
+        --pop909-test-pieces 30 --minutes 10 --work /tmp/accompaniment --json docs/accompaniment.json
+    # what a trained accompanist writes, against POP909's piano parts
+    python benchmarks/accompaniment.py --model accompanist --reference data/pop909 --melodies 8 \\
+        --json docs/accompaniment_writes.json
+
+The designs (width 128, 4 heads, the settings of benchmarks/conditional.py):
+
+- the encoder-decoder (``--model encoder-decoder --task accompany``): the melody through an encoder,
+  read by cross-attention (2 encoder and 4 decoder blocks);
+- anticipation (``--task accompany``, a decoder-only model, :mod:`reprise.data.anticipation`): the
+  melody's notes interleaved into the accompaniment's stream 2 s before they sound (6 blocks);
+- the accompaniment alone: a decoder-only model of the ``PIANO`` events without the melody (6 blocks).
+
+All three are scored on exactly the same tokens: every accompaniment event of the first
+``--pop909-test-pieces`` test songs and their ends (checked, not only computed alike).
+
+What an accompanist writes: ``reprise accompany``'s sampling (temperature 1) under the first
+``--melodies`` songs of music21's Essen folk songs (``essen``; POP909 has no folk songs), compared with the
+``PIANO`` tracks of POP909's test split by the report's statistics: notes sounding at an onset (a
+dense cloud of long overlapping notes shows here) and median note duration in seconds.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from dataclasses import asdict
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from conditional import decoder_only, encoder_decoder, masked_nll, pop909_pairs, total, train_config, trained
+from reprise.api import load
+from reprise.data.anticipation import Anticipated, AnticipatedPairs
+from reprise.data.pairs import PairedDataset, Task
+from reprise.data.performance import VOCAB_SIZE, Performance
+from reprise.data.sources import list_source, read_item
+from reprise.device import describe_cpu
+from reprise.evaluation.conditional import nll_per_pair
+from reprise.evaluation.music_stats import median_duration, notes_at_onset, polyphony
+from reprise.evaluation.pieces import piece_from_score, pieces_from_dataset
+from reprise.generation.conditional import accompany
+from reprise.generation.sampling import SamplingConfig
+
+CONTEXT, SOURCE_CONTEXT = 1024, 512
+
+
+def designs(args) -> dict:
+    """Train the three designs for ``--minutes`` each and score them on the same test tokens."""
+    pairs_dir, n, config = pop909_pairs(args, args.work), args.pop909_test_pieces, train_config(args.minutes, "cpu")
+    runs, rows = args.work / "runs", {}
+    pairs = PairedDataset(pairs_dir, "test", "accompany", SOURCE_CONTEXT, 0.25)
+    targets = [pairs.target_set.piece(t) for _, t in pairs.index[:n]]
+
+    model, info = trained(
+        runs / "encoder-decoder", pairs_dir, encoder_decoder(pairs.task, CONTEXT, SOURCE_CONTEXT), config
+    )
+    rows["encoder-decoder (melody through cross-attention)"] = {**info, **_nll(nll_per_pair(model, pairs, pairs=n))}
+
+    streams = AnticipatedPairs(pairs_dir, "test")
+    pieces = [streams.piece(i) for i in range(len(targets))]
+    model, info = trained(runs / "anticipation", pairs_dir, decoder_only(Anticipated().vocab_size, CONTEXT), config)
+    nlls = [masked_nll(model, ids, (ids < VOCAB_SIZE) & (np.arange(len(ids)) > 0)) for ids in pieces]
+    rows["anticipation (melody 2 s ahead in the stream)"] = {**info, **_nll(nlls)}
+
+    model, info = trained(runs / "alone", pairs_dir / "target", decoder_only(VOCAB_SIZE, CONTEXT), config)
+    rows["the accompaniment alone (no melody)"] = {
+        **info,
+        **_nll([masked_nll(model, ids, np.arange(len(ids)) > 0) for ids in targets]),
+    }
+    counts = {row["tokens"] for row in rows.values()}
+    if len(counts) != 1:
+        raise AssertionError(f"the designs were scored on different numbers of tokens: {counts}")
+    return {"pieces": len(targets), "rows": rows}
+
+
+def _nll(nlls: list) -> dict:
+    return {"nll": total(nlls), "tokens": sum(x.tokens for x in nlls)}
+
+
+def writes(args) -> dict:
+    """Accompany ``--melodies`` Essen folk songs and compare the parts with POP909's piano test split."""
+    model, tokenizer = load(args.model, "cpu")
+    items, _ = list_source("essen")
+    written = []
+    for i, item in enumerate(items[: args.melodies]):
+        melody = Performance().encode_score(read_item(item)[0])
+        part = accompany(
+            model, Task("accompany", tokenizer), melody, args.max_tokens, sampling=SamplingConfig(), seed=i
+        )[0]
+        written.append(piece_from_score(Performance().decode(part), item.name, item.name))
+    reference = pieces_from_dataset(args.reference, "test")
+    rows = {"written": _statistics(written), "POP909 PIANO (test)": _statistics(reference)}
+    rows["ratio"] = {k: rows["written"][k] / rows["POP909 PIANO (test)"][k] for k in rows["written"]}
+    return {"model": str(args.model), "melodies": [item.name for item in items[: args.melodies]], "rows": rows}
+
+
+def _statistics(pieces: list) -> dict:
+    """Per piece, then over pieces: mean notes at an onset and polyphony, median of the median durations."""
+    return {
+        "notes_at_onset": float(np.nanmean([notes_at_onset(p) for p in pieces])),
+        "polyphony": float(np.nanmean([polyphony(p) for p in pieces])),
+        "median_duration_s": float(np.nanmedian([median_duration(p) for p in pieces])),
+        "notes": int(sum(len(p.pitch) for p in pieces)),
+    }
+
+
+def markdown(results: dict) -> str:
+    lines = [f"Command: `{results['command']}`; {results['machine']}.", ""]
+    if "designs" in results:
+        lines += [
+            f"NLL per accompaniment token, {results['designs']['pieces']} POP909 test songs, "
+            f"{results['minutes']:g} minutes of training each:",
+            "",
+            "| design | parameters | steps | NLL/token | tokens |",
+            "|---|---:|---:|---:|---:|",
+        ]
+        for name, row in results["designs"]["rows"].items():
+            lines.append(
+                f"| {name} | {row['parameters']:,} | {row['steps']:,} | {row['nll']:.4f} | {row['tokens']:,} |"
+            )
+    if "writes" in results:
+        lines += ["", "| accompaniments | notes at an onset | polyphony | median duration (s) | notes |"]
+        lines.append("|---|---:|---:|---:|---:|")
+        for name, row in results["writes"]["rows"].items():
+            cells = [f"{row[k]:.3f}" for k in ("notes_at_onset", "polyphony", "median_duration_s")]
+            lines.append(f"| {name} | {' | '.join(cells)} | {row['notes'] if name != 'ratio' else ''} |")
+    return "\n".join(lines) + "\n"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--pop909", type=Path, help="the POP909 folder: train and score the designs")
+    parser.add_argument("--pop909-pieces", type=int, default=None, help="use the first N songs of POP909 [all]")
+    parser.add_argument("--pop909-test-pieces", type=int, default=None, help="score this many test songs [all]")
+    parser.add_argument("--minutes", type=float, default=10.0, help="training budget of every design")
+    parser.add_argument("--work", type=Path, default=Path("/tmp/accompaniment"), help="datasets and runs")
+    parser.add_argument("--model", help="an accompanist (run, folder or shipped name): measure what it writes")
+    parser.add_argument("--reference", type=Path, help="POP909 PIANO prepared as performance events")
+    parser.add_argument("--melodies", type=int, default=8, help="Essen folk songs to accompany")
+    parser.add_argument("--max-tokens", type=int, default=4096, help="events per accompaniment at most")
+    parser.add_argument("--json", type=Path, required=True)
+    parser.add_argument("--markdown", type=Path)
+    args = parser.parse_args()
+    results = {
+        "command": "python benchmarks/accompaniment.py " + " ".join(sys.argv[1:]),
+        "machine": f"{describe_cpu()}, {torch.get_num_threads()} threads",
+        "minutes": args.minutes,
+        "train": asdict(train_config(args.minutes, "cpu")),
+    }
+    if args.pop909:
+        results["designs"] = designs(args)
+    if args.model:
+        results["writes"] = writes(args)
+    args.json.parent.mkdir(parents=True, exist_ok=True)
+    args.json.write_text(json.dumps(results, indent=1))
+    report = markdown(results)
+    if args.markdown:
+        args.markdown.write_text(report)
+    print(report)
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("PYTHONHASHSEED", "0")
+    main()
