@@ -190,6 +190,8 @@ def test_a_plain_grid_model_initialises_a_fill_in_the_middle_model(capsys, melod
         *args,
     )
     assert code == 0, err
+    code, _, err = run(capsys, "infill", "--checkpoint", tmp_path / "plain", "--primer-data", melodies, "--bars", "2")
+    assert code == 1 and "`reprise train --task infill`" in err and len(err.strip().splitlines()) == 1, err
     plain = safetensors.torch.load_file(tmp_path / "plain" / "best" / "model.safetensors")
     grown = safetensors.torch.load_file(tmp_path / "fim" / "last" / "model.safetensors")
     name = next(k for k, v in plain.items() if v.shape[0] == MelodyGrid().vocab_size)

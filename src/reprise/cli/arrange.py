@@ -271,7 +271,7 @@ def _load(options: dict, task: str):
         trained = model.config.task if isinstance(model, EncoderDecoder) else "continue music (decoder-only)"
         raise RepriseError(
             f"{checkpoint}: this model was trained to {trained}, not to {task}; "
-            f"train one with `reprise train {'' if task == 'accompany' else '--model encoder-decoder '}--task {task}`"
+            f"train one with `reprise train {'--model encoder-decoder ' if task == 'harmonize' else ''}--task {task}`"
         )
     return model, tokenizer
 
