@@ -11,6 +11,7 @@ import symusic
 import torch
 
 from conftest import SHARED, SMALL_MODEL, run, shared
+from reprise.api import load
 from reprise.data.anticipation import (
     ANTICIPATION,
     AT,
@@ -36,6 +37,7 @@ from reprise.generation.conditional import accompany
 from reprise.models import build_model
 from reprise.models.checkpoint import init_weights, save_checkpoint
 from reprise.models.config import ModelConfig
+from reprise.models.pretrained import trained_task
 
 POP909 = SHARED / "pop909"
 
@@ -139,6 +141,7 @@ def test_train_accompany_decoder_only_from_the_command_line(capsys, tmp_path):
     args = ["train", "--task", "accompany", "--data", pairs, "--steps", "2", "--eval-every", "2", "--device", "cpu"]
     code, _, err = run(capsys, *args, "--run", tmp_path / "acc", *SMALL_MODEL)
     assert code == 0, err
+    assert trained_task(*load(tmp_path / "acc")) == "accompany"  # what the studio and model cards go by
     inputs, targets = AnticipatedPairs(pairs, "train").batch(np.random.default_rng(0), 4, 256)
     assert (inputs >= VOCAB_SIZE).any() and targets.max() < VOCAB_SIZE  # controls are read, never predicted
     code, out, err = run(capsys, "evaluate", "--checkpoint", tmp_path / "acc", "--data", pairs, "--split", "train")

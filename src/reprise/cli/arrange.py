@@ -142,15 +142,13 @@ def accompany(song: Path, melody_track_name: str, max_tokens: int, **options) ->
     """Write an accompaniment under the melody of SONG (a MIDI file). Writes accompaniment-N.mid with two
     tracks, the melody as given and the accompaniment (and .png, .wav)."""
     from reprise.data.pairs import Task
-    from reprise.data.performance import Performance
-    from reprise.generation.conditional import accompanied, melody_track
+    from reprise.generation.conditional import accompanied, melody_events
     from reprise.generation.conditional import accompany as run_accompany
 
     model, tokenizer = _load(options, "accompany")
-    events = Performance()  # the melody alone, as performance events, whatever stream the model reads
-    melody = _given(song, "SONG", lambda score: events.encode_score(melody_track(score, melody_track_name)))
+    melody = _given(song, "SONG", lambda score: melody_events(score, melody_track_name))
     parts = run_accompany(model, Task("accompany", tokenizer), melody, max_tokens, **_sampling(options))
-    _write([accompanied(events, melody, part) for part in parts], options, "accompaniment", given=(0,))
+    _write([accompanied(melody, part) for part in parts], options, "accompaniment", given=(0,))
 
 
 @click.command()

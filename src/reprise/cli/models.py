@@ -159,8 +159,10 @@ def _task(run: Path, model, tokenizer, task: str | None) -> str:
 def _run_data(run: Path) -> Path | None:
     """The prepared dataset a run trained on, if its ``run.json`` says and it is still there."""
     path = Path(run) / "run.json"
+    from reprise.data.anticipation import is_pair_folder
+
     data = Path(json.loads(path.read_text())["data"]) if path.is_file() else None
-    return data if data is not None and (data / "manifest.json").is_file() else None
+    return data if data is not None and ((data / "manifest.json").is_file() or is_pair_folder(data)) else None
 
 
 def _nll(folder: Path, data: Path, split: str, device: str) -> float | None:

@@ -97,6 +97,10 @@ class Anticipated(Performance):
         score.tracks.append(melody)
         return score
 
+    @property
+    def task(self) -> str:
+        return "accompany"
+
     def scored(self, ids: np.ndarray) -> np.ndarray:
         """The accompaniment and the end count; the melody is given."""
         return np.asarray(ids) < VOCAB_SIZE

@@ -103,6 +103,10 @@ class ChoraleGrid(Tokenizer):
             return None
         return self.encode_grid(source.decode_grid(ids), eos=bool(len(ids)) and ids[-1] == self.eos_id)
 
+    @property
+    def task(self) -> str:
+        return "harmonize" if self.soprano_ahead else "continue"
+
     def scored(self, ids: np.ndarray) -> np.ndarray | None:
         """With ``soprano_ahead``, the soprano is given: only alto, tenor and bass of real steps and the
         end are scored. ``None`` (all) otherwise."""

@@ -60,6 +60,12 @@ class Tokenizer(ABC):
         """``ids`` of ``source``'s encoding in this one, or ``None`` when it cannot say the same thing."""
         return ids if source.to_json() == self.to_json() else None
 
+    @property
+    def task(self) -> str:
+        """What a decoder-only model of this stream does: continue music, or (a stream that carries
+        given music) the conditional task that gives it (``harmonize``, ``accompany``)."""
+        return "continue"
+
     def scored(self, ids: np.ndarray) -> np.ndarray | None:
         """Which of ``ids`` an NLL counts (a mask), or ``None`` for all after ``BOS``: a stream that
         carries given music (a harmoniser's melody) scores only what the model writes."""

@@ -250,8 +250,14 @@ def bar_span(bars: str, task: Task, ids: np.ndarray) -> tuple[int, int]:
     return task.bars(int(match[1]), int(match[2] or match[1]), n_steps)
 
 
-def accompanied(tokenizer: Performance, melody: np.ndarray, part: np.ndarray) -> symusic.Score:
+def melody_events(score: symusic.Score, name: str | None = None) -> np.ndarray:
+    """The performance events of a song's melody track (:func:`melody_track`), what every accompanist is given."""
+    return Performance().encode_score(melody_track(score, name))
+
+
+def accompanied(melody: np.ndarray, part: np.ndarray) -> symusic.Score:
     """One song of two tracks: the ``melody`` as given, then the accompaniment ``part`` (both events)."""
+    tokenizer = Performance()
     score = tokenizer.decode(melody)
     score.tracks[0].name = "Melody"
     accompaniment = tokenizer.decode(part).tracks[0]

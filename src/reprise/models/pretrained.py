@@ -68,9 +68,8 @@ class ShippedModel:
 
 def trained_task(model: torch.nn.Module, tokenizer: Tokenizer) -> str:
     """What a model was trained to do: a conditional model's config names its task; a decoder-only
-    model of a stream that carries given music (the soprano ahead) harmonises; any other continues."""
-    task = getattr(model.config, "task", None)
-    return task or ("harmonize" if getattr(tokenizer, "soprano_ahead", 0) else "continue")
+    model's stream says it (the soprano ahead harmonises, an anticipated melody is accompanied)."""
+    return getattr(model.config, "task", None) or tokenizer.task
 
 
 def read_model_config(directory: Path) -> dict[str, Any]:

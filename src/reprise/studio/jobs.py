@@ -238,10 +238,10 @@ def harmonize_melody(job: TaskInput) -> Made:
 def accompany_melody(job: TaskInput) -> Made:
     """A song of two tracks, the given melody and an accompaniment of at most ``length`` events."""
     r, tokenizer = job.request, job.tokenizer
-    melody = named(r.given_name, lambda: tokenizer.encode_score(conditional.melody_track(job.upload(), r.melody_track)))
+    melody = named(r.given_name, lambda: conditional.melody_events(job.upload(), r.melody_track))
     n_max = new_tokens(r, tokenizer)
     parts = conditional.accompany(job.model, Task("accompany", tokenizer), melody, n_max, **job.sampling(n_max))
-    return Made([conditional.accompanied(tokenizer, melody, part) for part in parts], given=(0,))
+    return Made([conditional.accompanied(melody, part) for part in parts], given=(0,))
 
 
 @for_task("infill")
