@@ -67,6 +67,8 @@ def test_the_stream_round_trips_outside_and_inside_the_span(ids):
     np.testing.assert_array_equal(middle, body[first:last])
     np.testing.assert_array_equal(after, body[last:])
     np.testing.assert_array_equal(tokenizer.in_order(stream), ids[:-1])
+    # FILL once per bar of the gap (the model knows the middle's length), MIDDLE once, each a whole frame
+    assert (stream == tokenizer.fill_id).sum() == 2 * frame and (stream == tokenizer.middle_id).sum() == frame
     # every grid token keeps its voice position: index - 1 modulo the frame
     grid = np.flatnonzero(stream < tokenizer.fill_id)[1:]
     order = np.r_[np.arange(first), np.arange(last, len(body)), np.arange(first, last)]
@@ -89,7 +91,7 @@ def test_only_the_middle_is_scored():
     assert scored.sum() == 32 and scored[-32:].all()
     assert tokenizer.scored(ids) is None  # a plain piece counts whole
     torch.manual_seed(0)
-    model = MusicTransformer(ModelConfig(vocab_size=tokenizer.vocab_size, context=128, d_model=16, n_layers=1))
+    model = MusicTransformer(ModelConfig(vocab_size=tokenizer.vocab_size, context=128, d_model=16, n_layers=1)).eval()
     nll = nll_of(model, [stream], 128, scored=tokenizer.scored)
     with torch.no_grad():
         logits = model(torch.from_numpy(stream[:-1])[None])[0]

@@ -4,14 +4,17 @@ A left-to-right model that fills a gap sees only the music before it. Rearranged
 as in the fill-in-the-middle training of Bavarian et al. (2022, "PSM" order; the
 Anticipatory Music Transformer infills the same way), the piece becomes
 
-    BOS  before  FILL  after  MIDDLE  middle
+    BOS  before  FILL (one per bar of the gap)  after  MIDDLE  middle
 
 so the model reads the bars before the gap, then the bars after it, and writes
 the gap last, in its own stream, right after the music around it. ``FILL`` and
 ``MIDDLE`` are two ids appended after the grid's vocabulary (a plain grid model's
-ids keep their meaning), each repeated ``frame`` times so that every grid token
-keeps its voice position (the chorale grid's slot is its index modulo 4). The
-piece's ``EOS`` is left out: it would break that alignment.
+ids keep their meaning). ``FILL`` stands once per bar of the gap, so the model
+knows how long the middle is and where it must join the bars after it (without
+that, a first 10-minute melody model lost to the left-only one); each marker is
+repeated ``frame`` times so that every grid token keeps its voice position (the
+chorale grid's slot is its index modulo 4). The piece's ``EOS`` is left out: it
+would break that alignment.
 
 A stream longer than the context is cut around the gap: the middle is kept whole,
 and the before and after keep the steps next to it, half the room each (a side
@@ -108,15 +111,16 @@ class FillTokenizer(Tokenizer):
         if not 0 <= span[0] < span[1] or last > len(body):
             raise RepriseError(f"steps {span[0]}..{span[1]} are not a span of this {len(body) // frame}-step piece")
         before, middle, after = body[:first], body[first:last], body[last:]
-        room = length - 1 - 2 * frame - len(middle)
+        marks = frame * (1 + gap_bars(span))  # FILL per bar, MIDDLE once
+        room = length - 1 - marks - len(middle)
         if room < 0:
             raise RepriseError(
                 f"a span of {span[1] - span[0]} steps takes {len(middle)} tokens, more than this model's context "
                 f"({length - 1}) holds with the markers around it; fill fewer bars at a time"
             )
         n_before, n_after = _shares(len(before), len(after), room, frame)
-        marker = np.full(frame, self.fill_id)
-        return np.r_[self.base.bos_id, before[len(before) - n_before :], marker, after[:n_after], marker + 1, middle]
+        fill, then = np.full(marks - frame, self.fill_id), np.full(frame, self.middle_id)
+        return np.r_[self.base.bos_id, before[len(before) - n_before :], fill, after[:n_after], then, middle]
 
     def parts(self, stream: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """``(before, after, middle)`` of a stream (the middle may be partial, as while sampling)."""
@@ -133,6 +137,11 @@ class FillTokenizer(Tokenizer):
             return ids[ids < self.fill_id]
         before, after, middle = self.parts(ids)
         return np.r_[self.base.bos_id, before, middle, after]
+
+
+def gap_bars(span: tuple[int, int]) -> int:
+    """How many bars (a last one may be partial) the steps ``[start, stop)`` cover: the ``FILL`` markers."""
+    return -(-(span[1] - span[0]) // STEPS_PER_BAR)
 
 
 def _body(ids: np.ndarray, eos: int) -> np.ndarray:
@@ -177,7 +186,7 @@ class FillDataset:
 
     def most_bars(self, context: int) -> int:
         """The longest training span, in bars: ``MAX_INFILL_BARS``, or fewer where the context holds fewer."""
-        fits = (context - 2 * self.tokenizer.frame) // (STEPS_PER_BAR * self.tokenizer.frame)
+        fits = (context - self.tokenizer.frame) // ((STEPS_PER_BAR + 1) * self.tokenizer.frame)
         if fits < 1:
             raise RepriseError(f"a context of {context} tokens holds no bar to fill with the markers around it")
         return min(MAX_INFILL_BARS, fits)
