@@ -32,7 +32,7 @@ from reprise.data.pairs import PairedDataset
 from reprise.device import autocast
 from reprise.errors import RepriseError
 from reprise.evaluation.conditional import nll_given
-from reprise.evaluation.nll import nll_of
+from reprise.evaluation.nll import nll_of, only_predicted
 from reprise.models import build_model
 from reprise.models.checkpoint import init_weights, load_weights, read_checkpoint, save_checkpoint
 from reprise.models.encoder_decoder import EncoderDecoderConfig
@@ -166,9 +166,9 @@ def _train(
 def open_split(
     data_dir: Path, split: str, model_config: Any, infill: bool = False
 ) -> TokenDataset | PairedDataset | FillDataset:
-    """A split of the data a model trains on: token windows (of anticipated streams, from a pair folder), or
-    (encoder-decoder) the pairs of its task."""
-    if infill:  # a decoder-only model of fill-in-the-middle streams
+    """A split of the data a model trains on: token windows (of anticipated streams, from a pair folder; of
+    fill-in-the-middle streams, with ``infill``), or (encoder-decoder) the pairs of its task."""
+    if infill:
         return FillDataset(data_dir, split, getattr(model_config, "context", None))
     if not isinstance(model_config, EncoderDecoderConfig):
         return AnticipatedPairs(data_dir, split) if is_pair_folder(data_dir) else TokenDataset(data_dir, split)
@@ -317,9 +317,8 @@ class _Loop:
                 with self.autocast:
                     logits = self.forward(*inputs)
                 pad = self.tokenizer.pad_id
-                loss = F.cross_entropy(
-                    logits.float().flatten(0, 1), targets.flatten(), ignore_index=pad, reduction="sum"
-                )
+                predicted = only_predicted(logits.float(), self.tokenizer.predicted)
+                loss = F.cross_entropy(predicted.flatten(0, 1), targets.flatten(), ignore_index=pad, reduction="sum")
                 with self.autocast:  # the sampled term runs the model again
                     samplers, windows = (self.model, self.forward), inputs[0]
                     loss = loss + unlikelihood_terms(
@@ -349,7 +348,8 @@ class _Loop:
         else:
             pieces = [valid_set.piece(i) for i in range(len(valid_set))]
             context, frame = self.model.config.context, self.tokenizer.frame
-            nll = nll_of(self.evaluated, pieces, context, frame=frame, scored=self.tokenizer.scored)
+            scoring = {"scored": self.tokenizer.scored, "predicted": self.tokenizer.predicted}
+            nll = nll_of(self.evaluated, pieces, context, frame=frame, **scoring)
         self.log(
             {
                 "step": step,
