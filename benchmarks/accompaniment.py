@@ -68,7 +68,8 @@ def designs(args) -> dict:
     streams = AnticipatedPairs(pairs_dir, "test")
     pieces = [streams.piece(i) for i in range(len(targets))]
     model, info = trained(runs / "anticipation", pairs_dir, decoder_only(Anticipated().vocab_size, CONTEXT), config)
-    nlls = [masked_nll(model, ids, (ids < VOCAB_SIZE) & (np.arange(len(ids)) > 0)) for ids in pieces]
+    scored = [(ids < VOCAB_SIZE) & (np.arange(len(ids)) > 0) for ids in pieces]
+    nlls = [masked_nll(model, ids, mask, predicted=streams.tokenizer.predicted) for ids, mask in zip(pieces, scored)]
     rows["anticipation (melody 2 s ahead in the stream)"] = {**info, **_nll(nlls)}
 
     model, info = trained(runs / "alone", pairs_dir / "target", decoder_only(VOCAB_SIZE, CONTEXT), config)

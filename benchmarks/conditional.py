@@ -56,7 +56,7 @@ from reprise.data.windows import scoring_windows
 from reprise.device import autocast as autocast_for
 from reprise.device import describe_cpu
 from reprise.evaluation.conditional import nll_per_pair
-from reprise.evaluation.nll import NLL
+from reprise.evaluation.nll import NLL, only_predicted
 from reprise.evaluation.voice_leading import VoiceLeading, voice_leading
 from reprise.generation.conditional import harmonize
 from reprise.models.checkpoint import load_checkpoint
@@ -122,8 +122,11 @@ def total(nlls: list[NLL], chosen: list[int] | None = None) -> float:
 
 
 @torch.no_grad()
-def masked_nll(model: torch.nn.Module, ids: np.ndarray, scored: np.ndarray, frame: int = 1) -> NLL:
-    """NLL of the tokens of ``ids`` where ``scored`` is true, under a decoder-only model (sliding windows)."""
+def masked_nll(
+    model: torch.nn.Module, ids: np.ndarray, scored: np.ndarray, frame: int = 1, predicted: np.ndarray | None = None
+) -> NLL:
+    """NLL of the tokens of ``ids`` where ``scored`` is true, under a decoder-only model (sliding windows);
+    ``predicted`` leaves ids out of the softmax (:func:`reprise.evaluation.nll.only_predicted`)."""
     context = model.config.context
     device = next(model.parameters()).device
     result = NLL(0.0, 0)
@@ -133,7 +136,7 @@ def masked_nll(model: torch.nn.Module, ids: np.ndarray, scored: np.ndarray, fram
         keep[: first - start - 1] = False
         if not keep.any():
             continue
-        logits = model(torch.from_numpy(ids[start : end - 1])[None].to(device))[0].float()
+        logits = only_predicted(model(torch.from_numpy(ids[start : end - 1])[None].to(device))[0].float(), predicted)
         nll = F.cross_entropy(logits[keep.to(device)], targets[keep].to(device), reduction="sum")
         result = NLL(result.total + nll.item(), result.tokens + int(keep.sum()))
     return result

@@ -94,6 +94,9 @@ def test_only_the_accompaniment_is_scored_so_nlls_count_the_same_tokens(tmp_path
     model = build_model(ModelConfig(vocab_size=tokenizer.vocab_size, context=64, d_model=16, n_layers=1, n_heads=2))
     nll = nll_of(model, [stream[:600]], 64, scored=tokenizer.scored)
     assert nll.tokens == int((stream[1:600] < VOCAB_SIZE).sum())
+    # a control's place is known, so no probability goes to controls where an event stands
+    only = nll_of(model, [stream[:600]], 64, scored=tokenizer.scored, predicted=tokenizer.predicted)
+    assert only.tokens == nll.tokens and only.total < nll.total
 
 
 def test_transposition_moves_the_melody_with_its_accompaniment():

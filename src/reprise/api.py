@@ -98,7 +98,8 @@ def score(
                 raise RepriseError(f"{directory}: tokenized differently from the checkpoint's training data")
     elif isinstance(model.config, EncoderDecoderConfig):
         raise RepriseError("an encoder-decoder scores targets given sources: give the prepared dataset's directory")
-    return nll_of(model, data, model.config.context, stride, frame=tokenizer.frame, scored=tokenizer.scored)
+    scoring = {"scored": tokenizer.scored, "predicted": tokenizer.predicted}
+    return nll_of(model, data, model.config.context, stride, frame=tokenizer.frame, **scoring)
 
 
 def write_samples(

@@ -105,11 +105,15 @@ class Anticipated(Performance):
         """The accompaniment and the end count; the melody is given."""
         return np.asarray(ids) < VOCAB_SIZE
 
+    @property
+    def predicted(self) -> np.ndarray:
+        """The accompaniment's ids: a control's place follows from the melody and the clock, so where an
+        event stands it is known not to be a control, and no probability goes to them."""
+        return np.arange(ANTICIPATED_VOCAB) < VOCAB_SIZE
+
     def allowed_next(self, position: int) -> np.ndarray:
         """Never a control on the model's own: the melody comes from the user (:class:`MelodyAhead`)."""
-        allowed = np.zeros(ANTICIPATED_VOCAB, bool)
-        allowed[:VOCAB_SIZE] = True
-        return allowed
+        return self.predicted
 
     def transpose_bounds(self, ids: np.ndarray) -> tuple[int, int] | None:
         pitches = _pitches(ids)

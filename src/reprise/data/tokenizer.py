@@ -66,6 +66,12 @@ class Tokenizer(ABC):
         given music) the conditional task that gives it (``harmonize``, ``accompany``)."""
         return "continue"
 
+    @property
+    def predicted(self) -> np.ndarray | None:
+        """Which ids a model ever predicts (a mask), or ``None`` for all: ids that only stand for given
+        music (an anticipated melody) are left out of every softmax, in training, scoring and sampling."""
+        return None
+
     def scored(self, ids: np.ndarray) -> np.ndarray | None:
         """Which of ``ids`` an NLL counts (a mask), or ``None`` for all after ``BOS``: a stream that
         carries given music (a harmoniser's melody) scores only what the model writes."""

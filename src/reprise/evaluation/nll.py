@@ -51,11 +51,13 @@ def nll_of(
     batch_size: int = 16,
     frame: int = 1,
     scored: Callable[[np.ndarray], np.ndarray | None] | None = None,
+    predicted: np.ndarray | None = None,
 ) -> NLL:
     """Summed NLL of ``pieces`` (arrays of ids, ``BOS`` first) under ``model``; windows start on ``frame``s.
 
     ``scored(ids)`` (a tokenizer's :meth:`~reprise.data.tokenizer.Tokenizer.scored`) may leave given
-    tokens out of the count; they are still read as history.
+    tokens out of the count; they are still read as history. ``predicted`` (a tokenizer's
+    :attr:`~reprise.data.tokenizer.Tokenizer.predicted`) leaves ids out of the softmax.
     """
     stride = stride or max(1, context // 2)
     device = next(model.parameters()).device
@@ -71,8 +73,15 @@ def nll_of(
             inputs[row, : end - start - 1] = torch.from_numpy(ids[start : end - 1])
             counted = ids[first:end] if mask is None else np.where(mask[first:end], ids[first:end], -100)
             targets[row, first - start - 1 : end - start - 1] = torch.from_numpy(counted)
-        logits = model(inputs.to(device)).float()
+        logits = only_predicted(model(inputs.to(device)).float(), predicted)
         nll = F.cross_entropy(logits.flatten(0, 1), targets.to(device).flatten(), reduction="sum")
         total += nll.item()
         count += int((targets != -100).sum())
     return NLL(total, count)
+
+
+def only_predicted(logits: torch.Tensor, predicted: np.ndarray | None) -> torch.Tensor:
+    """``logits`` with the ids a model never predicts (``predicted`` false) at minus infinity."""
+    if predicted is None:
+        return logits
+    return logits.masked_fill(~torch.from_numpy(predicted).to(logits.device), float("-inf"))
