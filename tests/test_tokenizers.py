@@ -183,3 +183,11 @@ def test_a_note_never_switched_off_ends_after_five_seconds_and_a_long_closed_one
     ids = [1, NOTE_ON + 60, NOTE_ON + 64, *ten_seconds, NOTE_OFF + 64, *ten_seconds, 2]
     duration = {n.pitch: n.duration for n in Performance().decode(np.asarray(ids)).tracks[0].notes}
     assert duration[64] == 2 * duration[60]  # 10 s as written; the unclosed 60 stops at 5 s, not at 20 s
+
+
+def test_a_key_struck_again_without_a_note_off_ends_the_note_that_sounds():
+    half = [TIME_SHIFT + 49]
+    ids = [1, NOTE_ON + 60, *half, NOTE_ON + 60, *half, NOTE_ON + 60, *half, NOTE_OFF + 60, 2]
+    notes = sorted((n.time, n.duration) for n in Performance().decode(np.asarray(ids)).tracks[0].notes)
+    assert len(notes) == 3 and all(duration == notes[0][1] for _, duration in notes)  # no overlapping copies
+    assert [time for time, _ in notes] == [0, notes[0][1], 2 * notes[0][1]]

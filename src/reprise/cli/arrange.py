@@ -126,9 +126,8 @@ def harmonize(
 @click.option(
     "--melody-track",
     "melody_track_name",
-    default="MELODY",
-    show_default=True,
-    help="The MIDI track that holds the melody, by name or program number.",
+    help="The MIDI track that holds the melody, by name or program number [default: the only track with "
+    "notes, or the one named MELODY, as in POP909].",
 )
 @click.option(
     "--max-tokens",

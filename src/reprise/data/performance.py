@@ -168,23 +168,26 @@ def events(start: np.ndarray, end: np.ndarray, pitch: np.ndarray, velocity: np.n
 def notes_of(ids: np.ndarray) -> list[tuple[int, int, int, int]]:
     """``(on_step, off_step, pitch, velocity)`` of the notes in ids.
 
-    A note with no ``NOTE_OFF`` ends at the last step or ``MAX_UNCLOSED`` steps after it began, whichever
-    comes first: a model that forgets a note-off should not hold that note to the end of the piece.
+    A key struck again while its note sounds ends that note (a piano has one string per key, and the
+    encoder cuts restruck notes alike, :func:`clip_restruck`). A note with no ``NOTE_OFF`` ends at the
+    last step or ``MAX_UNCLOSED`` steps after it began, whichever comes first: a model that forgets a
+    note-off should not hold that note to the end of the piece.
     """
     time, velocity, notes = 0, 64, []
-    sounding: dict[int, list[tuple[int, int]]] = {}
+    sounding: dict[int, tuple[int, int]] = {}
     for token in ids.tolist():
-        if NOTE_ON <= token < NOTE_OFF:
-            sounding.setdefault(token - NOTE_ON, []).append((time, velocity))
-        elif NOTE_OFF <= token < TIME_SHIFT and sounding.get(token - NOTE_OFF):
-            on, v = sounding[token - NOTE_OFF].pop(0)
-            notes.append((on, max(time, on + 1), token - NOTE_OFF, v))
+        if NOTE_ON <= token < TIME_SHIFT:
+            pitch, off = (token - NOTE_ON) % 128, token >= NOTE_OFF
+            if pitch in sounding:  # its note-off, or the key struck again without one
+                on, v = sounding.pop(pitch)
+                notes.append((on, max(time if off else min(time, on + MAX_UNCLOSED), on + 1), pitch, v))
+            if not off:
+                sounding[pitch] = (time, velocity)
         elif TIME_SHIFT <= token < VELOCITY:
             time += token - TIME_SHIFT + 1
         elif VELOCITY <= token < VOCAB_SIZE:
             velocity = 4 * (token - VELOCITY) + 3
-    unclosed = [(on, p, v) for p, opened in sounding.items() for on, v in opened]
-    notes += [(on, max(min(time, on + MAX_UNCLOSED), on + 1), p, v) for on, p, v in unclosed]
+    notes += [(on, max(min(time, on + MAX_UNCLOSED), on + 1), p, v) for p, (on, v) in sounding.items()]
     return sorted(notes)
 
 

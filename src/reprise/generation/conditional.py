@@ -223,10 +223,12 @@ def accompany(model: nn.Module, task: Task, melody: np.ndarray, max_tokens: int,
 # -- the music a user brings -----------------------------------------------------------------
 def melody_track(score: symusic.Score, name: str | None = None) -> symusic.Score:
     """The score with only the melody track: ``name`` (a track name or program number), else the only
-    pitched track with notes (several: an error listing them)."""
+    pitched track with notes, or of several the one named ``MELODY`` (POP909's; none: an error listing them)."""
     if name:
         return select_tracks(score, (name,))
     tracks = [t for t in score.tracks if len(t.notes) and not t.is_drum]
+    if any(t.name.strip().upper() == "MELODY" for t in tracks) and len(tracks) > 1:
+        return select_tracks(score, ("MELODY",))
     if len(tracks) > 1:
         names = ", ".join(t.name or f"program {t.program}" for t in tracks)
         raise RepriseError(f"{len(tracks)} tracks have notes ({names}); choose the melody with --melody-track")
