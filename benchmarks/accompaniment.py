@@ -5,7 +5,7 @@ what an accompanist writes under melodies it never saw.
     OMP_NUM_THREADS=1 python benchmarks/accompaniment.py --pop909 ../shared/data/pop909 --pop909-pieces 300 \\
         --pop909-test-pieces 30 --minutes 10 --work /tmp/accompaniment --json docs/accompaniment.json
     # what a trained accompanist writes, against POP909's piano parts
-    python benchmarks/accompaniment.py --model accompanist --reference data/pop909 --melodies 8 \\
+    python benchmarks/accompaniment.py --model accompanist --reference data/pop-pairs --melodies 8 \\
         --json docs/accompaniment_writes.json
 
 The designs (width 128, 4 heads, the settings of benchmarks/conditional.py):
@@ -22,7 +22,9 @@ All three are scored on exactly the same tokens: every accompaniment event of th
 What an accompanist writes: ``reprise accompany``'s sampling (temperature 1) under the first
 ``--melodies`` songs of music21's Essen folk songs (``essen``; POP909 has no folk songs), compared with the
 ``PIANO`` tracks of POP909's test split by the report's statistics: notes sounding at an onset (a
-dense cloud of long overlapping notes shows here) and median note duration in seconds.
+dense cloud of long overlapping notes shows here), median note duration in seconds, and the share of
+the accompaniment's notes in the key of its melody (Krumhansl-Schmuckler): an accompanist that ignores
+its melody plays out of its key.
 """
 
 from __future__ import annotations
@@ -45,8 +47,8 @@ from reprise.data.performance import VOCAB_SIZE, Performance
 from reprise.data.sources import list_source, read_item
 from reprise.device import describe_cpu
 from reprise.evaluation.conditional import nll_per_pair
-from reprise.evaluation.music_stats import median_duration, notes_at_onset, polyphony
-from reprise.evaluation.pieces import piece_from_score, pieces_from_dataset
+from reprise.evaluation.music_stats import estimate_key, median_duration, notes_at_onset, polyphony, share_in_key
+from reprise.evaluation.pieces import Piece, piece_from_score
 from reprise.generation.conditional import accompany
 from reprise.generation.sampling import SamplingConfig
 
@@ -94,23 +96,34 @@ def writes(args) -> dict:
     written = []
     for i, item in enumerate(items[: args.melodies]):
         melody = Performance().encode_score(read_item(item)[0])
-        part = accompany(
-            model, Task("accompany", tokenizer), melody, args.max_tokens, sampling=SamplingConfig(), seed=i
-        )[0]
-        written.append(piece_from_score(Performance().decode(part), item.name, item.name))
-    reference = pieces_from_dataset(args.reference, "test")
+        task, sampling = Task("accompany", tokenizer), SamplingConfig()
+        part = accompany(model, task, melody, args.max_tokens, sampling=sampling, seed=i)[0]
+        written.append((_piece(melody, item.name), _piece(part, item.name)))
+    pairs = PairedDataset(args.reference, "test", "accompany")
+    songs = [pairs.pair(i) for i in range(len(pairs))]
+    reference = [(_piece(pair.source, pair.name), _piece(pair.target, pair.name)) for pair in songs]
     rows = {"written": _statistics(written), "POP909 PIANO (test)": _statistics(reference)}
     rows["ratio"] = {k: rows["written"][k] / rows["POP909 PIANO (test)"][k] for k in rows["written"]}
     return {"model": str(args.model), "melodies": [item.name for item in items[: args.melodies]], "rows": rows}
 
 
-def _statistics(pieces: list) -> dict:
-    """Per piece, then over pieces: mean notes at an onset and polyphony, median of the median durations."""
+def _piece(events: np.ndarray, name: str) -> Piece:
+    return piece_from_score(Performance().decode(events), name, name)
+
+
+def _statistics(songs: list[tuple[Piece, Piece]]) -> dict:
+    """Of the accompaniments of ``(melody, accompaniment)`` songs, per song, then over songs: mean notes
+    at an onset, polyphony and share of notes in the melody's key (and, the control, in the key of
+    another song's melody); median of the median durations."""
+    parts = [part for _, part in songs]
+    others = [(tune, part) for (tune, _), part in zip(songs, parts[1:] + parts[:1])]  # each with another's melody
     return {
-        "notes_at_onset": float(np.nanmean([notes_at_onset(p) for p in pieces])),
-        "polyphony": float(np.nanmean([polyphony(p) for p in pieces])),
-        "median_duration_s": float(np.nanmedian([median_duration(p) for p in pieces])),
-        "notes": int(sum(len(p.pitch) for p in pieces)),
+        "notes_at_onset": float(np.nanmean([notes_at_onset(p) for p in parts])),
+        "polyphony": float(np.nanmean([polyphony(p) for p in parts])),
+        "median_duration_s": float(np.nanmedian([median_duration(p) for p in parts])),
+        "in_melody_key": float(np.nanmean([share_in_key(part, estimate_key(tune)) for tune, part in songs])),
+        "in_other_key": float(np.nanmean([share_in_key(part, estimate_key(tune)) for tune, part in others])),
+        "notes": int(sum(len(p.pitch) for p in parts)),
     }
 
 
@@ -129,10 +142,17 @@ def markdown(results: dict) -> str:
                 f"| {name} | {row['parameters']:,} | {row['steps']:,} | {row['nll']:.4f} | {row['tokens']:,} |"
             )
     if "writes" in results:
-        lines += ["", "| accompaniments | notes at an onset | polyphony | median duration (s) | notes |"]
-        lines.append("|---|---:|---:|---:|---:|")
+        lines += [
+            "",
+            "| accompaniments | notes at an onset | polyphony | median duration (s) | in the melody's key "
+            "| in another melody's key | notes |",
+        ]
+        lines.append("|---|---:|---:|---:|---:|---:|---:|")
         for name, row in results["writes"]["rows"].items():
-            cells = [f"{row[k]:.3f}" for k in ("notes_at_onset", "polyphony", "median_duration_s")]
+            cells = [
+                f"{row[k]:.3f}"
+                for k in ("notes_at_onset", "polyphony", "median_duration_s", "in_melody_key", "in_other_key")
+            ]
             lines.append(f"| {name} | {' | '.join(cells)} | {row['notes'] if name != 'ratio' else ''} |")
     return "\n".join(lines) + "\n"
 
@@ -145,7 +165,7 @@ def main() -> None:
     parser.add_argument("--minutes", type=float, default=10.0, help="training budget of every design")
     parser.add_argument("--work", type=Path, default=Path("/tmp/accompaniment"), help="datasets and runs")
     parser.add_argument("--model", help="an accompanist (run, folder or shipped name): measure what it writes")
-    parser.add_argument("--reference", type=Path, help="POP909 PIANO prepared as performance events")
+    parser.add_argument("--reference", type=Path, help="POP909's pair folder (MELODY -> PIANO, prepare-pairs)")
     parser.add_argument("--melodies", type=int, default=8, help="Essen folk songs to accompany")
     parser.add_argument("--max-tokens", type=int, default=4096, help="events per accompaniment at most")
     parser.add_argument("--json", type=Path, required=True)

@@ -165,8 +165,9 @@ def test_init_grows_the_vocabulary_keeping_the_old_rows(capsys, tmp_path):
     small = build_model(ModelConfig(vocab_size=VOCAB_SIZE, context=32, d_model=16, n_layers=1, n_heads=2))
     save_checkpoint(tmp_path / "small", small, Performance())
     grown = build_model(ModelConfig(vocab_size=Anticipated().vocab_size, context=32, d_model=16, n_layers=1, n_heads=2))
-    fresh = grown.embed.weight[VOCAB_SIZE:].detach().clone()
-    init_weights(grown, tmp_path / "small")
+    fresh = grown.embed.weight[VOCAB_SIZE:PITCH].detach().clone()
+    init_weights(grown, tmp_path / "small", Anticipated().grown_from)
     for name, tensor in small.state_dict().items():
         torch.testing.assert_close(grown.state_dict()[name][: tensor.shape[0]], tensor)
-    torch.testing.assert_close(grown.embed.weight[VOCAB_SIZE:], fresh)  # the new ids keep their initialisation
+    torch.testing.assert_close(grown.embed.weight[VOCAB_SIZE:PITCH], fresh)  # AT ids keep their initialisation
+    torch.testing.assert_close(grown.embed.weight[PITCH + 60], small.embed.weight[NOTE_ON + 60])  # pitch as note-on

@@ -72,6 +72,12 @@ class Tokenizer(ABC):
         music (an anticipated melody) are left out of every softmax, in training, scoring and sampling."""
         return None
 
+    @property
+    def grown_from(self) -> dict[int, int]:
+        """For a model initialised from one with a smaller vocabulary (``--init``): new ids that start as
+        a copy of an old id's embedding, because they mean nearly the same."""
+        return {}
+
     def scored(self, ids: np.ndarray) -> np.ndarray | None:
         """Which of ``ids`` an NLL counts (a mask), or ``None`` for all after ``BOS``: a stream that
         carries given music (a harmoniser's melody) scores only what the model writes."""

@@ -131,8 +131,12 @@ def estimate_key(piece: Piece) -> tuple[int, str] | None:
 
 
 def in_key(piece: Piece) -> float:
-    key = estimate_key(piece)
-    if key is None:
+    return share_in_key(piece, estimate_key(piece))
+
+
+def share_in_key(piece: Piece, key: tuple[int, str] | None) -> float:
+    """The share of ``piece``'s notes in ``key`` (e.g. an accompaniment's in its melody's key)."""
+    if key is None or not len(piece.pitch):
         return np.nan
     scale = np.roll(MAJOR_SCALE if key[1] == "major" else MINOR_SCALE, key[0])
     return float(scale[piece.pitch % 12].mean())

@@ -111,9 +111,10 @@ def load_weights(model: torch.nn.Module, directory: Path) -> None:
     checked(path, lambda: load_model(model, str(path), device=str(device)))
 
 
-def init_weights(model: torch.nn.Module, directory: Path) -> None:
+def init_weights(model: torch.nn.Module, directory: Path, like: dict[int, int] | None = None) -> None:
     """Start ``model`` from a checkpoint's weights (``--init``). A vocabulary that grew (new ids appended,
-    e.g. an anticipated melody's controls) keeps the old rows and the new ids' fresh initialisation."""
+    e.g. an anticipated melody's controls) keeps the old rows; a new id ``i`` starts as a copy of old id
+    ``like[i]``'s rows (:attr:`~reprise.data.tokenizer.Tokenizer.grown_from`), the others afresh."""
     path = Path(directory) / "model.safetensors"
     held = checked(path, lambda: load_file(str(path)))
     state = model.state_dict()
@@ -125,6 +126,8 @@ def init_weights(model: torch.nn.Module, directory: Path) -> None:
             raise RepriseError(f"{path}: {name} has shape {tuple(tensor.shape)}, this model wants {wanted}")
         with torch.no_grad():
             mine[: tensor.shape[0]].copy_(tensor.to(mine.dtype))
+            new = [i for i in like or {} if tensor.shape[0] <= i < mine.shape[0] and tensor.dim() > 1]
+            mine[new] = tensor[[like[i] for i in new]].to(mine.dtype)
     loaded = {state[name].data_ptr() for name in held}  # a tied tensor is stored once, under one name
     if missing := sorted(name for name in set(state) - set(held) if state[name].data_ptr() not in loaded):
         raise RepriseError(f"{path}: no weights for {', '.join(missing[:3])}")

@@ -139,7 +139,7 @@ def _train(
     torch.manual_seed(config.seed)
     model = build_model(model_config).to(world.device)
     if config.init is not None and not resume:
-        init_weights(model, read_checkpoint(config.init)[0])
+        init_weights(model, read_checkpoint(config.init)[0], tokenizer.grown_from)
     if isinstance(model, MarkovChain):
         if world.size > 1:
             raise RepriseError("a Markov chain is counted in one pass by one process: train it without torchrun")
