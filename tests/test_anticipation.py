@@ -30,6 +30,8 @@ from reprise.data.dataset import TokenDataset
 from reprise.data.pairs import Task
 from reprise.data.performance import NOTE_ON, TIME_SHIFT, VOCAB_SIZE, Performance
 from reprise.data.sources import select_tracks
+from reprise.data.tokenizer import tokenizer_from_json
+from reprise.errors import RepriseError
 from reprise.evaluation.music_stats import median_duration, notes_at_onset
 from reprise.evaluation.nll import nll_of
 from reprise.evaluation.pieces import piece_from_score
@@ -74,10 +76,11 @@ def test_each_note_stands_where_its_anticipated_time_comes_and_not_earlier():
     assert np.all(stream[ats + 1] >= PITCH) and np.all(stream[ats + 2] >= DURATION)
 
 
-def test_generation_forces_the_melody_exactly_where_training_put_it():
+@pytest.mark.parametrize("anticipation", [ANTICIPATION, 0])
+def test_generation_forces_the_melody_exactly_where_training_put_it(anticipation):
     melody, piano = song("003.mid")
-    stream = interleave(piano, melody_notes(melody))
-    ahead, written, out = MelodyAhead(melody_notes(melody), 1, end=10**9), list(piano[1:-1]), [1]
+    stream = interleave(piano, melody_notes(melody), anticipation)
+    ahead, written, out = MelodyAhead(melody_notes(melody), 1, 10**9, anticipation), list(piano[1:-1]), [1]
     while True:
         forced = ahead(np.array([out[-1]]))[0]
         if forced < 0 and not written:
@@ -85,6 +88,17 @@ def test_generation_forces_the_melody_exactly_where_training_put_it():
         out.append(int(forced) if forced >= 0 else written.pop(0))
     np.testing.assert_array_equal(out, stream[: len(out)])
     assert len(out) == len(stream) - 1  # everything but EOS
+
+
+def test_with_no_anticipation_a_note_stands_where_it_sounds_and_the_tokenizer_remembers_it():
+    melody, piano = song("002.mid")
+    notes, tokenizer = melody_notes(melody), Anticipated(0)
+    stream = interleave(piano, notes, tokenizer.anticipation)
+    times, ats = clock(stream), np.flatnonzero((stream >= AT) & (stream < PITCH))
+    assert np.all(times[ats] >= notes[:, 0]) and np.all(times[ats] < notes[:, 0] + 100)  # within one time shift
+    assert tokenizer_from_json(tokenizer.to_json()).anticipation == 0
+    with pytest.raises(RepriseError, match="choose 0 to 2 s"):
+        Anticipated(300)
 
 
 def test_only_the_accompaniment_is_scored_so_nlls_count_the_same_tokens(tmp_path):

@@ -23,6 +23,7 @@ import symusic
 import torch
 
 from reprise.audio import render_wav
+from reprise.data.anticipation import Anticipated
 from reprise.data.fill import FillTokenizer
 from reprise.data.musicxml import write_musicxml
 from reprise.data.pairs import PairedDataset
@@ -86,7 +87,8 @@ def score(
     """
     if isinstance(data, (str, Path)):
         directory = Path(data)
-        dataset = open_split(directory, split, model.config, isinstance(tokenizer, FillTokenizer))
+        stream = tokenizer if isinstance(tokenizer, Anticipated) else None
+        dataset = open_split(directory, split, model.config, isinstance(tokenizer, FillTokenizer), stream)
         if isinstance(dataset, PairedDataset):
             if dataset.tokenizer.to_json() != tokenizer.to_json():
                 raise RepriseError(f"{directory}: tokenized differently from the checkpoint's training data")

@@ -210,6 +210,12 @@ def _weight_option(name: str, default: float, text: str) -> Callable:
 )
 @click.option("--no-augment", is_flag=True, help="Train without data augmentation.")
 @click.option(
+    "--anticipation",
+    type=click.FloatRange(0, 2),
+    help="--task accompany (decoder-only): seconds each melody note stands in the stream before it sounds; 0 "
+    f"interleaves it where it sounds [default: {_DEFAULTS.anticipation:g}].",
+)
+@click.option(
     "--max-transpose",
     type=click.IntRange(0),
     help=f"Augmentation: transpose windows by up to this many semitones [default: {_DEFAULTS.max_transpose}].",

@@ -2,7 +2,7 @@
 
 After the Anticipatory Music Transformer (Thickstun et al. 2023). One decoder reads
 and writes one stream: the accompaniment's performance events, with the notes of
-the given melody (the *controls*) inserted ``ANTICIPATION`` (2 s) before they
+the given melody (the *controls*) inserted ``anticipation`` (2 s; 0: where they sound) before they
 sound. A model writing the accompaniment at time t has read the melody up to
 about t + 2 s in its own stream, the music just written right before it; no
 encoder, no cross-attention. Its accompaniment tokens are exactly the
@@ -13,7 +13,7 @@ tokens (only the accompaniment is scored, :meth:`Anticipated.scored`).
 A melody note is three control tokens: ``AT d`` (it sounds ``d`` 10 ms steps after
 the stream's clock where it stands), ``PITCH p`` and ``DURATION`` (20 ms bins, up
 to 2 s). A control stands before the first accompaniment event at whose clock
-its anticipated time (onset - ``ANTICIPATION``) has come: a time shift moves the
+its anticipated time (onset - ``anticipation``) has come: a time shift moves the
 clock by at most 1 s, so ``d`` is between 1 and 2 s, except at the start, where
 everything due in the first 2 s stands right after ``BOS``. Generation
 (:class:`MelodyAhead`) inserts the controls by the same rule while the model
@@ -48,7 +48,7 @@ from reprise.data.performance import (
 from reprise.data.tokenizer import register, shift_bounds
 from reprise.errors import RepriseError
 
-ANTICIPATION = 2 * STEPS_PER_SECOND  # controls stand this many 10 ms steps before their onset
+ANTICIPATION = 2 * STEPS_PER_SECOND  # controls stand up to this many 10 ms steps before their onset
 DURATION_STEP, DURATION_BINS = 2, 100  # a melody note's length in 20 ms bins, up to 2 s
 AT = VOCAB_SIZE  # AT + d: the note sounds d steps after the clock where it stands (0..ANTICIPATION)
 PITCH = AT + ANTICIPATION + 1
@@ -63,6 +63,11 @@ class Anticipated(Performance):
 
     name = "performance-anticipated"
     stretches_time = False  # a stretch would have to move the controls' AT offsets too
+    anticipation: int = ANTICIPATION  # 10 ms steps a melody note stands ahead of its onset (0: where it sounds)
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.anticipation <= ANTICIPATION:
+            raise RepriseError(f"anticipation {self.anticipation / STEPS_PER_SECOND:g} s: choose 0 to 2 s")
 
     @property
     def vocab_size(self) -> int:
@@ -85,7 +90,7 @@ class Anticipated(Performance):
         rest.tracks = [t for t in score.tracks if t.name.strip().upper() != MELODY_TRACK]
         accompaniment = Performance().encode_score(rest)
         start, end, pitch, _ = sustained_notes(_with_tracks(score, melody))
-        return interleave(accompaniment, np.stack([start, end, pitch], 1))
+        return interleave(accompaniment, np.stack([start, end, pitch], 1), self.anticipation)
 
     def decode(self, ids: np.ndarray) -> symusic.Score:
         """The accompaniment (``Piano``) and, as a second track, the melody its controls carry."""
@@ -134,7 +139,7 @@ class Anticipated(Performance):
 
     @classmethod
     def from_json(cls, data: dict) -> Anticipated:
-        return cls()
+        return cls(int(data.get("anticipation", ANTICIPATION)))
 
 
 register(Anticipated)
@@ -172,14 +177,14 @@ def control_tokens(note: np.ndarray, now: int) -> list[int]:
     return [AT + int(np.clip(onset - now, 0, ANTICIPATION)), PITCH + pitch, DURATION + bins - 1]
 
 
-def interleave(accompaniment: np.ndarray, notes: np.ndarray) -> np.ndarray:
+def interleave(accompaniment: np.ndarray, notes: np.ndarray, anticipation: int = ANTICIPATION) -> np.ndarray:
     """The stream of an accompaniment (``BOS`` events ``EOS``) with the melody ``notes`` (``(n, 3)`` onset,
-    end, pitch) anticipated: each before the first event whose clock reaches its onset - ``ANTICIPATION``."""
+    end, pitch) anticipated: each before the first event whose clock reaches its onset - ``anticipation``."""
     accompaniment = np.asarray(accompaniment)
     times = clock(accompaniment)
     notes = notes[np.argsort(notes[:, 0], kind="stable")]
     last = len(accompaniment) - 1 if accompaniment[-1] == Performance.eos_id else len(accompaniment)
-    where = np.minimum(np.searchsorted(times[1:], notes[:, 0] - ANTICIPATION) + 1, last)
+    where = np.minimum(np.searchsorted(times[1:], notes[:, 0] - anticipation) + 1, last)
     controls = [control_tokens(note, times[min(i, len(times) - 1)]) for note, i in zip(notes, where)]
     return np.insert(accompaniment, np.repeat(where, 3), np.array(controls, dtype=np.int64).reshape(-1))
 
@@ -206,9 +211,9 @@ class MelodyAhead:
     controls when their time has come (the rule of :func:`interleave`), ``EOS`` once the clock passes
     ``end``, else nothing (-1, the model chooses)."""
 
-    def __init__(self, notes: np.ndarray, samples: int, end: int):
+    def __init__(self, notes: np.ndarray, samples: int, end: int, anticipation: int = ANTICIPATION):
         self.notes = notes[np.argsort(notes[:, 0], kind="stable")]
-        self.end = end
+        self.end, self.anticipation = end, anticipation
         self.clock = np.zeros(samples, np.int64)
         self.next_note = np.zeros(samples, np.int64)
         self.pending: list[list[int]] = [[] for _ in range(samples)]
@@ -230,7 +235,7 @@ class MelodyAhead:
     def _queue(self, row: int) -> None:
         """The next due note's controls, if its anticipated time has come."""
         k = self.next_note[row]
-        if k < len(self.notes) and self.notes[k, 0] - ANTICIPATION <= self.clock[row]:
+        if k < len(self.notes) and self.notes[k, 0] - self.anticipation <= self.clock[row]:
             self.pending[row] = control_tokens(self.notes[k], int(self.clock[row]))
             self.next_note[row] += 1
 
@@ -239,7 +244,7 @@ class AnticipatedPairs(TokenDataset):
     """One split of a pair folder (``reprise prepare-pairs``: melody in ``source/``, accompaniment in
     ``target/``) as anticipated streams, in memory: what a decoder-only ``--task accompany`` trains on."""
 
-    def __init__(self, directory: Path, split: str):
+    def __init__(self, directory: Path, split: str, tokenizer: Anticipated | None = None):
         directory = Path(directory)
         self.directory, self.split = directory, split
         if not (directory / "source" / "manifest.json").is_file():
@@ -251,10 +256,10 @@ class AnticipatedPairs(TokenDataset):
         for side in (source, target):
             if not isinstance(side.tokenizer, Performance) or isinstance(side.tokenizer, Anticipated):
                 raise RepriseError(f"{side.directory}: anticipation needs performance events")
-        pieces = [
-            interleave(target.piece(t), melody_notes(source.piece(s))) for s, t in paired_indices(directory, split)
-        ]
-        self.tokenizer = Anticipated()
+        self.tokenizer = tokenizer or Anticipated()
+        pairs = paired_indices(directory, split)
+        notes = [melody_notes(source.piece(s)) for s, _ in pairs]
+        pieces = [interleave(target.piece(t), n, self.tokenizer.anticipation) for (_, t), n in zip(pairs, notes)]
         self.ids = np.concatenate(pieces) if pieces else np.zeros(0, np.int64)
         self.offsets = np.r_[0, np.cumsum([len(p) for p in pieces])].astype(np.int64)
 

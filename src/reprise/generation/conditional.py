@@ -212,7 +212,7 @@ def accompany(model: nn.Module, task: Task, melody: np.ndarray, max_tokens: int,
     end = int(task.source_clock.times(melody)[-1]) + ACCOMPANY_TAIL
     if not isinstance(model, EncoderDecoder):
         samples = options.pop("num_samples", 1)
-        ahead = MelodyAhead(melody_notes(melody), samples, end)
+        ahead = MelodyAhead(melody_notes(melody), samples, end, task.tokenizer.anticipation)
         bos = np.array([task.tokenizer.bos_id])
         streams = generate(model, task.tokenizer, bos, max_tokens, samples, forced=ahead, **options)
         return [accompaniment_of(row[: _end(row, task.tokenizer.eos_id)]) for row in streams]

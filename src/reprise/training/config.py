@@ -62,6 +62,7 @@ class TrainConfig(JsonConfig):
     unlikelihood: float = 0.0  # weight of the voice-leading unlikelihood loss (0 = off)
     sampled_unlikelihood: float = 0.0  # its weight on the model's own continuations (0 = off)
     infill: bool = False  # decoder-only: train on fill-in-the-middle streams (data/fill.py)
+    anticipation: float = 2.0  # --task accompany, decoder-only: seconds a melody note stands ahead of its onset
 
     def __post_init__(self) -> None:
         if self.max_transpose is None:  # run.json files written before the setting had a default

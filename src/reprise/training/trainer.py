@@ -25,10 +25,11 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from tqdm import tqdm
 
-from reprise.data.anticipation import AnticipatedPairs, is_pair_folder
-from reprise.data.dataset import TokenDataset
+from reprise.data.anticipation import Anticipated, AnticipatedPairs, is_pair_folder
+from reprise.data.dataset import SPLITS, TokenDataset
 from reprise.data.fill import FillDataset
 from reprise.data.pairs import PairedDataset
+from reprise.data.performance import STEPS_PER_SECOND
 from reprise.device import autocast
 from reprise.errors import RepriseError
 from reprise.evaluation.conditional import nll_given
@@ -123,7 +124,8 @@ def train(
 def _train(
     run_dir: Path, data_dir: Path, model_config: Any, config: TrainConfig, quiet: bool, resume: bool, world: World
 ) -> TrainResult:
-    train_set, valid_set = (open_split(data_dir, split, model_config, config.infill) for split in ("train", "valid"))
+    stream = Anticipated(round(config.anticipation * STEPS_PER_SECOND))  # if the data is a pair folder
+    train_set, valid_set = (open_split(data_dir, split, model_config, config.infill, stream) for split in SPLITS[:2])
     tokenizer = train_set.tokenizer
     if model_config.vocab_size != tokenizer.vocab_size:
         raise RepriseError(f"model vocab {model_config.vocab_size} != tokenizer vocab {tokenizer.vocab_size}")
@@ -164,14 +166,14 @@ def _train(
 
 
 def open_split(
-    data_dir: Path, split: str, model_config: Any, infill: bool = False
+    data_dir: Path, split: str, model_config: Any, infill: bool = False, stream: Anticipated | None = None
 ) -> TokenDataset | PairedDataset | FillDataset:
-    """A split of the data a model trains on: token windows (of anticipated streams, from a pair folder; of
-    fill-in-the-middle streams, with ``infill``), or (encoder-decoder) the pairs of its task."""
+    """A split of the data a model trains on: token windows (of anticipated streams of ``stream``'s kind,
+    from a pair folder; of fill-in-the-middle streams, with ``infill``), or (encoder-decoder) the pairs of its task."""
     if infill:
         return FillDataset(data_dir, split, getattr(model_config, "context", None))
     if not isinstance(model_config, EncoderDecoderConfig):
-        return AnticipatedPairs(data_dir, split) if is_pair_folder(data_dir) else TokenDataset(data_dir, split)
+        return AnticipatedPairs(data_dir, split, stream) if is_pair_folder(data_dir) else TokenDataset(data_dir, split)
     pairs = PairedDataset(data_dir, split, model_config.task, model_config.source_context, model_config.source_offset)
     if model_config.source_vocab_size != pairs.task.source_vocab_size:
         raise RepriseError(
