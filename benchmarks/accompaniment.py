@@ -30,7 +30,6 @@ its melody plays out of its key.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 from dataclasses import asdict
@@ -39,8 +38,18 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from conditional import decoder_only, encoder_decoder, masked_nll, pop909_pairs, total, train_config, trained
+from conditional import (
+    decoder_only,
+    encoder_decoder,
+    masked_nll,
+    pop909_options,
+    pop909_pairs,
+    total,
+    train_config,
+    trained,
+)
 from reprise.api import load
+from reprise.benchmark.output import write_results
 from reprise.data.anticipation import Anticipated, AnticipatedPairs, interleave, melody_notes
 from reprise.data.dataset import TokenDataset
 from reprise.data.pairs import PairedDataset, Task, paired_indices
@@ -180,9 +189,7 @@ def markdown(results: dict) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--pop909", type=Path, help="the POP909 folder: train and score the designs")
-    parser.add_argument("--pop909-pieces", type=int, default=None, help="use the first N songs of POP909 [all]")
-    parser.add_argument("--pop909-test-pieces", type=int, default=None, help="score this many test songs [all]")
+    pop909_options(parser)
     parser.add_argument("--minutes", type=float, default=10.0, help="training budget of every design")
     parser.add_argument("--work", type=Path, default=Path("/tmp/accompaniment"), help="datasets and runs")
     parser.add_argument("--model", help="an accompanist (run, folder or shipped name): measure what it writes")
@@ -203,11 +210,7 @@ def main() -> None:
     if args.model:
         results["writes"] = writes(args)
     args.json.parent.mkdir(parents=True, exist_ok=True)
-    args.json.write_text(json.dumps(results, indent=1))
-    report = markdown(results)
-    if args.markdown:
-        args.markdown.write_text(report)
-    print(report)
+    write_results(args.json, results, args.markdown, markdown(results))
 
 
 if __name__ == "__main__":

@@ -288,6 +288,13 @@ def harmonised(model, tokenizer, grids: list[np.ndarray]) -> dict:
 
 
 # -- POP909 ---------------------------------------------------------------------------------------
+def pop909_options(parser: argparse.ArgumentParser) -> None:
+    """``--pop909`` (the folder of MIDI files) and how many of its songs to use and to score."""
+    parser.add_argument("--pop909", type=Path, help="the POP909 folder of MIDI files (skip POP909 without it)")
+    parser.add_argument("--pop909-pieces", type=int, default=None, help="use the first N songs of POP909 [all]")
+    parser.add_argument("--pop909-test-pieces", type=int, default=None, help="score this many test songs [all]")
+
+
 def pop909_folder(args, work: Path) -> Path:
     """The first ``--pop909-pieces`` songs, linked into one folder."""
     folder = work / "pop909-songs"
@@ -413,12 +420,10 @@ def markdown(results: dict, command: str) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--jsb", type=Path, help="Jsb16thSeparated.json (skip the JSB part without it)")
-    parser.add_argument("--pop909", type=Path, help="the POP909 folder of MIDI files (skip POP909 without it)")
+    pop909_options(parser)
     parser.add_argument("--minutes", type=float, default=20.0, help="training budget of every model")
     parser.add_argument("--work", type=Path, required=True, help="folder for datasets and runs (reused if present)")
     parser.add_argument("--harmonize-pieces", type=int, default=None, help="harmonise this many test sopranos [all]")
-    parser.add_argument("--pop909-pieces", type=int, default=None, help="use the first N songs of POP909 [all]")
-    parser.add_argument("--pop909-test-pieces", type=int, default=None, help="score this many test songs [all]")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--json", type=Path, required=True)
     parser.add_argument("--markdown", type=Path)

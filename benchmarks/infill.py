@@ -23,7 +23,6 @@ the chorale grid, all four voices of the gap.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 from dataclasses import asdict
@@ -32,7 +31,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from conditional import decoder_only, masked_nll, pop909_folder, total, train_config, trained
+from conditional import decoder_only, masked_nll, pop909_folder, pop909_options, total, train_config, trained
+from reprise.benchmark.output import write_results
 from reprise.data.dataset import TokenDataset
 from reprise.data.fill import FillDataset
 from reprise.data.pairs import eval_span
@@ -103,9 +103,7 @@ def markdown(results: dict, command: str) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--pop909", type=Path, help="the POP909 folder of MIDI files (skip POP909 without it)")
-    parser.add_argument("--pop909-pieces", type=int, default=None, help="use the first N songs of POP909 [all]")
-    parser.add_argument("--pop909-test-pieces", type=int, default=None, help="score this many test songs [all]")
+    pop909_options(parser)
     parser.add_argument("--jsb", type=Path, help="Jsb16thSeparated.json (skip JSB without it)")
     parser.add_argument("--minutes", type=float, default=10.0, help="training budget of every model")
     parser.add_argument("--work", type=Path, required=True, help="folder for datasets and runs (reused if present)")
@@ -132,11 +130,9 @@ def main() -> None:
             prepare(str(args.jsb), chorales)
         results["corpora"]["JSB Chorales, 2-bar gaps (chorale grid)"] = compare(chorales, "jsb", args, args.work, None)
     args.json.parent.mkdir(parents=True, exist_ok=True)
-    args.json.write_text(json.dumps(results, indent=1))
-    report = markdown(results, "python benchmarks/infill.py " + " ".join(sys.argv[1:]))
-    if args.markdown:
-        args.markdown.write_text(report)
-    print(report)
+    write_results(
+        args.json, results, args.markdown, markdown(results, "python benchmarks/infill.py " + " ".join(sys.argv[1:]))
+    )
 
 
 if __name__ == "__main__":
