@@ -116,20 +116,25 @@ def writes(args) -> dict:
     rows = {"written": _statistics(written), "POP909 PIANO (test)": _statistics(reference)}
     rows["ratio"] = {k: rows["written"][k] / rows["POP909 PIANO (test)"][k] for k in rows["written"]}
     melodies = [item.name for item in items[: args.melodies]]
-    return {"model": str(args.model), "melodies": melodies, "rows": rows, "nll": melody_used(model, args.reference, 8)}
+    return {
+        "model": str(args.model),
+        "melodies": melodies,
+        "rows": rows,
+        "nll": melody_used(model, tokenizer, args.reference, 8),
+    }
 
 
-def melody_used(model, pairs_dir: Path, n: int, tokens: int = 3000) -> dict:
+def melody_used(model, tokenizer: Anticipated, pairs_dir: Path, n: int, tokens: int = 3000) -> dict:
     """An anticipated accompanist's NLL of the first ``tokens`` of ``n`` test songs given their melody
     and given it a tritone off: a model that ignores its melody scores both alike."""
     source, target = (TokenDataset(pairs_dir / side, "test") for side in ("source", "target"))
-    tokenizer, nll = Anticipated(), {}
+    nll = {}
     for name, shift in (("melody", 0), ("melody a tritone off", 6)):
         streams = []
         for s, t in paired_indices(pairs_dir, "test")[:n]:
             notes = melody_notes(source.piece(s))
             notes[:, 2] = np.clip(notes[:, 2] + shift, 0, 127)
-            streams.append(interleave(target.piece(t), notes)[:tokens])
+            streams.append(interleave(target.piece(t), notes, tokenizer.anticipation)[:tokens])
         scoring = {"scored": tokenizer.scored, "predicted": tokenizer.predicted}
         nll[name] = nll_of(model, streams, model.config.context, **scoring).per_token
     return nll
