@@ -53,11 +53,10 @@ def _weight_option(name: str, default: float, text: str) -> Callable:
 @click.option(
     "--task",
     type=click.Choice(TASKS),
-    help="A transformer or LSTM with infill learns fill-in-the-middle streams (the bars before and after a gap, "
-    "then the gap; docs/conditional.md). Encoder-decoder: harmonize (chorale grid: soprano -> A, T, B), "
-    "accompany (a `prepare-pairs` folder: "
-    "melody -> accompaniment) or infill (chorale or melody grid). A transformer learns accompany from anticipated "
-    "streams (the melody interleaved ahead of the accompaniment; docs/conditional.md).",
+    help="A conditional task (docs/conditional.md). A transformer learns accompany (a `prepare-pairs` folder) "
+    "from anticipated streams, the melody interleaved ahead of the accompaniment, and infill (chorale or melody "
+    "grid) from fill-in-the-middle streams. The encoder-decoder learns harmonize (chorale grid: soprano -> A, T, "
+    "B), accompany (melody -> accompaniment) or infill through cross-attention.",
 )
 @click.option(
     "--encoder-layers",
@@ -270,16 +269,14 @@ def train(
         if model == "encoder-decoder":
             shape = {k: v for k, v in given.items() if k not in _TRAIN_FIELDS}
             model_config = encoder_decoder_config(data, task, PRESETS[preset], shape, encoder)
-        elif task == "infill" and all(v is None for v in encoder.values()):
-            model_config = _fill_config(data, model, preset, hidden, order, given)
-        elif task not in (None, "accompany") or any(v is not None for v in encoder.values()):
+        elif task == "harmonize" or any(v is not None for v in encoder.values()):
             raise click.UsageError(
-                "--encoder-layers, --encoder-attention and --source-context are for --model encoder-decoder, "
-                "and so is --task, but for --task accompany (a decoder-only model of anticipated streams)"
+                "--encoder-layers, --encoder-attention, --source-context and --task harmonize are for "
+                "--model encoder-decoder (a decoder-only model learns --task accompany or infill)"
             )
         else:
             tokenizer = _decoder_data(data, task).tokenizer  # fails early on a bad --data
-            if "init" in given:  # new ids (an anticipated melody's) start afresh
+            if "init" in given:  # new ids (a melody's controls, FILL and MIDDLE) start afresh
                 model_config = replace(_init_config(given), vocab_size=tokenizer.vocab_size)
             else:
                 model_config = _model_config(model, preset, tokenizer, hidden, order, given)
@@ -319,8 +316,8 @@ def _refuse_options_besides(*allowed: str) -> None:
 
 
 def _decoder_data(data: Path, task: str | None) -> Any:
-    """The training split a decoder-only model reads: a prepared dataset, or with ``--task accompany`` a
-    pair folder as anticipated streams (the melody interleaved ahead of the accompaniment)."""
+    """The training split a decoder-only model reads: a prepared dataset; with ``--task accompany`` a pair
+    folder as anticipated streams; with ``--task infill`` fill-in-the-middle streams of a grid dataset."""
     from reprise.data.anticipation import is_pair_folder
     from reprise.training.trainer import open_split
 
@@ -328,18 +325,7 @@ def _decoder_data(data: Path, task: str | None) -> Any:
         raise click.UsageError(
             f"{data}: --task accompany trains on a `reprise prepare-pairs` folder, and a pair folder needs it"
         )
-    return open_split(data, "train", None)
-
-
-def _fill_config(data: Path, model: str, preset: str, hidden: int, order: int, given: dict[str, Any]) -> Any:
-    """The config of a decoder-only model of fill-in-the-middle streams of ``data`` (``--task infill``
-    without the encoder-decoder): the grid's vocabulary and the FILL and MIDDLE markers."""
-    from reprise.data.fill import FillDataset
-
-    tokenizer = FillDataset(data, "train").tokenizer  # fails early on bad --data or a tokenizer without bars
-    if "init" in given:  # a plain grid model's weights: FILL and MIDDLE start afresh
-        return replace(_init_config(given), vocab_size=tokenizer.vocab_size)
-    return _model_config(model, preset, tokenizer, hidden, order, given)
+    return open_split(data, "train", None, infill=task == "infill")
 
 
 def _init_config(given: dict[str, Any]) -> Any:
