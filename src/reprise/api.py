@@ -37,7 +37,7 @@ from reprise.generation.generate import generate as _generate
 from reprise.generation.sampling import SamplingConfig
 from reprise.models.checkpoint import load_checkpoint
 from reprise.models.encoder_decoder import EncoderDecoderConfig
-from reprise.training.trainer import open_split
+from reprise.training.splits import open_split
 from reprise.visualization.pianoroll import plot_pianoroll
 
 __all__ = ["load", "generate", "score", "prepare", "write_samples", "write_scores"]

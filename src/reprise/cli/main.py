@@ -225,7 +225,7 @@ def evaluate(
 ) -> None:
     """Mean negative log-likelihood per token (nats) and perplexity on a split."""
     from reprise.api import load, score
-    from reprise.training.trainer import open_split
+    from reprise.training.splits import open_split
 
     model, tokenizer = load(chosen_model(checkpoint, model_name), device)
     nll = score(model, tokenizer, data, split, stride)

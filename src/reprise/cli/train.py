@@ -319,7 +319,7 @@ def _decoder_data(data: Path, task: str | None) -> Any:
     """The training split a decoder-only model reads: a prepared dataset; with ``--task accompany`` a pair
     folder as anticipated streams; with ``--task infill`` fill-in-the-middle streams of a grid dataset."""
     from reprise.data.anticipation import is_pair_folder
-    from reprise.training.trainer import open_split
+    from reprise.training.splits import open_split
 
     if (task == "accompany") != is_pair_folder(data):
         raise click.UsageError(

@@ -25,9 +25,8 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from tqdm import tqdm
 
-from reprise.data.anticipation import Anticipated, AnticipatedPairs, is_pair_folder
+from reprise.data.anticipation import Anticipated
 from reprise.data.dataset import SPLITS, TokenDataset
-from reprise.data.fill import FillDataset
 from reprise.data.pairs import PairedDataset
 from reprise.data.performance import STEPS_PER_SECOND
 from reprise.device import autocast
@@ -36,7 +35,6 @@ from reprise.evaluation.conditional import nll_given
 from reprise.evaluation.nll import nll_of, only_predicted
 from reprise.models import build_model
 from reprise.models.checkpoint import init_weights, load_weights, read_checkpoint, save_checkpoint
-from reprise.models.encoder_decoder import EncoderDecoderConfig
 from reprise.models.markov import MarkovChain
 from reprise.training.checkpoint import load_training_state, save_training_checkpoint
 from reprise.training.config import TrainConfig
@@ -45,6 +43,7 @@ from reprise.training.interrupt import deferred_interrupt, stoppable
 from reprise.training.lock import run_lock
 from reprise.training.metrics import append_metrics, truncate_metrics
 from reprise.training.run_dir import clear_run, last_checkpoint, read_run, write_run
+from reprise.training.splits import open_split
 from reprise.training.unlikelihood import check_unlikelihood, unlikelihood_terms
 
 LOG_INTERVAL_S = 60  # progress-bar updates when stderr is not a terminal (a log file)
@@ -163,24 +162,6 @@ def _train(
     loop = _Loop(run_dir, model, optimizer, average, tokenizer, config, world, quiet)
     with stoppable():
         return loop.run(train_set, valid_set, step, best, elapsed)
-
-
-def open_split(
-    data_dir: Path, split: str, model_config: Any, infill: bool = False, stream: Anticipated | None = None
-) -> TokenDataset | PairedDataset | FillDataset:
-    """A split of the data a model trains on: token windows (of anticipated streams of ``stream``'s kind,
-    from a pair folder; of fill-in-the-middle streams, with ``infill``), or (encoder-decoder) the pairs of its task."""
-    if infill:
-        return FillDataset(data_dir, split, getattr(model_config, "context", None))
-    if not isinstance(model_config, EncoderDecoderConfig):
-        return AnticipatedPairs(data_dir, split, stream) if is_pair_folder(data_dir) else TokenDataset(data_dir, split)
-    pairs = PairedDataset(data_dir, split, model_config.task, model_config.source_context, model_config.source_offset)
-    if model_config.source_vocab_size != pairs.task.source_vocab_size:
-        raise RepriseError(
-            f"model source vocab {model_config.source_vocab_size} != the {model_config.task} task's "
-            f"{pairs.task.source_vocab_size} for {data_dir}"
-        )
-    return pairs
 
 
 def weight_average(model: torch.nn.Module, decay: float) -> AveragedModel | None:
