@@ -6,12 +6,12 @@
 
 Two decoder-only models per corpus, of the same shape as benchmarks/conditional.py's left-only melody model
 (width 128, 4 heads, 6 blocks, RoPE, context 512) and trained with its settings for the same wall-clock
-budget (``--minutes``):
+budget (``--minutes``, or ``--steps``: the same tokens whatever the machine's load):
 
 - left only: a model of the plain pieces, scored on the gap's tokens given everything before them
   (sliding windows of half a context: at least 256 tokens of history);
 - fill in the middle (``reprise train --task infill``, :mod:`reprise.data.fill`): trained on
-  ``BOS before FILL after MIDDLE middle`` streams of random 1-4-bar spans, scored on the middle given up
+  ``BOS after FILL before MIDDLE middle`` streams of random 1-4-bar spans, scored on the middle given up
   to half the rest of its context before the gap and as much after it.
 
 Both are scored on exactly the same tokens: the ``EVAL_INFILL_BARS`` (2) bars of each test piece that
@@ -68,9 +68,10 @@ def compare(data: Path, name: str, args, work: Path, n: int | None) -> dict:
     n = len(test) if n is None else min(n, len(test))
     spans = FillDataset(data, "test", CONTEXT)
     vocab = test.tokenizer.vocab_size
-    config = train_config(args.minutes, args.device)
+    budget = {"steps": args.steps} if args.steps else {}  # else the minutes
+    config = train_config(None if args.steps else args.minutes, args.device, **budget)
     left, left_info = trained(work / "runs" / f"{name}-left", data, decoder_only(vocab, CONTEXT), config)
-    fim_config = train_config(args.minutes, args.device, infill=True)
+    fim_config = train_config(None if args.steps else args.minutes, args.device, infill=True, **budget)
     fim, fim_info = trained(work / "runs" / f"{name}-fim", data, decoder_only(vocab + 2, CONTEXT), fim_config)
     left_nlls, fim_nlls = left_only(left, test, spans, n), in_the_middle(fim, spans, n)
     assert [x.tokens for x in left_nlls] == [x.tokens for x in fim_nlls], "scored different tokens"
@@ -86,7 +87,8 @@ def compare(data: Path, name: str, args, work: Path, n: int | None) -> dict:
 def markdown(results: dict, command: str) -> str:
     """The table of docs/conditional.md's infilling section."""
     lines = [
-        f"Produced by `{command}` ({results['machine']}); each model trained for {results['minutes']:g} minutes.",
+        f"Produced by `{command}` ({results['machine']}); each model trained for "
+        + (f"{results['steps']:,} steps." if results["steps"] else f"{results['minutes']:g} minutes."),
         "",
         "| data (test pieces, scored tokens) | left only: NLL/token (params, steps) | fill in the middle: "
         "NLL/token (params, steps) | pieces where FIM is better |",
@@ -106,13 +108,15 @@ def main() -> None:
     pop909_options(parser)
     parser.add_argument("--jsb", type=Path, help="Jsb16thSeparated.json (skip JSB without it)")
     parser.add_argument("--minutes", type=float, default=10.0, help="training budget of every model")
+    parser.add_argument("--steps", type=int, help="a budget in steps instead (equal tokens, whatever the load)")
     parser.add_argument("--work", type=Path, required=True, help="folder for datasets and runs (reused if present)")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--json", type=Path, required=True)
     parser.add_argument("--markdown", type=Path)
     args = parser.parse_args()
     results = {
-        "minutes": args.minutes,
+        "minutes": None if args.steps else args.minutes,
+        "steps": args.steps,
         "machine": f"{describe_cpu()}, {torch.get_num_threads()} threads, {args.device}",
         "train": asdict(train_config(args.minutes, args.device)),
         "context": CONTEXT,

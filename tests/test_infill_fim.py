@@ -71,7 +71,7 @@ def test_the_stream_round_trips_outside_and_inside_the_span(ids):
     assert (stream == tokenizer.fill_id).sum() == 2 * frame and (stream == tokenizer.middle_id).sum() == frame
     # every grid token keeps its voice position: index - 1 modulo the frame
     grid = np.flatnonzero(stream < tokenizer.fill_id)[1:]
-    order = np.r_[np.arange(first), np.arange(last, len(body)), np.arange(first, last)]
+    order = np.r_[np.arange(last, len(body)), np.arange(first), np.arange(first, last)]
     np.testing.assert_array_equal((grid - 1) % frame, order % frame)
     # cut to a context: the middle whole, the steps next to the gap on each side, whole frames
     cut = tokenizer.arrange(ids, span, 48 * frame + 1)

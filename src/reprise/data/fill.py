@@ -1,20 +1,24 @@
 """Fill in the middle: a piece rearranged so that a decoder-only model writes a span of bars knowing both sides.
 
 A left-to-right model that fills a gap sees only the music before it. Rearranged
-as in the fill-in-the-middle training of Bavarian et al. (2022, "PSM" order; the
-Anticipatory Music Transformer infills the same way), the piece becomes
+as in the fill-in-the-middle training of Bavarian et al. (2022), in their
+suffix-prefix-middle ("SPM") order, the piece becomes
 
-    BOS  before  FILL (one per bar of the gap)  after  MIDDLE  middle
+    BOS  after  FILL (one per bar of the gap)  before  MIDDLE  middle
 
-so the model reads the bars before the gap, then the bars after it, and writes
-the gap last, in its own stream, right after the music around it. ``FILL`` and
-``MIDDLE`` are two ids appended after the grid's vocabulary (a plain grid model's
-ids keep their meaning). ``FILL`` stands once per bar of the gap, so the model
-knows how long the middle is and where it must join the bars after it (without
-that, a first 10-minute melody model lost to the left-only one); each marker is
-repeated ``frame`` times so that every grid token keeps its voice position (the
-chorale grid's slot is its index modulo 4). The piece's ``EOS`` is left out: it
-would break that alignment.
+so the model first reads the bars after the gap, then the bars before it, and
+writes the gap right after those, as a left-to-right model would, but knowing
+where the music must arrive. (The prefix-suffix-middle order, ``BOS before FILL
+after MIDDLE middle``, makes the gap look back past the whole ``after`` to the bars
+just before it, and came out further behind the left-only model; neither order
+beats it yet at the budgets measured in docs/conditional.md.)
+``FILL`` and ``MIDDLE`` are two ids appended after the grid's vocabulary (a plain
+grid model's ids keep their meaning). ``FILL`` stands once per bar of the gap, so
+the model knows how long the middle is and where it must join the bars after it
+(without that, a first 10-minute melody model lost to the left-only one); each
+marker is repeated ``frame`` times so that every grid token keeps its voice
+position (the chorale grid's slot is its index modulo 4). The piece's ``EOS`` is
+left out: it would break that alignment.
 
 A stream longer than the context is cut around the gap: the middle is kept whole,
 and the before and after keep the steps next to it, half the room each (a side
@@ -120,7 +124,7 @@ class FillTokenizer(Tokenizer):
             )
         n_before, n_after = _shares(len(before), len(after), room, frame)
         fill, then = np.full(marks - frame, self.fill_id), np.full(frame, self.middle_id)
-        return np.r_[self.base.bos_id, before[len(before) - n_before :], fill, after[:n_after], then, middle]
+        return np.r_[self.base.bos_id, after[:n_after], fill, before[len(before) - n_before :], then, middle]
 
     def parts(self, stream: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """``(before, after, middle)`` of a stream (the middle may be partial, as while sampling)."""
@@ -128,7 +132,7 @@ class FillTokenizer(Tokenizer):
         fill, middle = (np.flatnonzero(stream == marker) for marker in (self.fill_id, self.middle_id))
         if not len(fill) or not len(middle):
             raise RepriseError("not a fill-in-the-middle stream (no FILL and MIDDLE markers)")
-        return stream[1 : fill[0]], stream[fill[-1] + 1 : middle[0]], stream[middle[-1] + 1 :]
+        return stream[fill[-1] + 1 : middle[0]], stream[1 : fill[0]], stream[middle[-1] + 1 :]
 
     def in_order(self, ids: np.ndarray) -> np.ndarray:
         """``BOS before middle after``: a stream's music in time order; plain ids as they are."""

@@ -33,7 +33,7 @@ class TrainConfig(JsonConfig):
     ``sampled_unlikelihood`` > 0, its weight on continuations the model samples itself.
 
     ``infill`` trains a decoder-only model on fill-in-the-middle streams of a grid dataset
-    (``BOS before FILL after MIDDLE middle``, :mod:`reprise.data.fill`) instead of on plain pieces.
+    (``BOS after FILL before MIDDLE middle``, :mod:`reprise.data.fill`) instead of on plain pieces.
 
     ``ema_decay`` > 0 keeps an exponential moving average of the weights, which
     is what gets validated and saved as ``best/``: averaging over the last
