@@ -155,8 +155,8 @@ def test_train_accompany_decoder_only_from_the_command_line(capsys, tmp_path):
     assert code == 0, err
     code, _, err = run(capsys, "train", "--data", pairs, "--run", tmp_path / "plain", "--steps", "1", *SMALL_MODEL)
     assert code != 0 and "--task accompany" in err
-    args = ["train", "--task", "accompany", "--data", pairs, "--steps", "2", "--eval-every", "2", "--device", "cpu"]
-    code, _, err = run(capsys, *args, "--run", tmp_path / "acc", *SMALL_MODEL)
+    args = ["train", "--task", "accompany", "--melody", "anticipation", "--data", pairs, "--steps", "2"]
+    code, _, err = run(capsys, *args, "--eval-every", "2", "--device", "cpu", "--run", tmp_path / "acc", *SMALL_MODEL)
     assert code == 0, err
     assert trained_task(*load(tmp_path / "acc")) == "accompany"  # what the studio and model cards go by
     inputs, targets = AnticipatedPairs(pairs, "train").batch(np.random.default_rng(0), 4, 256)

@@ -85,6 +85,7 @@ def score(
     was trained on). Tokens a stream is given (a harmoniser's soprano) are not scored. A fill-in-the-middle
     model scores the middles of its streams: the bars that validation fills in each piece.
     """
+    condition = None  # the features beside each piece's tokens, for a model conditioned on given music
     if isinstance(data, (str, Path)):
         directory = Path(data)
         stream = tokenizer if isinstance(tokenizer, Anticipated) else None
@@ -93,14 +94,14 @@ def score(
             if dataset.tokenizer.to_json() != tokenizer.to_json():
                 raise RepriseError(f"{directory}: tokenized differently from the checkpoint's training data")
             return nll_given(model, dataset, stride)
-        data = [dataset.piece(i) for i in range(len(dataset))]
+        data, condition = [dataset.piece(i) for i in range(len(dataset))], getattr(dataset, "condition", None)
         if dataset.tokenizer.to_json() != tokenizer.to_json():  # e.g. a plain chorale grid for a harmoniser
             data = [tokenizer.translate(ids, dataset.tokenizer) for ids in data]
             if any(ids is None for ids in data):
                 raise RepriseError(f"{directory}: tokenized differently from the checkpoint's training data")
     elif isinstance(model.config, EncoderDecoderConfig):
         raise RepriseError("an encoder-decoder scores targets given sources: give the prepared dataset's directory")
-    scoring = {"scored": tokenizer.scored, "predicted": tokenizer.predicted}
+    scoring = {"scored": tokenizer.scored, "predicted": tokenizer.predicted, "condition": condition}
     return nll_of(model, data, model.config.context, stride, frame=tokenizer.frame, **scoring)
 
 

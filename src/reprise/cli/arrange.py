@@ -251,7 +251,6 @@ def encoder_decoder_config(
 def _load(options: dict, task: str):
     """The model and tokenizer of ``--checkpoint`` or ``--model``, refused unless trained for ``task``."""
     from reprise.api import load
-    from reprise.data.anticipation import Anticipated
     from reprise.data.chorale_grid import ChoraleGrid
     from reprise.data.fill import FillTokenizer
     from reprise.models.encoder_decoder import EncoderDecoder
@@ -262,8 +261,8 @@ def _load(options: dict, task: str):
         return model, tokenizer  # a chorale model harmonises with the soprano forced
     if task == "infill" and isinstance(tokenizer, FillTokenizer):
         return model, tokenizer  # a decoder-only model of fill-in-the-middle streams
-    if task == "accompany" and isinstance(tokenizer, Anticipated):
-        return model, tokenizer  # a decoder-only model of anticipated streams, the melody forced in
+    if task == "accompany" and tokenizer.task == "accompany" and not isinstance(model, EncoderDecoder):
+        return model, tokenizer  # a decoder-only accompanist: the melody forced in ahead, or beside each token
     if not isinstance(model, EncoderDecoder) or model.config.task != task:
         trained = model.config.task if isinstance(model, EncoderDecoder) else "continue music (decoder-only)"
         raise RepriseError(

@@ -15,6 +15,7 @@ import click
 from click.core import ParameterSource
 
 from reprise.cli.arrange import encoder_decoder_config
+from reprise.data.melody_condition import N_FEATURES, MelodyConditioned, MelodyPairs
 from reprise.data.pairs import TASKS
 from reprise.device import PRECISIONS, emulated_bf16, pick_device
 from reprise.models.attention import ATTENTION_KINDS
@@ -54,7 +55,7 @@ def _weight_option(name: str, default: float, text: str) -> Callable:
     "--task",
     type=click.Choice(TASKS),
     help="A conditional task (docs/conditional.md). A transformer learns accompany (a `prepare-pairs` folder) "
-    "from anticipated streams, the melody interleaved ahead of the accompaniment, and infill (chorale or melody "
+    "given the melody beside each token (see --melody), and infill (chorale or melody "
     "grid) from fill-in-the-middle streams. The encoder-decoder learns harmonize (chorale grid: soprano -> A, T, "
     "B), accompany (melody -> accompaniment) or infill through cross-attention.",
 )
@@ -209,6 +210,15 @@ def _weight_option(name: str, default: float, text: str) -> Callable:
 )
 @click.option("--no-augment", is_flag=True, help="Train without data augmentation.")
 @click.option(
+    "--melody",
+    type=click.Choice(["features", "anticipation"]),
+    default="features",
+    show_default=True,
+    help="--task accompany (decoder-only): how the model reads the melody. features: what it plays at each "
+    "token's time, added to the token's embedding (a model grown from an accompaniment model with --init starts "
+    "exactly as it); anticipation: its notes interleaved into the stream --anticipation seconds ahead.",
+)
+@click.option(
     "--anticipation",
     type=click.FloatRange(0, 2),
     help="--task accompany (decoder-only): seconds each melody note stands in the stream before it sounds; 0 "
@@ -239,6 +249,7 @@ def train(
     order: int,
     no_augment: bool,
     task: str | None,
+    melody: str,
     encoder_layers: int | None,
     encoder_attention: str | None,
     source_context: int | None,
@@ -275,11 +286,13 @@ def train(
                 "--model encoder-decoder (a decoder-only model learns --task accompany or infill)"
             )
         else:
-            tokenizer = _decoder_data(data, task).tokenizer  # fails early on a bad --data
+            tokenizer = _decoder_data(data, task, melody).tokenizer  # fails early on a bad --data
             if "init" in given:  # new ids (a melody's controls, FILL and MIDDLE) start afresh
                 model_config = replace(_init_config(given), vocab_size=tokenizer.vocab_size)
             else:
                 model_config = _model_config(model, preset, tokenizer, hidden, order, given)
+            if isinstance(tokenizer, MelodyConditioned):
+                model_config = replace(model_config, condition=N_FEATURES)
         infill = {"infill": True} if task == "infill" and model != "encoder-decoder" else {}
         train_config = PRESETS[preset].train_config(**{k: v for k, v in given.items() if k in _TRAIN_FIELDS}, **infill)
         if emulated_bf16(train_config.precision, pick_device(train_config.device)):
@@ -315,9 +328,10 @@ def _refuse_options_besides(*allowed: str) -> None:
         )
 
 
-def _decoder_data(data: Path, task: str | None) -> Any:
+def _decoder_data(data: Path, task: str | None, melody: str) -> Any:
     """The training split a decoder-only model reads: a prepared dataset; with ``--task accompany`` a pair
-    folder as anticipated streams; with ``--task infill`` fill-in-the-middle streams of a grid dataset."""
+    folder, as accompaniments beside their melody's features or as anticipated streams (``melody``); with
+    ``--task infill`` fill-in-the-middle streams of a grid dataset."""
     from reprise.data.anticipation import is_pair_folder
     from reprise.training.splits import open_split
 
@@ -325,6 +339,10 @@ def _decoder_data(data: Path, task: str | None) -> Any:
         raise click.UsageError(
             f"{data}: --task accompany trains on a `reprise prepare-pairs` folder, and a pair folder needs it"
         )
+    if melody != "anticipation" and _given({"anticipation": None}):
+        raise click.UsageError("--anticipation is for --melody anticipation")
+    if task == "accompany" and melody == "features":
+        return MelodyPairs(data, "train")
     return open_split(data, "train", None, infill=task == "infill")
 
 

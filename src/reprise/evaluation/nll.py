@@ -13,9 +13,11 @@ sees each voice at the positions it was trained on; history is then up to
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
@@ -52,28 +54,35 @@ def nll_of(
     frame: int = 1,
     scored: Callable[[np.ndarray], np.ndarray | None] | None = None,
     predicted: np.ndarray | None = None,
+    condition: Callable[[int], np.ndarray] | None = None,
 ) -> NLL:
     """Summed NLL of ``pieces`` (arrays of ids, ``BOS`` first) under ``model``; windows start on ``frame``s.
 
     ``scored(ids)`` (a tokenizer's :meth:`~reprise.data.tokenizer.Tokenizer.scored`) may leave given
     tokens out of the count; they are still read as history. ``predicted`` (a tokenizer's
-    :attr:`~reprise.data.tokenizer.Tokenizer.predicted`) leaves ids out of the softmax.
+    :attr:`~reprise.data.tokenizer.Tokenizer.predicted`) leaves ids out of the softmax. ``condition(i)``
+    gives a conditioned model the features beside each token of piece ``i`` (a melody to accompany).
     """
     stride = stride or max(1, context // 2)
     device = next(model.parameters()).device
-    pieces = [(ids, scored(ids) if scored else None) for ids in pieces]
-    jobs = [(p, w) for p in pieces for w in scoring_windows(len(p[0]), context, stride, frame)]
+    pieces = [(k, ids, scored(ids) if scored else None) for k, ids in enumerate(pieces)]
+    jobs = [(p, w) for p in pieces for w in scoring_windows(len(p[1]), context, stride, frame)]
+    features = functools.lru_cache(maxsize=1)(condition) if condition else None  # one piece's at a time
     total, count = 0.0, 0
     for i in range(0, len(jobs), batch_size):
         chunk = jobs[i : i + batch_size]
         width = max(end - start - 1 for _, (start, end, _) in chunk)
         inputs = torch.zeros(len(chunk), width, dtype=torch.long)
         targets = torch.full((len(chunk), width), -100, dtype=torch.long)
-        for row, ((ids, mask), (start, end, first)) in enumerate(chunk):
+        given = None if features is None else torch.zeros(len(chunk), width, features(chunk[0][0][0]).shape[1])
+        for row, ((k, ids, mask), (start, end, first)) in enumerate(chunk):
             inputs[row, : end - start - 1] = torch.from_numpy(ids[start : end - 1])
             counted = ids[first:end] if mask is None else np.where(mask[first:end], ids[first:end], -100)
             targets[row, first - start - 1 : end - start - 1] = torch.from_numpy(counted)
-        logits = only_predicted(model(inputs.to(device)).float(), predicted)
+            if given is not None:
+                given[row, : end - start - 1] = torch.from_numpy(features(k)[start : end - 1])
+        kwargs = {} if given is None else {"condition": given.to(device)}
+        logits = only_predicted(model(inputs.to(device), **kwargs).float(), predicted)
         nll = F.cross_entropy(logits.flatten(0, 1), targets.to(device).flatten(), reduction="sum")
         total += nll.item()
         count += int((targets != -100).sum())
@@ -85,3 +94,19 @@ def only_predicted(logits: torch.Tensor, predicted: np.ndarray | None) -> torch.
     if predicted is None:
         return logits
     return logits.masked_fill(~torch.from_numpy(predicted).to(logits.device), float("-inf"))
+
+
+def nll_of_split(model: torch.nn.Module, dataset: Any, stride: int | None = None) -> NLL:
+    """The NLL of every piece of a dataset split (a :class:`~reprise.data.dataset.TokenDataset` or one of its
+    streams), counting what its tokenizer scores, with the features beside its tokens where it gives them."""
+    tokenizer = dataset.tokenizer
+    return nll_of(
+        model,
+        [dataset.piece(i) for i in range(len(dataset))],
+        model.config.context,
+        stride,
+        frame=tokenizer.frame,
+        scored=tokenizer.scored,
+        predicted=tokenizer.predicted,
+        condition=getattr(dataset, "condition", None),
+    )

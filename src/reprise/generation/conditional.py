@@ -30,6 +30,7 @@ from torch import nn
 from reprise.data.anticipation import MelodyAhead, accompaniment_of, melody_notes
 from reprise.data.chorale_grid import SILENCE, ChoraleGrid
 from reprise.data.fill import FillTokenizer
+from reprise.data.melody_condition import MelodyFollower
 from reprise.data.pairs import (
     Pair,
     Task,
@@ -205,16 +206,24 @@ def fill_middle(
 def accompany(model: nn.Module, task: Task, melody: np.ndarray, max_tokens: int, **options) -> list[np.ndarray]:
     """Accompaniments (``BOS`` and events) of the performance events ``melody``, ending with it: an
     encoder-decoder writes them given the melody; a decoder-only model of anticipated streams writes
-    them with the melody's notes forced into its stream ahead of when they sound."""
+    them with the melody's notes forced into its stream ahead of when they sound, or (a conditioned model)
+    with the melody's features beside each token it reads."""
     melody = np.asarray(melody)
     if melody[-1] != task.tokenizer.eos_id:
         melody = np.r_[melody, task.tokenizer.eos_id]
     end = int(task.source_clock.times(melody)[-1]) + ACCOMPANY_TAIL
     if not isinstance(model, EncoderDecoder):
-        samples = options.pop("num_samples", 1)
-        ahead = MelodyAhead(melody_notes(melody), samples, end, task.tokenizer.anticipation)
-        bos = np.array([task.tokenizer.bos_id])
-        streams = generate(model, task.tokenizer, bos, max_tokens, samples, forced=ahead, **options)
+        samples, notes, bos = options.pop("num_samples", 1), melody_notes(melody), np.array([task.tokenizer.bos_id])
+        if getattr(
+            model.config, "condition", 0
+        ):  # the melody beside each token; the stream ends once the clock passes the end
+            ending, beside = MelodyAhead(notes[:0], samples, end), MelodyFollower(notes)
+            streams = generate(
+                model, task.tokenizer, bos, max_tokens, samples, forced=ending, condition=beside, **options
+            )
+        else:
+            ahead = MelodyAhead(notes, samples, end, task.tokenizer.anticipation)
+            streams = generate(model, task.tokenizer, bos, max_tokens, samples, forced=ahead, **options)
         return [accompaniment_of(row[: _end(row, task.tokenizer.eos_id)]) for row in streams]
     pair = Pair("given", melody, np.array([task.tokenizer.bos_id]))
     return sample_targets(model, task, pair, max_tokens, end_time=end, **options)

@@ -22,6 +22,8 @@ from reprise.models import in_eval_mode
 
 # given tokens: fixed ids per new token (-1 free), or a function of the ids each sample wrote last
 Forcing = np.ndarray | Callable[[np.ndarray], np.ndarray]
+# given music beside the tokens: the features of tokens ``start..`` of the ``(samples, length)`` ids
+Condition = Callable[[np.ndarray, int], np.ndarray]
 
 
 @torch.no_grad()
@@ -37,6 +39,7 @@ def generate(
     use_cache: bool = True,
     on_token: Callable[[int], None] | None = None,
     forced: Forcing | None = None,
+    condition: Condition | None = None,
 ) -> np.ndarray:
     """``(num_samples, len(primer) + n_new)`` ids continuing ``primer`` (which starts with ``BOS``).
 
@@ -49,7 +52,9 @@ def generate(
     (``n_new`` ids, or ``(num_samples, n_new)``, ``-1`` where the model chooses) fixes given tokens,
     e.g. a melody to harmonise (constrained decoding); or a function told the id each sample wrote last
     that answers what each must write next (-1: free), for given music whose place depends on what the
-    model writes (an anticipated melody, :class:`reprise.data.anticipation.MelodyAhead`).
+    model writes (an anticipated melody, :class:`reprise.data.anticipation.MelodyAhead`). ``condition``
+    gives a conditioned model the features beside the tokens it reads (a melody it accompanies,
+    :class:`reprise.data.melody_condition.MelodyFollower`).
     The model runs in eval mode and is left in the mode it was in.
     ``on_token(i)`` is called after the ``i``-th new token (progress bars; an exception it raises
     stops generation, e.g. to cancel).
@@ -77,7 +82,7 @@ def generate(
             start, logits = slide_start(seq.shape[1], context, frame), None
         if logits is None:  # prefill the window (every step when not caching)
             caches = model.new_caches(num_samples, context) if use_cache else None
-            logits = model(seq[:, start:], caches)[:, -1]
+            logits = model(seq[:, start:], caches, **_beside(condition, seq, start))[:, -1]
         logits = logits.masked_fill(_disallowed(tokenizer, seq.shape[1], banned), float("-inf"))
         if sampling.strict:
             logits = strict_logits(logits, seq, tokenizer)
@@ -90,7 +95,10 @@ def generate(
         if on_token is not None:
             on_token(i + 1)
         full = seq.shape[1] - start > context
-        logits = None if caches is None or full or i == n_new - 1 else model(token[:, None], caches)[:, -1]
+        if caches is None or full or i == n_new - 1:
+            logits = None
+        else:
+            logits = model(token[:, None], caches, **_beside(condition, seq, seq.shape[1] - 1))[:, -1]
     return seq.cpu().numpy()
 
 
@@ -100,6 +108,13 @@ def _given(forced: Forcing | None, i: int, seq: torch.Tensor) -> torch.Tensor | 
         return None
     ids = forced(seq[:, -1].cpu().numpy()) if callable(forced) else forced[..., i]
     return torch.as_tensor(ids, device=seq.device).expand(seq.shape[0])
+
+
+def _beside(condition: Condition | None, seq: torch.Tensor, start: int) -> dict[str, torch.Tensor]:
+    """The keyword that gives a conditioned model the features of tokens ``start..`` of ``seq`` (none: nothing)."""
+    if condition is None:
+        return {}
+    return {"condition": torch.from_numpy(condition(seq.cpu().numpy(), start)).to(seq.device)}
 
 
 def _disallowed(tokenizer: Tokenizer, position: int, banned: torch.Tensor) -> torch.Tensor:

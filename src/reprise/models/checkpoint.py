@@ -114,7 +114,8 @@ def load_weights(model: torch.nn.Module, directory: Path) -> None:
 def init_weights(model: torch.nn.Module, directory: Path, like: dict[int, int] | None = None) -> None:
     """Start ``model`` from a checkpoint's weights (``--init``). A vocabulary that grew (new ids appended,
     e.g. an anticipated melody's controls) keeps the old rows; a new id ``i`` starts as a copy of old id
-    ``like[i]``'s rows (:attr:`~reprise.data.tokenizer.Tokenizer.grown_from`), the others afresh."""
+    ``like[i]``'s rows (:attr:`~reprise.data.tokenizer.Tokenizer.grown_from`), the others afresh; a new
+    condition projection (:mod:`reprise.data.melody_condition`) keeps its zeros."""
     path = Path(directory) / "model.safetensors"
     held = checked(path, lambda: load_file(str(path)))
     state = model.state_dict()
@@ -129,7 +130,8 @@ def init_weights(model: torch.nn.Module, directory: Path, like: dict[int, int] |
             new = [i for i in like or {} if tensor.shape[0] <= i < mine.shape[0] and tensor.dim() > 1]
             mine[new] = tensor[[like[i] for i in new]].to(mine.dtype)
     loaded = {state[name].data_ptr() for name in held}  # a tied tensor is stored once, under one name
-    if missing := sorted(name for name in set(state) - set(held) if state[name].data_ptr() not in loaded):
+    grown = {"condition.weight"}  # a condition's projection, new here, starts at zero: the model as it was
+    if missing := sorted(n for n in set(state) - set(held) - grown if state[n].data_ptr() not in loaded):
         raise RepriseError(f"{path}: no weights for {', '.join(missing[:3])}")
 
 

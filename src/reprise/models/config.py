@@ -28,6 +28,9 @@ class ModelConfig(JsonConfig):
     heads. (Checkpoints from before relative attention chose its own chunks of
     queries name a ``relative_chunk``; it is ignored.)
     ``local`` attends within blocks of ``block_size`` tokens and the block before.
+    ``condition`` > 0: each token comes with that many features of given music
+    (:mod:`reprise.data.melody_condition`), added to its embedding through a
+    projection that starts at zero.
 
     ``attention_dropout`` 0 keeps dropout on the residual stream only: on CPU,
     SDPA's fused kernels have no dropout, and the unfused path trains ~1.5x slower.
@@ -50,6 +53,7 @@ class ModelConfig(JsonConfig):
     relative_shared_heads: bool = False
     block_size: int = 128
     local_relative: bool = False
+    condition: int = 0  # features given beside each token (a melody to accompany), added to its embedding
 
     def __post_init__(self) -> None:
         from reprise.models.attention import ATTENTION_KINDS

@@ -1,6 +1,7 @@
 """The decoder-only Music Transformer, top to bottom.
 
-ids -> token embedding (+ absolute positions) -> N pre-LayerNorm blocks of
+ids -> token embedding (+ absolute positions, + projected condition features
+if any) -> N pre-LayerNorm blocks of
 [causal self-attention, 4x GELU feed-forward], each with a residual -> final
 LayerNorm -> logits over the vocabulary. The attention mechanism is pluggable
 (``reprise.models.attention``); everything else is the same for every kind.
@@ -16,6 +17,7 @@ import math
 import torch
 from torch import nn
 
+from reprise.errors import RepriseError
 from reprise.models.attention import build_attention
 from reprise.models.cache import Cache
 from reprise.models.config import ModelConfig
@@ -67,6 +69,7 @@ class MusicTransformer(nn.Module):
         self.config = config
         self.embed = nn.Embedding(config.vocab_size, config.d_model)
         self.positions = build_positions(config.positions, config.context, config.d_model, config.frame)
+        self.condition = nn.Linear(config.condition, config.d_model, bias=False) if config.condition else None
         self.drop = nn.Dropout(config.dropout)
         self.blocks = nn.ModuleList(Block(config, kind) for kind in config.layer_attention)
         self.ln_out = nn.LayerNorm(config.d_model)
@@ -77,6 +80,8 @@ class MusicTransformer(nn.Module):
         for name, param in self.named_parameters():  # GPT-2: keep the residual stream's variance flat
             if name.endswith(("attn.proj.weight", "net.2.weight")):
                 nn.init.normal_(param, std=0.02 / math.sqrt(2 * config.n_layers))
+        if self.condition is not None:  # a model grown from one without a condition starts as that model
+            nn.init.zeros_(self.condition.weight)
 
     @staticmethod
     def _init_weights(module: nn.Module) -> None:
@@ -85,14 +90,20 @@ class MusicTransformer(nn.Module):
         if isinstance(module, nn.Linear) and module.bias is not None:
             nn.init.zeros_(module.bias)
 
-    def forward(self, ids: torch.Tensor, caches: list[Cache] | None = None) -> torch.Tensor:
-        """Logits ``(B, T, V)`` for ids ``(B, T)``.
+    def forward(
+        self, ids: torch.Tensor, caches: list[Cache] | None = None, condition: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """Logits ``(B, T, V)`` for ids ``(B, T)`` (and, for a conditioned model, features ``(B, T, F)``).
 
         With ``caches`` (from :meth:`new_caches`) the ids continue the cached
         sequence, and only their logits are computed.
         """
         start = caches[0].length if caches else 0
         x = self.embed(ids)
+        if self.condition is not None:
+            if condition is None:
+                raise RepriseError("this model accompanies given music: it needs its condition features")
+            x = x + self.condition(condition.to(x.dtype))
         if self.positions is not None:
             x = x + self.positions(start, ids.shape[1])
         x = self.drop(x)

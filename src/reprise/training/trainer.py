@@ -32,7 +32,7 @@ from reprise.data.performance import STEPS_PER_SECOND
 from reprise.device import autocast
 from reprise.errors import RepriseError
 from reprise.evaluation.conditional import nll_given
-from reprise.evaluation.nll import nll_of, only_predicted
+from reprise.evaluation.nll import nll_of, nll_of_split, only_predicted
 from reprise.models import build_model
 from reprise.models.checkpoint import init_weights, load_weights, read_checkpoint, save_checkpoint
 from reprise.models.markov import MarkovChain
@@ -190,6 +190,7 @@ class _Loop:
         self.device = world.device
         self.autocast = autocast(config.precision, world.device)
         self.augmentation = config.augmentation()
+        self.conditioned = bool(getattr(model.config, "condition", 0))  # batches: ((ids, features), targets)
         self.saved_at = time.perf_counter()  # when last/ was written, for the timed checkpoints
 
     def run(
@@ -298,7 +299,7 @@ class _Loop:
             last = micro == config.grad_accum - 1
             with nullcontext() if last or world.size == 1 else self.forward.no_sync():  # sync once per step
                 with self.autocast:
-                    logits = self.forward(*inputs)
+                    logits = self.forward(inputs[0], condition=inputs[1]) if self.conditioned else self.forward(*inputs)
                 pad = self.tokenizer.pad_id
                 predicted = only_predicted(logits.float(), self.tokenizer.predicted)
                 loss = F.cross_entropy(predicted.flatten(0, 1), targets.flatten(), ignore_index=pad, reduction="sum")
@@ -329,10 +330,7 @@ class _Loop:
         if isinstance(valid_set, PairedDataset):
             nll = nll_given(self.evaluated, valid_set)
         else:
-            pieces = [valid_set.piece(i) for i in range(len(valid_set))]
-            context, frame = self.model.config.context, self.tokenizer.frame
-            scoring = {"scored": self.tokenizer.scored, "predicted": self.tokenizer.predicted}
-            nll = nll_of(self.evaluated, pieces, context, frame=frame, **scoring)
+            nll = nll_of_split(self.evaluated, valid_set)
         self.log(
             {
                 "step": step,
