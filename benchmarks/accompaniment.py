@@ -1,4 +1,4 @@
-"""Accompaniment given a melody (POP909 ``MELODY`` -> ``PIANO``): three designs at equal budgets, and
+"""Accompaniment given a melody (POP909 ``MELODY`` -> ``PIANO``): four designs at equal budgets, and
 what an accompanist writes under melodies it never saw.
 
     # the designs side by side (each model the same wall-clock budget, one core each)
@@ -12,11 +12,14 @@ The designs (width 128, 4 heads, the settings of benchmarks/conditional.py):
 
 - the encoder-decoder (``--model encoder-decoder --task accompany``): the melody through an encoder,
   read by cross-attention (2 encoder and 4 decoder blocks);
-- anticipation (``--task accompany``, a decoder-only model, :mod:`reprise.data.anticipation`): the
-  melody's notes interleaved into the accompaniment's stream 2 s before they sound (6 blocks);
+- anticipation (``--task accompany --melody anticipation``, a decoder-only model,
+  :mod:`reprise.data.anticipation`): the melody's notes interleaved into the accompaniment's stream 2 s
+  before they sound (6 blocks);
+- features (``--task accompany``, :mod:`reprise.data.melody_condition`): the accompaniment's plain
+  stream, the melody's features added to each token's embedding (6 blocks);
 - the accompaniment alone: a decoder-only model of the ``PIANO`` events without the melody (6 blocks).
 
-All three are scored on exactly the same tokens: every accompaniment event of the first
+All four are scored on exactly the same tokens: every accompaniment event of the first
 ``--pop909-test-pieces`` test songs and their ends (checked, not only computed alike).
 
 What an accompanist writes: ``reprise accompany``'s sampling (temperature 1) under the first
@@ -52,6 +55,7 @@ from reprise.api import load
 from reprise.benchmark.output import write_results
 from reprise.data.anticipation import Anticipated, AnticipatedPairs, interleave, melody_notes
 from reprise.data.dataset import TokenDataset
+from reprise.data.melody_condition import N_FEATURES, MelodyConditioned, MelodyPairs, features, times_after
 from reprise.data.pairs import PairedDataset, Task, paired_indices
 from reprise.data.performance import VOCAB_SIZE, Performance
 from reprise.data.sources import list_source, read_item
@@ -67,7 +71,7 @@ CONTEXT, SOURCE_CONTEXT = 1024, 512
 
 
 def designs(args) -> dict:
-    """Train the three designs for ``--minutes`` each and score them on the same test tokens."""
+    """Train the four designs for ``--minutes`` each and score them on the same test tokens."""
     pairs_dir, n, config = pop909_pairs(args, args.work), args.pop909_test_pieces, train_config(args.minutes, "cpu")
     runs, rows = args.work / "runs", {}
     pairs = PairedDataset(pairs_dir, "test", "accompany", SOURCE_CONTEXT, 0.25)
@@ -84,6 +88,13 @@ def designs(args) -> dict:
     scored = [(ids < VOCAB_SIZE) & (np.arange(len(ids)) > 0) for ids in pieces]
     nlls = [masked_nll(model, ids, mask, predicted=streams.tokenizer.predicted) for ids, mask in zip(pieces, scored)]
     rows["anticipation (melody 2 s ahead in the stream)"] = {**info, **_nll(nlls)}
+
+    beside = MelodyPairs(pairs_dir, "test")
+    model, info = trained(runs / "features", pairs_dir, decoder_only(VOCAB_SIZE, CONTEXT, condition=N_FEATURES), config)
+    given = [beside.piece(i) for i in range(len(targets))]
+    assert all(np.array_equal(a, b) for a, b in zip(given, targets)), "the features' songs are not the targets"
+    nll = nll_of(model, given, CONTEXT, condition=beside.condition)
+    rows["features (melody beside each token)"] = {**info, "nll": nll.per_token, "tokens": nll.tokens}
 
     model, info = trained(runs / "alone", pairs_dir / "target", decoder_only(VOCAB_SIZE, CONTEXT), config)
     rows["the accompaniment alone (no melody)"] = {
@@ -124,19 +135,26 @@ def writes(args) -> dict:
     }
 
 
-def melody_used(model, tokenizer: Anticipated, pairs_dir: Path, n: int, tokens: int = 3000) -> dict:
-    """An anticipated accompanist's NLL of the first ``tokens`` of ``n`` test songs given their melody
-    and given it a tritone off: a model that ignores its melody scores both alike."""
+def melody_used(model, tokenizer: Anticipated | MelodyConditioned, pairs_dir: Path, n: int, tokens: int = 3000) -> dict:
+    """An accompanist's NLL of the first ``tokens`` of ``n`` test songs given their melody and given it a
+    tritone off (anticipated in its stream, or as the features beside each token): a model that ignores
+    its melody scores both alike."""
     source, target = (TokenDataset(pairs_dir / side, "test") for side in ("source", "target"))
+    conditioned = isinstance(tokenizer, MelodyConditioned)
     nll = {}
     for name, shift in (("melody", 0), ("melody a tritone off", 6)):
-        streams = []
+        streams, given = [], []
         for s, t in paired_indices(pairs_dir, "test")[:n]:
             notes = melody_notes(source.piece(s))
             notes[:, 2] = np.clip(notes[:, 2] + shift, 0, 127)
-            streams.append(interleave(target.piece(t), notes, tokenizer.anticipation)[:tokens])
+            if conditioned:
+                streams.append(target.piece(t)[:tokens])
+                given.append(features(times_after(streams[-1]), notes))
+            else:
+                streams.append(interleave(target.piece(t), notes, tokenizer.anticipation)[:tokens])
         scoring = {"scored": tokenizer.scored, "predicted": tokenizer.predicted}
-        nll[name] = nll_of(model, streams, model.config.context, **scoring).per_token
+        condition = given.__getitem__ if conditioned else None
+        nll[name] = nll_of(model, streams, model.config.context, condition=condition, **scoring).per_token
     return nll
 
 

@@ -59,14 +59,16 @@ def times_after(ids: np.ndarray) -> np.ndarray:
 
 
 def key_profile(notes: np.ndarray) -> np.ndarray:
-    """The melody's pitch classes weighted by duration, the largest 1: what key it is in."""
+    """The melody's pitch classes weighted by duration, summing to 1: what key it is in."""
     profile = np.bincount(notes[:, 2] % 12, weights=notes[:, 1] - notes[:, 0], minlength=12)
-    return (profile / max(profile.max(), 1e-9)).astype(np.float32)
+    return (profile / max(profile.sum(), 1e-9)).astype(np.float32)
 
 
 def features(times: np.ndarray, notes: np.ndarray, key: np.ndarray | None = None) -> np.ndarray:
     """``(len(times), N_FEATURES)`` float32: what the melody ``notes`` (``(n, 3)`` onset, end, pitch, by onset)
-    does at each clock time (see the module doc); ``key`` is :func:`key_profile` of the whole melody."""
+    does at each clock time (see the module doc); ``key`` is :func:`key_profile` of the whole melody. Each
+    group sums to at most 1, so that its projection weighs like one token's embedding, not like twenty
+    (unscaled, a model trained from scratch was 0.5 nats worse than one without the melody)."""
     out = np.zeros((len(times), N_FEATURES), np.float32)
     out[:, KEY : KEY + 12] = key_profile(notes) if key is None else key
     if not len(notes):
@@ -84,6 +86,8 @@ def features(times: np.ndarray, notes: np.ndarray, key: np.ndarray | None = None
     wait = notes[np.minimum(following, len(notes) - 1), 0] - times
     bins = np.where(following < len(notes), np.minimum((wait - 1) // ONSET_BIN, ONSET_BINS), ONSET_BINS)
     out[np.arange(len(times)), NEXT + bins] = 1
+    for group in (slice(SOUNDING, COMING), slice(COMING, NEAR), slice(NEAR, KEY)):  # each a mean of its rows
+        out[:, group] /= np.maximum(out[:, group].sum(1, keepdims=True), 1)
     return out
 
 
