@@ -35,6 +35,20 @@ CHROMIUM = os.environ.get("REPRISE_CHROMIUM") or shutil.which("chromium") or shu
 NO_CHROMIUM = "studio browser tests skipped: no chromium found (apt-get install chromium, or set REPRISE_CHROMIUM)"
 
 
+def pop909_pairs(
+    capsys, tmp_path: Path, names: tuple[str, ...] = ("001.mid", "002.mid", "003.mid")
+) -> tuple[Path, Path]:
+    """A folder of POP909 songs and its ``reprise prepare-pairs`` folder (MELODY -> PIANO), all in train."""
+    folder = tmp_path / "songs"
+    folder.mkdir()
+    for name in names:
+        shutil.copy(shared(SHARED / "pop909" / name), folder / name)
+    pairs = tmp_path / "pairs"
+    code, _, err = run(capsys, "prepare-pairs", folder, "--out", pairs, "--split", "1,0,0", "--workers", "1")
+    assert code == 0, err
+    return folder, pairs
+
+
 def pytest_report_header() -> str:
     return f"studio browser tests: chromium at {CHROMIUM}" if CHROMIUM else NO_CHROMIUM
 

@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import json
-import shutil
 
 import numpy as np
 import pytest
 import symusic
 import torch
 
-from conftest import SHARED, SMALL_MODEL, run, shared
+from conftest import SHARED, SMALL_MODEL, pop909_pairs, run, shared
 from reprise.api import load
 from reprise.data.anticipation import (
     ANTICIPATION,
@@ -146,13 +145,7 @@ def test_notes_at_an_onset_and_the_median_duration_of_a_piece():
 
 
 def test_train_accompany_decoder_only_from_the_command_line(capsys, tmp_path):
-    folder = tmp_path / "songs"
-    folder.mkdir()
-    for name in ("001.mid", "002.mid", "003.mid"):
-        shutil.copy(shared(POP909 / name), folder / name)
-    pairs = tmp_path / "pairs"
-    code, _, err = run(capsys, "prepare-pairs", folder, "--out", pairs, "--split", "1,0,0", "--workers", "1")
-    assert code == 0, err
+    folder, pairs = pop909_pairs(capsys, tmp_path)
     code, _, err = run(capsys, "train", "--data", pairs, "--run", tmp_path / "plain", "--steps", "1", *SMALL_MODEL)
     assert code != 0 and "--task accompany" in err
     args = ["train", "--task", "accompany", "--melody", "anticipation", "--data", pairs, "--steps", "2"]

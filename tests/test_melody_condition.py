@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import json
-import shutil
 
 import numpy as np
 import pytest
 import symusic
 import torch
 
-from conftest import SHARED, SMALL_MODEL, run, shared
+from conftest import SMALL_MODEL, pop909_pairs, run
 from reprise.api import load
 from reprise.data.dataset import TokenDataset
 from reprise.data.melody_condition import (
@@ -38,7 +37,6 @@ from reprise.models.checkpoint import init_weights, save_checkpoint
 from reprise.models.config import ModelConfig
 from reprise.models.pretrained import trained_task
 
-POP909 = SHARED / "pop909"
 NOTES = np.array([[0, 50, 60], [50, 100, 64], [100, 300, 67]])  # C, E, G: half a second, half, two seconds
 
 
@@ -118,12 +116,7 @@ def test_an_accompaniment_ends_with_the_melody_and_never_writes_a_control():
 
 
 def test_train_evaluate_and_accompany_from_the_command_line(capsys, tmp_path):
-    folder = tmp_path / "songs"
-    folder.mkdir()
-    for name in ("001.mid", "002.mid", "003.mid"):
-        shutil.copy(shared(POP909 / name), folder / name)
-    pairs = tmp_path / "pairs"
-    assert run(capsys, "prepare-pairs", folder, "--out", pairs, "--split", "1,0,0", "--workers", "1")[0] == 0
+    folder, pairs = pop909_pairs(capsys, tmp_path)
     data = MelodyPairs(pairs, "train")
     (inputs, given), targets = data.batch(np.random.default_rng(0), 3, 128)
     assert given.shape == (3, 128, N_FEATURES) and inputs.max() < VOCAB_SIZE and targets.max() < VOCAB_SIZE
@@ -148,11 +141,7 @@ def test_train_evaluate_and_accompany_from_the_command_line(capsys, tmp_path):
 
 
 def test_transposition_moves_the_melody_with_its_accompaniment(capsys, tmp_path):
-    folder = tmp_path / "songs"
-    folder.mkdir()
-    shutil.copy(shared(POP909 / "001.mid"), folder / "001.mid")
-    pairs = tmp_path / "pairs"
-    assert run(capsys, "prepare-pairs", folder, "--out", pairs, "--split", "1,0,0", "--workers", "1")[0] == 0
+    _, pairs = pop909_pairs(capsys, tmp_path, ("001.mid",))
     data = MelodyPairs(pairs, "train")
     ids, notes = data.piece(0)[:300], data.melodies[0]
     shifts = set()

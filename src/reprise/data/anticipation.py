@@ -245,21 +245,10 @@ class AnticipatedPairs(TokenDataset):
     ``target/``) as anticipated streams, in memory: what a decoder-only ``--task accompany`` trains on."""
 
     def __init__(self, directory: Path, split: str, tokenizer: Anticipated | None = None):
-        directory = Path(directory)
-        self.directory, self.split = directory, split
-        if not (directory / "source" / "manifest.json").is_file():
-            raise RepriseError(
-                f"{directory}: accompaniment data is a folder with source/ and target/ prepared "
-                "datasets (see `reprise prepare-pairs --help`)"
-            )
-        source, target = TokenDataset(directory / "source", split), TokenDataset(directory / "target", split)
-        for side in (source, target):
-            if not isinstance(side.tokenizer, Performance) or isinstance(side.tokenizer, Anticipated):
-                raise RepriseError(f"{side.directory}: anticipation needs performance events")
+        self.directory, self.split = Path(directory), split
         self.tokenizer = tokenizer or Anticipated()
-        pairs = paired_indices(directory, split)
-        notes = [melody_notes(source.piece(s)) for s, _ in pairs]
-        pieces = [interleave(target.piece(t), n, self.tokenizer.anticipation) for (_, t), n in zip(pairs, notes)]
+        notes, parts = melodies_and_parts(self.directory, split, "anticipation")
+        pieces = [interleave(part, n, self.tokenizer.anticipation) for part, n in zip(parts, notes)]
         self.ids = np.concatenate(pieces) if pieces else np.zeros(0, np.int64)
         self.offsets = np.r_[0, np.cumsum([len(p) for p in pieces])].astype(np.int64)
 
@@ -270,6 +259,22 @@ class AnticipatedPairs(TokenDataset):
         model's capacity goes to the accompaniment, the only part scored."""
         inputs, targets = super().batch(rng, batch_size, context, augment)
         return inputs, np.where(targets >= VOCAB_SIZE, self.tokenizer.pad_id, targets)
+
+
+def melodies_and_parts(directory: Path, split: str, design: str) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """The melody notes (:func:`melody_notes`) and accompaniment events of a pair folder's ``split``, pair by
+    pair; a one-line error unless it is a pair folder of plain performance events (``design`` needs them)."""
+    if not (directory / "source" / "manifest.json").is_file():
+        raise RepriseError(
+            f"{directory}: accompaniment data is a folder with source/ and target/ prepared "
+            "datasets (see `reprise prepare-pairs --help`)"
+        )
+    source, target = TokenDataset(directory / "source", split), TokenDataset(directory / "target", split)
+    for side in (source, target):
+        if type(side.tokenizer) is not Performance:
+            raise RepriseError(f"{side.directory}: {design} needs performance events")
+    pairs = paired_indices(directory, split)
+    return [melody_notes(source.piece(s)) for s, _ in pairs], [target.piece(t) for _, t in pairs]
 
 
 def is_pair_folder(directory: Path) -> bool:

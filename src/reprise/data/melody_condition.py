@@ -22,10 +22,9 @@ from pathlib import Path
 
 import numpy as np
 
-from reprise.data.anticipation import melody_notes
+from reprise.data.anticipation import melodies_and_parts
 from reprise.data.augment import Augmentation
 from reprise.data.dataset import TokenDataset
-from reprise.data.pairs import paired_indices
 from reprise.data.performance import NOTE_ON, STEPS_PER_SECOND, TIME_SHIFT, VELOCITY, Performance
 from reprise.data.tokenizer import register, shift_bounds
 from reprise.data.windows import crop_start
@@ -110,21 +109,9 @@ class MelodyPairs(TokenDataset):
     ``target/``): the accompaniments as plain streams, each with its melody's notes for the features."""
 
     def __init__(self, directory: Path, split: str):
-        directory = Path(directory)
-        self.directory, self.split = directory, split
-        if not (directory / "source" / "manifest.json").is_file():
-            raise RepriseError(
-                f"{directory}: accompaniment data is a folder with source/ and target/ prepared "
-                "datasets (see `reprise prepare-pairs --help`)"
-            )
-        source, target = TokenDataset(directory / "source", split), TokenDataset(directory / "target", split)
-        for side in (source, target):
-            if type(side.tokenizer) is not Performance:
-                raise RepriseError(f"{side.directory}: a melody-conditioned accompanist needs performance events")
+        self.directory, self.split = Path(directory), split
         self.tokenizer = MelodyConditioned()
-        pairs = paired_indices(directory, split)
-        self.melodies = [melody_notes(source.piece(s)) for s, _ in pairs]
-        pieces = [target.piece(t) for _, t in pairs]
+        self.melodies, pieces = melodies_and_parts(self.directory, split, "a melody-conditioned accompanist")
         self.ids = np.concatenate(pieces) if pieces else np.zeros(0, np.int64)
         self.offsets = np.r_[0, np.cumsum([len(p) for p in pieces])].astype(np.int64)
 

@@ -74,7 +74,7 @@ def nll_of(
         width = max(end - start - 1 for _, (start, end, _) in chunk)
         inputs = torch.zeros(len(chunk), width, dtype=torch.long)
         targets = torch.full((len(chunk), width), -100, dtype=torch.long)
-        given = None if features is None else torch.zeros(len(chunk), width, features(chunk[0][0][0]).shape[1])
+        given = None if features is None else torch.zeros(len(chunk), width, model.config.condition)
         for row, ((k, ids, mask), (start, end, first)) in enumerate(chunk):
             inputs[row, : end - start - 1] = torch.from_numpy(ids[start : end - 1])
             counted = ids[first:end] if mask is None else np.where(mask[first:end], ids[first:end], -100)
