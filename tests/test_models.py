@@ -174,3 +174,21 @@ def test_package_data_includes_the_shipped_models_and_the_studio_page():
     project = tomllib.loads((Path(__file__).parents[1] / "pyproject.toml").read_text())
     data = project["tool"]["setuptools"]["package-data"]
     assert "pretrained/*/*" in data["reprise"] and "static/*" in data["reprise.studio"]
+
+
+def test_a_model_folder_exported_again_as_an_ensemble_keeps_its_card(
+    shelf: Path, small_chorales: Path, capsys: pytest.CaptureFixture
+):
+    out = shelf.parent / "tiny-ensemble"
+    args = ["export", shelf / "tiny", "--out", out, "--transpositions", "1", "--data", small_chorales]
+    code, _, err = run(capsys, *args)
+    assert code == 0, err
+    before, after = read_model_config(shelf / "tiny"), read_model_config(out)
+    assert after["config"]["transpositions"] == 1 and before["config"].get("transpositions", 0) == 0
+    for fact in ("summary", "data", "hardware", "steps"):
+        assert after["card"][fact] == before["card"][fact]
+    assert after["card"]["command"].startswith("reprise train --steps 6 && reprise export")
+    assert after["card"]["valid_nll"] != before["card"]["valid_nll"]  # measured again, as the ensemble
+    assert "transposition ensemble over ±1 semitones" in (out / "README.md").read_text()
+    code, _, err = run(capsys, "export", shelf.parent / "nowhere", "--out", shelf.parent / "x")
+    assert code != 0 and "no checkpoint here" in err

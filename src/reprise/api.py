@@ -43,10 +43,13 @@ from reprise.visualization.pianoroll import plot_pianoroll
 __all__ = ["load", "generate", "score", "prepare", "write_samples", "write_scores"]
 
 
-def load(checkpoint: str | Path, device: str = "auto") -> tuple[torch.nn.Module, Tokenizer]:
+def load(
+    checkpoint: str | Path, device: str = "auto", transpositions: int | None = None
+) -> tuple[torch.nn.Module, Tokenizer]:
     """The model (in eval mode) and tokenizer of a run (its ``best/``, else ``last/``), a checkpoint or model
-    folder, or a model that ships with reprise, by name (``load("bach")``; see ``reprise models``)."""
-    return load_checkpoint(checkpoint, pick_device(device))
+    folder, or a model that ships with reprise, by name (``load("bach")``; see ``reprise models``).
+    ``transpositions`` overrides the model's transposition ensemble (:mod:`reprise.models.transposition`)."""
+    return load_checkpoint(checkpoint, pick_device(device), transpositions)
 
 
 def generate(

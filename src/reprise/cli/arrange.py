@@ -17,7 +17,7 @@ import click
 import numpy as np
 
 from reprise.cli.common import parse_split
-from reprise.cli.models import chosen_model, model_options
+from reprise.cli.models import chosen_model, model_options, transpositions_option
 from reprise.data.pairs import TASKS
 from reprise.errors import RepriseError, named
 
@@ -32,6 +32,7 @@ def sampling_options(command: Callable) -> Callable:
     for this task, or ``--model NAME``), output, sampling, seed, audio, device."""
     options = [
         model_options,
+        transpositions_option,
         click.option(
             "--out",
             type=click.Path(path_type=Path),
@@ -256,7 +257,7 @@ def _load(options: dict, task: str):
     from reprise.models.encoder_decoder import EncoderDecoder
 
     checkpoint = chosen_model(options["checkpoint"], options["model_name"])
-    model, tokenizer = load(checkpoint, options["device"])
+    model, tokenizer = load(checkpoint, options["device"], options["transpositions"])
     if task == "harmonize" and not isinstance(model, EncoderDecoder) and isinstance(tokenizer, ChoraleGrid):
         return model, tokenizer  # a chorale model harmonises with the soprano forced
     if task == "infill" and isinstance(tokenizer, FillTokenizer):

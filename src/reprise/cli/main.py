@@ -16,7 +16,7 @@ import click
 from reprise.cli.arrange import accompany, harmonize, infill, prepare_pairs
 from reprise.cli.benchmark import benchmark
 from reprise.cli.common import length_in_tokens, parse_split, refuse_arranger
-from reprise.cli.models import chosen_model, export, model_options, models
+from reprise.cli.models import chosen_model, export, model_options, models, transpositions_option
 from reprise.cli.plot import plot, render
 from reprise.cli.report import report
 from reprise.cli.studio import studio
@@ -118,6 +118,7 @@ def prepare(
 
 @cli.command()
 @model_options
+@transpositions_option
 @click.option(
     "--out",
     type=click.Path(path_type=Path),
@@ -179,6 +180,7 @@ def generate(
     wav,
     musicxml,
     device,
+    transpositions,
 ) -> None:
     """Sample new music from a trained model, continuing a primer; writes MIDI, piano rolls (and WAV, MusicXML)."""
     import time
@@ -187,7 +189,7 @@ def generate(
     from reprise.generation.generate import generate as run_generate
     from reprise.generation.sampling import SamplingConfig
 
-    model, tokenizer = load(chosen_model(checkpoint, model_name), device)
+    model, tokenizer = load(chosen_model(checkpoint, model_name), device, transpositions)
     refuse_arranger(model, checkpoint or model_name)
     primer = _primer(tokenizer, primer_midi, primer_data, primer_piece, primer_split, primer_length)
     n_new = length_in_tokens(length, tokenizer, "--length")
@@ -210,6 +212,7 @@ def generate(
 
 @cli.command()
 @model_options
+@transpositions_option
 @click.option("--data", type=click.Path(path_type=Path), required=True, help="Prepared dataset directory.")
 @click.option(
     "--split",
@@ -221,13 +224,19 @@ def generate(
 @click.option("--stride", type=click.IntRange(1), help="Sliding-window stride for long pieces [default: context/2].")
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:1, mps.")
 def evaluate(
-    checkpoint: Path | None, model_name: str | None, data: Path, split: str, stride: int | None, device: str
+    checkpoint: Path | None,
+    model_name: str | None,
+    data: Path,
+    split: str,
+    stride: int | None,
+    device: str,
+    transpositions: int | None,
 ) -> None:
     """Mean negative log-likelihood per token (nats) and perplexity on a split."""
     from reprise.api import load, score
     from reprise.training.splits import open_split
 
-    model, tokenizer = load(chosen_model(checkpoint, model_name), device)
+    model, tokenizer = load(chosen_model(checkpoint, model_name), device, transpositions)
     nll = score(model, tokenizer, data, split, stride)
     click.echo(
         json.dumps(

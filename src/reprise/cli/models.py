@@ -25,6 +25,17 @@ def model_options(command: Callable) -> Callable:
     )(command)
 
 
+def transpositions_option(command: Callable) -> Callable:
+    """Add ``--transpositions K``, which overrides the model's transposition ensemble (0: the one network)."""
+    return click.option(
+        "--transpositions",
+        type=click.IntRange(0),
+        metavar="K",
+        help="Average the model's predictions over the piece moved by up to K semitones each way (a transposition "
+        "ensemble, 2K+1 times the compute); 0 = the one network  [default: the model's own, see `reprise models`]",
+    )(command)
+
+
 def chosen_model(checkpoint: Path | None, model_name: str | None) -> str | Path:
     """What ``load_checkpoint`` should load: the shipped model's name, or the checkpoint path."""
     if (checkpoint is None) == (model_name is None):
@@ -74,7 +85,11 @@ def models(as_json: bool) -> None:
     required=True,
     help="Model folder to write, e.g. src/reprise/pretrained/bach to ship it.",
 )
-@click.option("--summary", required=True, help="What the model does, in one line (shown by `reprise models`).")
+@click.option(
+    "--summary",
+    help="What the model does, in one line (shown by `reprise models`) [required, unless RUN is a model folder, "
+    "whose card then gives the defaults of the card's options].",
+)
 @click.option(
     "--task",
     type=click.Choice(TASKS),
@@ -95,28 +110,49 @@ def models(as_json: bool) -> None:
     show_default=True,
     help="Stored weights (loading upcasts them to float32).",
 )
+@click.option(
+    "--transpositions",
+    type=click.IntRange(0),
+    metavar="K",
+    help="Make the model a transposition ensemble over up to K semitones each way; 0 = the one network  "
+    "[default: as the run's model]",
+)
 @click.option("--device", default="auto", show_default=True, help="Where to score: auto, cpu, cuda, mps.")
 def export(
     run: Path,
     out: Path,
-    summary: str,
+    summary: str | None,
     task: str | None,
     data: Path | None,
     data_source: str,
     train_command: str,
     hardware: str,
     dtype: str,
+    transpositions: int | None,
     device: str,
 ) -> None:
     """Write RUN's best checkpoint as a model folder (config.json, model.safetensors, README.md card).
 
     The card's validation and test NLL are measured on the stored (rounded) weights,
-    read back from the folder just written.
+    read back from the folder just written. A model folder (one that ships: its name) exported
+    again, e.g. as a transposition ensemble, keeps its card's facts unless options replace them.
     """
     from reprise.models.checkpoint import load_checkpoint, resolve
     from reprise.models.pretrained import ModelCard, write_model_folder
 
-    model, tokenizer = load_checkpoint(run)
+    before = _card_of(run)
+    summary = summary or before.summary
+    if not summary:
+        raise click.UsageError(f"--summary is required: {run} is not a model folder with a card to keep")
+    if before.command and not train_command:
+        again = f"reprise export {run} --out {out.name}" + (
+            "" if transpositions is None else f" --transpositions {transpositions}"
+        )
+        train_command = f"{before.command} && {again}"
+
+    model, tokenizer = load_checkpoint(run, transpositions=0)  # the one network's weights are what is stored
+    if transpositions is not None:
+        model.config.transpositions = transpositions
     task = _task(run, model, tokenizer, task)
     training_path = resolve(run) / "training.json"
     training = json.loads(training_path.read_text()) if training_path.is_file() else {}
@@ -124,11 +160,11 @@ def export(
     card = ModelCard(
         summary,
         task,
-        data_source,
+        data_source or before.data,
         train_command,
-        hardware,
-        training.get("step"),
-        round(training["elapsed"] / 60, 1) if "elapsed" in training else None,
+        hardware or before.hardware,
+        training.get("step", before.steps),
+        round(training["elapsed"] / 60, 1) if "elapsed" in training else before.minutes,
         dtype=dtype,
         parameters=sum(p.numel() for p in model.parameters()),
     )
@@ -154,6 +190,17 @@ def _task(run: Path, model, tokenizer, task: str | None) -> str:
     if task is not None and task != trained:
         raise RepriseError(f"{run}: --task {task}, but the model was trained to {trained}")
     return trained
+
+
+def _card_of(run: Path):
+    """The card of the model folder ``run`` (one ``reprise export`` wrote), or an empty card for a run."""
+    from reprise.models.checkpoint import resolve
+    from reprise.models.pretrained import ModelCard, read_model_config
+
+    folder = resolve(run)
+    if not (folder / "config.json").is_file():
+        return ModelCard()
+    return ModelCard.from_json(read_model_config(folder).get("card", {}))
 
 
 def _run_data(run: Path) -> Path | None:

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import click
 
+from reprise.cli.models import transpositions_option
 from reprise.errors import RepriseError
 
 
@@ -83,6 +84,7 @@ from reprise.errors import RepriseError
 @click.option(
     "--train-split", type=click.Choice(["train", "valid", "test"]), help="Which split of a prepared --train dataset."
 )
+@transpositions_option
 @click.option("--out", type=click.Path(path_type=Path), required=True, help="Folder for report.html and report.json.")
 def report(
     samples: Path | None,
@@ -101,6 +103,7 @@ def report(
     reference_split: str | None,
     train: Path | None,
     train_split: str | None,
+    transpositions: int | None,
     out: Path,
 ) -> None:
     """Compare SAMPLES (a folder of MIDI files) with real music: statistics, loops and stalls, copying.
@@ -130,6 +133,7 @@ def report(
             (temperature, top_k, top_p, end, strict),
             seed,
             device,
+            transpositions,
             reference,
             reference_split,
             out / "samples",
@@ -160,6 +164,7 @@ def _draw(
     sampling: tuple[float, int, float, bool],
     seed: int,
     device: str,
+    transpositions: int | None,
     reference: Path,
     reference_split: str | None,
     out: Path,
@@ -172,7 +177,7 @@ def _draw(
     from reprise.models.checkpoint import load_checkpoint
     from reprise.report.samples import draw_samples
 
-    model, tokenizer = load_checkpoint(checkpoint_or_name(checkpoint), pick_device(device))
+    model, tokenizer = load_checkpoint(checkpoint_or_name(checkpoint), pick_device(device), transpositions)
     if length:
         n_new = length_in_tokens(length, tokenizer, "--length")
     else:

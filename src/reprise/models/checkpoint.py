@@ -31,6 +31,7 @@ from reprise.data.tokenizer import Tokenizer, tokenizer_from_json
 from reprise.errors import RepriseError, checked
 from reprise.models import architecture_of, build_model, config_from_json
 from reprise.models.pretrained import read_model_config, resolve_model
+from reprise.models.transposition import TranspositionEnsemble
 
 
 def save_checkpoint(
@@ -69,15 +70,22 @@ def resolve(path: Path) -> Path:
     raise RepriseError(f"{path}: no checkpoint here (expected model.safetensors, or a run with best/ or last/)")
 
 
-def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> tuple[torch.nn.Module, Tokenizer]:
+def load_checkpoint(
+    path: str | Path, device: str | torch.device = "cpu", transpositions: int | None = None
+) -> tuple[torch.nn.Module, Tokenizer]:
     """The model (in eval mode, float32) and tokenizer stored at ``path``, or shipped under that name.
 
-    Every file is checked before it is used: a truncated or edited checkpoint
-    gives a one-line :class:`RepriseError` naming the file and what is wrong.
+    A model whose config asks for ``transpositions`` comes as its transposition ensemble
+    (:mod:`reprise.models.transposition`); ``transpositions`` overrides that (0: the one network, e.g.
+    to export or plot its weights). Every file is checked before it is used: a truncated or edited
+    checkpoint gives a one-line :class:`RepriseError` naming the file and what is wrong.
     """
     directory, config, tokenizer = read_checkpoint(path)
     model = build_model(config).to(device)
     load_weights(model, directory)
+    semitones = getattr(config, "transpositions", 0) if transpositions is None else transpositions
+    if semitones:
+        model = checked(directory, lambda: TranspositionEnsemble(model, tokenizer, semitones))
     return model.eval(), tokenizer
 
 

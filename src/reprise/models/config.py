@@ -31,6 +31,9 @@ class ModelConfig(JsonConfig):
     ``condition`` > 0: each token comes with that many features of given music
     (:mod:`reprise.data.melody_condition`), added to its embedding through a
     projection that starts at zero.
+    ``transpositions`` > 0: at inference the model is a transposition ensemble
+    (:mod:`reprise.models.transposition`), its predictions averaged over the piece moved
+    by up to that many semitones each way; training and the stored weights are unaffected.
 
     ``attention_dropout`` 0 keeps dropout on the residual stream only: on CPU,
     SDPA's fused kernels have no dropout, and the unfused path trains ~1.5x slower.
@@ -54,6 +57,7 @@ class ModelConfig(JsonConfig):
     block_size: int = 128
     local_relative: bool = False
     condition: int = 0  # features given beside each token (a melody to accompany), added to its embedding
+    transpositions: int = 0  # at inference: average over the piece moved up to this many semitones each way
 
     def __post_init__(self) -> None:
         from reprise.models.attention import ATTENTION_KINDS
@@ -71,6 +75,8 @@ class ModelConfig(JsonConfig):
             )
         if self.frame < 1:
             raise RepriseError(f"frame must be at least 1 token, not {self.frame}")
+        if self.transpositions < 0:
+            raise RepriseError(f"transpositions must be 0 or more semitones, not {self.transpositions}")
         if self.d_model % self.n_heads:
             raise RepriseError(f"d_model {self.d_model} is not divisible by n_heads {self.n_heads}")
         self._check_attention_options()

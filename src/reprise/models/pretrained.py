@@ -151,6 +151,11 @@ def card_markdown(name: str, card: ModelCard, meta: dict[str, Any]) -> str:
     usage = f"`reprise {command} --model {name}`"
     scored = "" if card.task == "continue" else ", per written token given the source"
     params = "" if card.parameters is None else f", {card.parameters:,} parameters"
+    if semitones := meta["config"].get("transpositions", 0):
+        scored += ", as the ensemble"
+        params += (
+            f"; predicts as a transposition ensemble over ±{semitones} semitones (`--transpositions 0`: one network)"
+        )
     return f"""# {name}
 
 {card.summary}
