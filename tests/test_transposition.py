@@ -21,6 +21,7 @@ from reprise.models.config import ModelConfig
 from reprise.models.lstm import LSTMConfig, LSTMLanguageModel
 from reprise.models.transformer import MusicTransformer
 from reprise.models.transposition import TranspositionEnsemble, id_transpositions
+from reprise.visualization.attention import token_attention
 
 TOKENIZER = ChoraleGrid(pitch_min=40, pitch_max=70)
 
@@ -120,3 +121,9 @@ def test_the_commands_take_an_ensemble_of_any_checkpoint_and_refuse_one_they_can
     assert code == 0 and (tmp_path / "sample-1.mid").is_file(), err
     code, _, err = run(capsys, "harmonize", "--checkpoint", tiny_harmonizer, "--transpositions", "1", "--out", tmp_path)
     assert code == 1 and "decoder-only" in err and len(err.strip().splitlines()) == 1
+
+
+def test_the_attention_shown_for_an_ensemble_is_its_one_network_reading_the_piece_as_written():
+    model, ids = untrained(), piece()
+    ensemble = TranspositionEnsemble(model, TOKENIZER, 1)
+    np.testing.assert_array_equal(token_attention(ensemble, ids, frame=4), token_attention(model, ids, frame=4))

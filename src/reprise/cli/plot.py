@@ -62,7 +62,7 @@ def attention(
     from reprise.visualization.attention_html import write_attention_html
 
     source = chosen_model(checkpoint, model_name)
-    model, tokenizer = load_checkpoint(source, transpositions=0)  # the one network's attention
+    model, tokenizer = load_checkpoint(source)
     refuse_arranger(model, source)
     result = note_attention(model, tokenizer, tokenizer.encode_midi(midi))
     if result.caveat:

@@ -27,6 +27,7 @@ from reprise.data.tokenizer import Tokenizer
 from reprise.data.windows import aligned_down, reading_windows
 from reprise.errors import RepriseError
 from reprise.models.transformer import MusicTransformer
+from reprise.models.transposition import TranspositionEnsemble
 from reprise.visualization.pianoroll import (
     RollNote,
     add_track_legend,
@@ -94,7 +95,7 @@ def token_attention(model: MusicTransformer, ids: np.ndarray, frame: int = 1) ->
     query's row comes from the window that shows it the most history. The result
     takes layers x heads x T^2 floats: for long pieces use :func:`note_attention`.
     """
-    _check_attention(model)
+    model = _one_network(model)
     ids = np.asarray(ids)
     out = np.zeros((model.config.n_layers, model.config.n_heads, len(ids), len(ids)), dtype=np.float32)
     for rows, start, weights in _windows(model, ids, frame):
@@ -111,7 +112,7 @@ def note_attention(
     the notes squared, not the tokens; a piece whose notes' weights would take
     more than ``max_bytes`` is cut to its first notes, and ``caveat`` says so.
     """
-    _check_attention(model)
+    model = _one_network(model)
     ids, caveat = _fit(model, tokenizer, np.asarray(ids), max_bytes)
     score = tokenizer.decode(ids)
     notes = roll_notes(score)
@@ -188,9 +189,14 @@ def _windows(model: MusicTransformer, ids: np.ndarray, frame: int) -> Iterator[t
         yield rows, start, _hooked_weights(model, ids[start:stop])[:, :, rows - start]
 
 
-def _check_attention(model: torch.nn.Module) -> None:
+def _one_network(model: torch.nn.Module) -> MusicTransformer:
+    """The transformer whose attention is shown: a transposition ensemble's one network, reading the piece as
+    written."""
+    if isinstance(model, TranspositionEnsemble):
+        model = model.model
     if not isinstance(model, MusicTransformer):
         raise RepriseError(f"a {type(model).__name__} has no attention to show; use a transformer checkpoint")
+    return model
 
 
 def _onsets(owner: np.ndarray, n_notes: int) -> np.ndarray:
