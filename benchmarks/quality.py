@@ -11,13 +11,15 @@ model, on the JSB test split:
 - NLL per token at all scored tokens and at *sonority changes* only (the tokens whose pitch differs
   from the same voice's at the step before: about a quarter of them, and the ones a listener hears);
   a harmoniser is scored on alto, tenor and bass given the soprano (and the end);
-- a writer draws ``--samples`` chorales from nothing at the report's settings (temperature 1, the
+- a writer draws ``--samples`` chorales from nothing (``--seed``) at the report's settings (temperature 1, the
   median test length, and the model may end a piece: ``SamplingConfig.end``; also at exactly that
   length, as `--no-end` draws), a harmoniser harmonises the first ``--samples`` test sopranos once each;
 - the report's rates for those pieces against the test chorales: parallel fifths and octaves per
   sonority change, voice crossings per step, notes in the estimated key, share of pieces that stall;
 - with ``--strict``, the same pieces drawn again under strict voice leading (``--strict`` of
-  generate and harmonize), to show what the option hides, never in place of the model's own.
+  generate and harmonize), to show what the option hides, never in place of the model's own;
+- ``--transpositions K`` scores and samples every model as its transposition ensemble over ±K semitones
+  (0: as one network), whatever its config says (:mod:`reprise.models.transposition`).
 """
 
 from __future__ import annotations
@@ -89,20 +91,20 @@ def reference_rates(reference) -> dict[str, float]:
     return out
 
 
-def writer_rows(name: str, checkpoint: str, test: TokenDataset, reference, samples: int, strict: bool) -> list[dict]:
+def writer_rows(name: str, checkpoint: str, test: TokenDataset, reference, samples: int, options) -> list[dict]:
     """A chorale writer: its NLL, and the report's rates with and without letting it end pieces (and,
-    with ``strict``, letting it end under strict voice leading)."""
-    model, tokenizer = load_checkpoint(checkpoint)
+    with ``--strict``, letting it end under strict voice leading)."""
+    model, tokenizer = load_checkpoint(checkpoint, transpositions=options.transpositions)
     scores = nlls(
         model, tokenizer, [tokenizer.translate(test.piece(i), test.tokenizer) for i in range(len(test))], False
     )
     n_new = int(np.median([len(test.piece(i)) for i in range(len(test))])) - 1
     settings = [("may end", SamplingConfig(end=True)), ("exact length", SamplingConfig(end=False))]
-    settings += [("may end, strict", SamplingConfig(end=True, strict=True))] if strict else []
+    settings += [("may end, strict", SamplingConfig(end=True, strict=True))] if options.strict else []
     rows = []
     for label, sampling in settings:
         started = time.perf_counter()
-        ids = generate(model, tokenizer, np.array([tokenizer.bos_id]), n_new, samples, sampling, seed=0)
+        ids = generate(model, tokenizer, np.array([tokenizer.bos_id]), n_new, samples, sampling, seed=options.seed)
         names = [f"{name}-{i}" for i in range(samples)]
         pieces = pieces_from_ids(list(ids), tokenizer, names, names)
         rows.append({"model": name, "checkpoint": checkpoint, "task": "write", "sampling": label, **scores})
@@ -110,20 +112,22 @@ def writer_rows(name: str, checkpoint: str, test: TokenDataset, reference, sampl
     return rows
 
 
-def harmonizer_rows(name: str, checkpoint: str, test: TokenDataset, reference, samples: int, strict: bool) -> list:
+def harmonizer_rows(name: str, checkpoint: str, test: TokenDataset, reference, samples: int, options) -> list:
     """A harmoniser: its NLL given the soprano, and the rates of its harmonisations of test sopranos
-    (also under strict voice leading, with ``strict``)."""
-    model, tokenizer = load_checkpoint(checkpoint)
+    (also under strict voice leading, with ``--strict``)."""
+    model, tokenizer = load_checkpoint(checkpoint, transpositions=options.transpositions)
     pieces = [tokenizer.translate(test.piece(i), test.tokenizer) for i in range(len(test))]
     scores = nlls(model, tokenizer, pieces, True)
     rows = []
     for label, sampling in [("test sopranos", SamplingConfig())] + (
-        [("test sopranos, strict", SamplingConfig(strict=True))] if strict else []
+        [("test sopranos, strict", SamplingConfig(strict=True))] if options.strict else []
     ):
         started, written = time.perf_counter(), []
         for i in range(samples):
             soprano = test.tokenizer.decode_grid(test.piece(i))[:, 0]
-            written += harmonize(model, tokenizer, soprano, num_samples=1, seed=i, sampling=sampling)
+            written += harmonize(
+                model, tokenizer, soprano, num_samples=1, seed=i + 100 * options.seed, sampling=sampling
+            )
         names = [f"{name}-{i}" for i in range(samples)]
         row = {"model": name, "checkpoint": checkpoint, "task": "harmonize", "sampling": label, **scores}
         row.update(rates(pieces_from_ids(written, tokenizer, names, names), reference))
@@ -161,6 +165,10 @@ def main() -> None:
     parser.add_argument("--harmonizer", action="append", default=[], help="NAME=CHECKPOINT of a harmoniser.")
     parser.add_argument("--samples", type=int, default=20)
     parser.add_argument("--strict", action="store_true", help="Also sample under strict voice leading.")
+    parser.add_argument("--seed", type=int, default=0, help="Sampling seed (a harmoniser's piece i: i + 100 x seed).")
+    parser.add_argument(
+        "--transpositions", type=int, default=None, help="Override every model's transposition ensemble (0: off)."
+    )
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads [default: torch's].")
     parser.add_argument("--json", type=Path)
     parser.add_argument("--markdown", type=Path)
@@ -171,14 +179,16 @@ def main() -> None:
     reference = load_pieces(args.data, "test", "--data")
     rows = []
     for spec in args.writer:
-        rows += writer_rows(*_named(spec), test, reference, args.samples, args.strict)
+        rows += writer_rows(*_named(spec), test, reference, args.samples, args)
     for spec in args.harmonizer:
-        rows += harmonizer_rows(*_named(spec), test, reference, args.samples, args.strict)
+        rows += harmonizer_rows(*_named(spec), test, reference, args.samples, args)
     results = {
         "cpu": describe_cpu(),
         "platform": platform.platform(),
         "torch": torch.__version__,
         "samples": args.samples,
+        "seed": args.seed,
+        "transpositions": args.transpositions,
         "bach_test": reference_rates(reference),
         "rows": rows,
     }
