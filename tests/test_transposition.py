@@ -127,3 +127,9 @@ def test_the_attention_shown_for_an_ensemble_is_its_one_network_reading_the_piec
     model, ids = untrained(), piece()
     ensemble = TranspositionEnsemble(model, TOKENIZER, 1)
     np.testing.assert_array_equal(token_attention(ensemble, ids, frame=4), token_attention(model, ids, frame=4))
+
+
+def test_an_ensemble_stores_as_its_one_network():
+    model = untrained()
+    held = TranspositionEnsemble(model, TOKENIZER, 2).state_dict()
+    assert set(held) == {f"model.{name}" for name in model.state_dict()}  # its id tables are a rule, not weights

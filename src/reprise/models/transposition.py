@@ -10,8 +10,9 @@ copies run as one batch, through one decoding cache.
 On the JSB Chorales test split (docs/quality.md) five copies (``k = 2``) take the
 soprano-ahead harmoniser from 0.331 to 0.314 nats per alto/tenor/bass token and the
 chorale writer from 0.355 to 0.334 per token, and raise the share of the writer's notes
-in its key from 0.894 to 0.921. Sampling from an average cuts the tails the single network
-gives too much weight to: the wrong notes, which a listener hears as out of key.
+in its key from 0.895 to 0.914 (80 chorales); they leave parallels, crossings and stalls
+where they were. Sampling from an average cuts the tails that one network alone gives too
+much weight to: wrong notes, which a listener hears as out of key.
 
 An id a copy cannot represent (a pitch moved off the vocabulary's ends) reads as itself and
 gets no probability from that copy.
@@ -42,9 +43,11 @@ class TranspositionEnsemble(nn.Module):
         tables = np.stack([id_transpositions(tokenizer, shift) for shift in shifts])
         device = next(model.parameters()).device
         self.register_buffer(
-            "moved", torch.as_tensor(np.where(tables >= 0, tables, np.arange(tables.shape[1])), device=device)
+            "moved",
+            torch.as_tensor(np.where(tables >= 0, tables, np.arange(tables.shape[1])), device=device),
+            persistent=False,  # a rule, not weights: the stored model is the one network
         )
-        self.register_buffer("lost", torch.as_tensor(tables < 0, device=device))
+        self.register_buffer("lost", torch.as_tensor(tables < 0, device=device), persistent=False)
 
     def forward(self, ids: torch.Tensor, caches: list[Cache] | None = None) -> torch.Tensor:
         """Log-probabilities ``(B, T, V)`` of the next id (normalised; usable wherever logits are)."""
