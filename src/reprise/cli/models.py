@@ -32,7 +32,7 @@ def transpositions_option(command: Callable) -> Callable:
         type=click.IntRange(0),
         metavar="K",
         help="Average the model's predictions over the piece moved by up to K semitones each way (a transposition "
-        "ensemble, 2K+1 times the compute); 0 = the one network  [default: the model's own, see `reprise models`]",
+        "ensemble, 2K+1 times the compute); 0 = the one network  [default: the model's own, as its card says]",
     )(command)
 
 
@@ -110,13 +110,7 @@ def models(as_json: bool) -> None:
     show_default=True,
     help="Stored weights (loading upcasts them to float32).",
 )
-@click.option(
-    "--transpositions",
-    type=click.IntRange(0),
-    metavar="K",
-    help="Make the model a transposition ensemble over up to K semitones each way; 0 = the one network  "
-    "[default: as the run's model]",
-)
+@transpositions_option
 @click.option("--device", default="auto", show_default=True, help="Where to score: auto, cpu, cuda, mps.")
 def export(
     run: Path,
@@ -134,7 +128,7 @@ def export(
     """Write RUN's best checkpoint as a model folder (config.json, model.safetensors, README.md card).
 
     The card's validation and test NLL are measured on the stored (rounded) weights,
-    read back from the folder just written. A model folder (one that ships: its name) exported
+    read back from the folder just written. A model folder (e.g. src/reprise/pretrained/bach) exported
     again, e.g. as a transposition ensemble, keeps its card's facts unless options replace them.
     """
     from reprise.models.checkpoint import load_checkpoint, resolve
