@@ -71,10 +71,8 @@ def compare(data: Path, name: str, args, work: Path, n: int | None) -> dict:
     budget = {"steps": args.steps} if args.steps else {}  # else the minutes
     config = train_config(None if args.steps else args.minutes, args.device, **budget)
     left, left_info = trained(work / "runs" / f"{name}-left", data, decoder_only(vocab, CONTEXT), config)
-    weight = {"middle_weight": args.middle_weight}
-    fim_config = train_config(None if args.steps else args.minutes, args.device, infill=True, **budget, **weight)
-    fim_run = work / "runs" / (f"{name}-fim" if args.middle_weight == 1 else f"{name}-fim-w{args.middle_weight:g}")
-    fim, fim_info = trained(fim_run, data, decoder_only(vocab + 2, CONTEXT), fim_config)
+    fim_config = train_config(None if args.steps else args.minutes, args.device, infill=True, **budget)
+    fim, fim_info = trained(work / "runs" / f"{name}-fim", data, decoder_only(vocab + 2, CONTEXT), fim_config)
     left_nlls, fim_nlls = left_only(left, test, spans, n), in_the_middle(fim, spans, n)
     assert [x.tokens for x in left_nlls] == [x.tokens for x in fim_nlls], "scored different tokens"
     return {
@@ -111,7 +109,6 @@ def main() -> None:
     parser.add_argument("--jsb", type=Path, help="Jsb16thSeparated.json (skip JSB without it)")
     parser.add_argument("--minutes", type=float, default=10.0, help="training budget of every model")
     parser.add_argument("--steps", type=int, help="a budget in steps instead (equal tokens, whatever the load)")
-    parser.add_argument("--middle-weight", type=float, default=1.0, help="the FIM loss's weight of the middle")
     parser.add_argument("--work", type=Path, required=True, help="folder for datasets and runs (reused if present)")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--json", type=Path, required=True)

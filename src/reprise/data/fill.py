@@ -99,12 +99,6 @@ class FillTokenizer(Tokenizer):
             return None
         return np.arange(len(ids)) > marks[-1]
 
-    def middle_targets(self, inputs: np.ndarray, targets: np.ndarray) -> np.ndarray:
-        """Which of a training batch's ``targets`` (``(batch, tokens)``, each the input after ``inputs``'s) are
-        the middle's tokens: those after a row's ``MIDDLE`` markers, padding aside."""
-        after = np.cumsum(inputs == self.middle_id, axis=1) > 0
-        return after & (targets != self.middle_id) & (targets != self.pad_id)
-
     def to_json(self) -> dict[str, Any]:
         return {"name": self.name, "base": self.base.to_json()}
 

@@ -33,8 +33,7 @@ class TrainConfig(JsonConfig):
     ``sampled_unlikelihood`` > 0, its weight on continuations the model samples itself.
 
     ``infill`` trains a decoder-only model on fill-in-the-middle streams of a grid dataset
-    (``BOS after FILL before MIDDLE middle``, :mod:`reprise.data.fill`) instead of on plain pieces;
-    ``middle_weight`` weighs the middle's tokens that many times the rest in its loss.
+    (``BOS after FILL before MIDDLE middle``, :mod:`reprise.data.fill`) instead of on plain pieces.
 
     ``ema_decay`` > 0 keeps an exponential moving average of the weights, which
     is what gets validated and saved as ``best/``: averaging over the last
@@ -63,7 +62,6 @@ class TrainConfig(JsonConfig):
     unlikelihood: float = 0.0  # weight of the voice-leading unlikelihood loss (0 = off)
     sampled_unlikelihood: float = 0.0  # its weight on the model's own continuations (0 = off)
     infill: bool = False  # decoder-only: train on fill-in-the-middle streams (data/fill.py)
-    middle_weight: float = 1.0  # infill: the loss weight of the middle's tokens (the rest weigh 1)
     anticipation: float = 2.0  # --task accompany, decoder-only: seconds a melody note stands ahead of its onset
 
     def __post_init__(self) -> None:

@@ -289,14 +289,11 @@ class _Loop:
         for micro in range(config.grad_accum):
             rng = np.random.default_rng([config.seed, step, micro])
             inputs, targets = train_set.batch(rng, config.batch_size, self.model.config.context, self.augmentation)
-            weights = self.loss_weights(inputs, targets)
-            count = float(weights.sum())  # over the whole micro-batch, all processes
-            tokens += int((targets != self.tokenizer.pad_id).sum())
+            count = int((targets != self.tokenizer.pad_id).sum())  # over the whole micro-batch, all processes
             rows = world.share(config.batch_size)
             inputs = inputs if isinstance(inputs, tuple) else (inputs,)
             inputs = [torch.from_numpy(x[rows]).to(self.device) for x in inputs]
             targets = torch.from_numpy(targets[rows]).to(self.device)
-            weights = torch.from_numpy(weights[rows]).to(self.device)
             seed = dropout_seed(config.seed, step, world.rank, micro)
             torch.manual_seed(seed)
             last = micro == config.grad_accum - 1
@@ -305,8 +302,7 @@ class _Loop:
                     logits = self.forward(inputs[0], condition=inputs[1]) if self.conditioned else self.forward(*inputs)
                 pad = self.tokenizer.pad_id
                 predicted = only_predicted(logits.float(), self.tokenizer.predicted)
-                losses = F.cross_entropy(predicted.flatten(0, 1), targets.flatten(), ignore_index=pad, reduction="none")
-                loss = (losses * weights.flatten()).sum()
+                loss = F.cross_entropy(predicted.flatten(0, 1), targets.flatten(), ignore_index=pad, reduction="sum")
                 with self.autocast:  # the sampled term runs the model again
                     samplers, windows = (self.model, self.forward), inputs[0]
                     loss = loss + unlikelihood_terms(
@@ -315,16 +311,9 @@ class _Loop:
                 loss = loss / (count * config.grad_accum)
                 (loss * world.size).backward()  # DDP averages over the processes; their sum is wanted
             total += loss.item()
+            tokens += count
         torch.nn.utils.clip_grad_norm_(self.model.parameters(), config.clip)
         return world.total(total), tokens
-
-    def loss_weights(self, inputs: np.ndarray | tuple, targets: np.ndarray) -> np.ndarray:
-        """Each target's weight in the loss: 0 for padding, ``middle_weight`` for the middle of a
-        fill-in-the-middle stream, 1 for the rest."""
-        weights = (targets != self.tokenizer.pad_id).astype(np.float32)
-        if self.config.infill and self.config.middle_weight != 1:
-            weights[self.tokenizer.middle_targets(inputs, targets)] *= self.config.middle_weight
-        return weights
 
     def apply(self) -> None:
         """Apply the gradients: the optimizer step, then the weight average."""
