@@ -155,19 +155,6 @@ def parallel_choices(grid: torch.Tensor, pitches: torch.Tensor) -> torch.Tensor:
     return out
 
 
-def parallel_leaders(grid: torch.Tensor) -> torch.Tensor:
-    """Where a voice's own move in ``grid`` (``(batch, steps, 4)`` pitches) makes a parallel fifth or octave
-    with a voice chosen after it at the same step: ``(batch, steps, 4)``, true at the earlier voice of each
-    parallel pair (the later one is what :func:`parallel_choices` flags)."""
-    out = torch.zeros_like(grid, dtype=torch.bool)
-    before, after = grid[:, :-1], grid[:, 1:]
-    for u in range(3):
-        for v in range(u + 1, 4):
-            fifths, octaves = parallel_motion(before[:, :, u], before[:, :, v], after[:, :, u], after[:, :, v])
-            out[:, 1:, u] |= fifths | octaves
-    return out
-
-
 def frame_chords(frames: torch.Tensor, ahead: int) -> torch.Tensor:
     """The chords of ``(batch, frames, 4)`` pitches of a chorale grid whose soprano runs ``ahead`` steps
     ahead: each frame's alto, tenor and bass with the soprano of their own step, ``ahead`` frames

@@ -22,18 +22,11 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from reprise.data.chorale_grid import STEPS_PER_BAR, ChoraleGrid
 from reprise.errors import RepriseError
-from reprise.evaluation.voice_leading import (
-    crossing_choices,
-    frame_chords,
-    parallel_choices,
-    parallel_leaders,
-    stalling_choices,
-)
+from reprise.evaluation.voice_leading import crossing_choices, frame_chords, parallel_choices, stalling_choices
 from reprise.generation.generate import generate
 from reprise.training.config import TrainConfig
 
@@ -95,11 +88,6 @@ def unlikelihood_loss(
     bad = bad.view(batch, tokens, ids)
     if written is None:
         bad.scatter_(-1, targets[..., None], False)  # what Bach wrote is never penalised
-    else:  # the model's own parallel: its earlier voice's move led there, so it is penalised too
-        leaders = parallel_leaders(grid)
-        if tokenizer.soprano_ahead:
-            leaders[:, :, 0] = False
-        bad |= F.one_hot(targets, ids).bool() & leaders.view(batch, tokens, 1)
     p_bad = (logits.float().softmax(dim=-1) * bad).sum(dim=-1).clamp(max=1 - 1e-6)
     scored = (targets != tokenizer.pad_id) & (True if written is None else written)
     return -torch.log1p(-p_bad)[scored].sum()
