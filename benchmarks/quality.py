@@ -11,11 +11,15 @@ model, on the JSB test split:
 - NLL per token at all scored tokens and at *sonority changes* only (the tokens whose pitch differs
   from the same voice's at the step before: about a quarter of them, and the ones a listener hears);
   a harmoniser is scored on alto, tenor and bass given the soprano (and the end);
-- a writer draws ``--samples`` chorales from nothing (``--seed``) at the report's settings (temperature 1, the
-  median test length, and the model may end a piece: ``SamplingConfig.end``; also at exactly that
-  length, as `--no-end` draws), a harmoniser harmonises the first ``--samples`` test sopranos once each;
+- a writer draws ``--samples`` chorales from nothing (``--seed``) at the report's settings (temperature 1,
+  the median test length, and the model may end a piece: ``SamplingConfig.end``; also at exactly that
+  length, as `--no-end` draws), a harmoniser harmonises the first ``--samples`` test sopranos once each
+  (``--temperature`` changes the temperature of both);
 - the report's rates for those pieces against the test chorales: parallel fifths and octaves per
   sonority change, voice crossings per step, notes in the estimated key, share of pieces that stall;
+- for a writer's pieces, the *expected* parallels: the probability the model gave, at each of its
+  choices, to those that make a parallel fifth or octave, per transition (round 4 of docs/quality.md);
+  it estimates the sampled fifths + octaves with less noise;
 - with ``--strict``, the same pieces drawn again under strict voice leading (``--strict`` of
   generate and harmonize), to show what the option hides, never in place of the model's own;
 - ``--transpositions K`` scores and samples every model as its transposition ensemble over ±K semitones
@@ -38,6 +42,7 @@ from reprise.data.dataset import TokenDataset
 from reprise.device import describe_cpu
 from reprise.evaluation.nll import nll_of
 from reprise.evaluation.pieces import load_pieces, pieces_from_ids
+from reprise.evaluation.voice_leading import parallel_choices, voice_leading
 from reprise.generation.conditional import harmonize
 from reprise.generation.generate import generate
 from reprise.generation.sampling import SamplingConfig
@@ -72,6 +77,27 @@ def nlls(model, tokenizer: ChoraleGrid, pieces: list[np.ndarray], harmony: bool)
     return {"nll": every.per_token, "nll_changes": at_changes.per_token, "tokens": every.tokens}
 
 
+def expected_parallels(model, tokenizer: ChoraleGrid, rows: np.ndarray, temperature: float = 1.0) -> float:
+    """The probability the model gave to choices that make a parallel fifth or octave (the set
+    unlikelihood training flags), summed over every choice of its own pieces ``rows``, per transition:
+    the expectation of the sampled fifths + octaves, without the noise of drawing the choices
+    themselves (at the ``temperature`` they were drawn at; pieces longer than the context count their
+    first ``context`` tokens)."""
+    pitches = torch.as_tensor(tokenizer.id_pitches())
+    total, transitions = 0.0, 0
+    for ids in rows:
+        body = np.asarray(ids)[1 : model.config.context + 1]
+        body = body[: np.argmax(body == tokenizer.eos_id) if tokenizer.eos_id in body else len(body)]
+        body = body[: len(body) // 4 * 4]
+        with torch.no_grad():
+            logits = model(torch.as_tensor(np.r_[tokenizer.bos_id, body[:-1]])[None])[0].float()
+        log_p = (logits.log_softmax(-1) / temperature).log_softmax(-1)
+        bad = parallel_choices(pitches[torch.as_tensor(body)].view(1, -1, 4), pitches).view(len(body), -1)
+        total += float((log_p.exp() * bad).sum())
+        transitions += voice_leading(tokenizer.decode_grid(np.r_[tokenizer.bos_id, body])).transitions
+    return total / max(transitions, 1)
+
+
 def rates(pieces, reference) -> dict[str, float]:
     """The report's rates for ``pieces`` against ``reference`` (means over pieces, as the report shows)."""
     report = build_report(pieces, reference)
@@ -99,8 +125,12 @@ def writer_rows(name: str, checkpoint: str, test: TokenDataset, reference, sampl
         model, tokenizer, [tokenizer.translate(test.piece(i), test.tokenizer) for i in range(len(test))], False
     )
     n_new = int(np.median([len(test.piece(i)) for i in range(len(test))])) - 1
-    settings = [("may end", SamplingConfig(end=True)), ("exact length", SamplingConfig(end=False))]
-    settings += [("may end, strict", SamplingConfig(end=True, strict=True))] if options.strict else []
+    t = options.temperature
+    settings = [
+        ("may end", SamplingConfig(end=True, temperature=t)),
+        ("exact length", SamplingConfig(end=False, temperature=t)),
+    ]
+    settings += [("may end, strict", SamplingConfig(end=True, temperature=t, strict=True))] if options.strict else []
     rows = []
     for label, sampling in settings:
         started = time.perf_counter()
@@ -109,6 +139,7 @@ def writer_rows(name: str, checkpoint: str, test: TokenDataset, reference, sampl
         pieces = pieces_from_ids(list(ids), tokenizer, names, names)
         rows.append({"model": name, "checkpoint": checkpoint, "task": "write", "sampling": label, **scores})
         rows[-1].update(rates(pieces, reference), seconds=time.perf_counter() - started)
+        rows[-1]["expected_parallels"] = None if sampling.strict else expected_parallels(model, tokenizer, ids, t)
     return rows
 
 
@@ -119,8 +150,9 @@ def harmonizer_rows(name: str, checkpoint: str, test: TokenDataset, reference, s
     pieces = [tokenizer.translate(test.piece(i), test.tokenizer) for i in range(len(test))]
     scores = nlls(model, tokenizer, pieces, True)
     rows = []
-    for label, sampling in [("test sopranos", SamplingConfig())] + (
-        [("test sopranos, strict", SamplingConfig(strict=True))] if options.strict else []
+    t = options.temperature
+    for label, sampling in [("test sopranos", SamplingConfig(temperature=t))] + (
+        [("test sopranos, strict", SamplingConfig(temperature=t, strict=True))] if options.strict else []
     ):
         started, written = time.perf_counter(), []
         for i in range(samples):
@@ -138,17 +170,18 @@ def harmonizer_rows(name: str, checkpoint: str, test: TokenDataset, reference, s
 def table(results: dict) -> str:
     """The markdown table of every row, Bach's own rates first."""
     head = "| model | task | sampling | NLL | NLL at changes | fifths | octaves | crossings | in key | stalls | bars |"
-    lines = [head, "|" + "---|" * 11]
+    lines = [head + " expected |", "|" + "---|" * 12]
     bach = results["bach_test"]
     lines.append(
         f"| Bach (test split) | | | | | {bach['parallel_fifths']:.4f} | {bach['parallel_octaves']:.4f} | "
-        f"{bach['voice_crossings']:.4f} | {bach['in_key']:.3f} | {bach['stalls']:.0%} | {bach['bars']:.1f} |"
+        f"{bach['voice_crossings']:.4f} | {bach['in_key']:.3f} | {bach['stalls']:.0%} | {bach['bars']:.1f} | |"
     )
     for r in results["rows"]:
         lines.append(
             f"| {r['model']} | {r['task']} | {r['sampling']} | {r['nll']:.4f} | {r['nll_changes']:.4f} | "
             f"{r['parallel_fifths']:.4f} | {r['parallel_octaves']:.4f} | {r['voice_crossings']:.4f} | "
-            f"{r['in_key']:.3f} | {r['stalls']:.0%} | {r['bars']:.1f} |"
+            f"{r['in_key']:.3f} | {r['stalls']:.0%} | {r['bars']:.1f} | "
+            + (f"{r['expected_parallels']:.4f} |" if r.get("expected_parallels") is not None else "|")
         )
     return "\n".join(lines) + "\n"
 
@@ -164,6 +197,7 @@ def main() -> None:
     parser.add_argument("--writer", action="append", default=[], help="NAME=CHECKPOINT of a chorale writer.")
     parser.add_argument("--harmonizer", action="append", default=[], help="NAME=CHECKPOINT of a harmoniser.")
     parser.add_argument("--samples", type=int, default=20)
+    parser.add_argument("--temperature", type=float, default=1.0, help="Sampling temperature [default: 1].")
     parser.add_argument("--strict", action="store_true", help="Also sample under strict voice leading.")
     parser.add_argument("--seed", type=int, default=0, help="Sampling seed (a harmoniser's piece i: i + 100 x seed).")
     parser.add_argument(
