@@ -10,9 +10,9 @@ budget (``--minutes``, or ``--steps``: the same tokens whatever the machine's lo
 
 - left only: a model of the plain pieces, scored on the gap's tokens given everything before them
   (sliding windows of half a context: at least 256 tokens of history);
-- fill in the middle (``reprise train --task infill``, :mod:`reprise.data.fill`): trained on
-  ``BOS after FILL before MIDDLE middle`` streams of random 1-4-bar spans, scored on the middle given up
-  to half the rest of its context before the gap and as much after it.
+- fill in the middle (``reprise train --task infill``, :mod:`reprise.data.fill`): trained on streams of
+  random 1-4-bar spans in its grid's layout (chorale grid: ``BOS before FILL landing MIDDLE middle``, the
+  one bar after the gap; melody grid: ``BOS after FILL before MIDDLE middle``), scored on the middle.
 
 Both are scored on exactly the same tokens: the ``EVAL_INFILL_BARS`` (2) bars of each test piece that
 the encoder-decoder's scoring fills, at a place fixed by the piece's index (:func:`reprise.data.pairs.eval_span`).

@@ -15,7 +15,7 @@ import torch.nn.functional as F
 from conftest import SMALL_MODEL, run
 from reprise.data.chorale_grid import SILENCE, ChoraleGrid
 from reprise.data.dataset import EncodedPiece, TokenDataset, write_dataset
-from reprise.data.fill import FillDataset, FillTokenizer
+from reprise.data.fill import LANDING_BARS, FillDataset, FillTokenizer
 from reprise.data.melody_grid import FIRST_PITCH, HOLD, REST, MelodyGrid
 from reprise.data.pairs import Task
 from reprise.errors import RepriseError
@@ -58,20 +58,25 @@ def melodies(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def test_the_stream_round_trips_outside_and_inside_the_span(ids):
     base = MelodyGrid() if len(ids) < 200 else ChoraleGrid(voice_ranges=RANGES)
     tokenizer, frame = FillTokenizer(base), base.frame
+    assert tokenizer.layout == ("landing" if isinstance(base, ChoraleGrid) else "spm")
     span = (32, 64)
     first, last = span[0] * frame, span[1] * frame
     body = ids[1:-1]
+    kept = len(body) if tokenizer.layout == "spm" else last + LANDING_BARS * 16 * frame  # the landing bar only
     stream = tokenizer.arrange(ids, span, 10_000)
     before, after, middle = tokenizer.parts(stream)
     np.testing.assert_array_equal(before, body[:first])
     np.testing.assert_array_equal(middle, body[first:last])
-    np.testing.assert_array_equal(after, body[last:])
-    np.testing.assert_array_equal(tokenizer.in_order(stream), ids[:-1])
+    np.testing.assert_array_equal(after, body[last:kept])
+    np.testing.assert_array_equal(tokenizer.in_order(stream), ids[: 1 + kept])
     # FILL once per bar of the gap (the model knows the middle's length), MIDDLE once, each a whole frame
     assert (stream == tokenizer.fill_id).sum() == 2 * frame and (stream == tokenizer.middle_id).sum() == frame
-    # every grid token keeps its voice position: index - 1 modulo the frame
+    # the layout, and every grid token keeps its voice position: index - 1 modulo the frame
     grid = np.flatnonzero(stream < tokenizer.fill_id)[1:]
-    order = np.r_[np.arange(last, len(body)), np.arange(first), np.arange(first, last)]
+    spm = tokenizer.layout == "spm"
+    sides = (np.arange(last, kept), np.arange(first)) if spm else (np.arange(first), np.arange(last, kept))
+    order = np.r_[sides[0], sides[1], np.arange(first, last)]
+    np.testing.assert_array_equal(stream[grid], body[order])
     np.testing.assert_array_equal((grid - 1) % frame, order % frame)
     # cut to a context: the middle whole, the steps next to the gap on each side, whole frames
     cut = tokenizer.arrange(ids, span, 48 * frame + 1)
@@ -81,6 +86,16 @@ def test_the_stream_round_trips_outside_and_inside_the_span(ids):
     np.testing.assert_array_equal(before, body[first - len(before) : first])
     np.testing.assert_array_equal(after, body[last : last + len(after)])
     assert len(before) % frame == len(after) % frame == 0 and len(before) > 0 and len(after) > 0
+
+
+def test_a_model_saved_with_an_older_layout_is_refused_with_a_clear_error():
+    tokenizer = FillTokenizer(ChoraleGrid(voice_ranges=RANGES))
+    assert FillTokenizer.from_json(tokenizer.to_json()).layout == "landing"
+    old = {key: value for key, value in tokenizer.to_json().items() if key != "layout"}  # saved before layouts
+    with pytest.raises(RepriseError, match="'spm' layout.*train it again"):
+        FillTokenizer.from_json(old)
+    melody_model = {key: value for key, value in FillTokenizer(MelodyGrid()).to_json().items() if key != "layout"}
+    assert FillTokenizer.from_json(melody_model).layout == "spm"  # the melody grid's layout did not change
 
 
 def test_only_the_middle_is_scored():
@@ -105,7 +120,7 @@ def test_the_tokenizer_survives_json_and_decodes_a_stream_in_time_order():
     tokenizer = FillTokenizer(ChoraleGrid(voice_ranges=RANGES))
     again = tokenizer_from_json(tokenizer.to_json())
     assert isinstance(again, FillTokenizer) and again.to_json() == tokenizer.to_json() and again.frame == 4
-    ids = chorale(64)
+    ids = chorale(48)  # the bar after the gap is the last: the landing bar keeps the whole piece
     stream = tokenizer.arrange(ids, (16, 32), 10_000)
     assert tokenizer.decode(stream).tracks[0].notes == tokenizer.base.decode(ids).tracks[0].notes
     assert not tokenizer.allowed_next(len(stream))[[tokenizer.fill_id, tokenizer.middle_id]].any()

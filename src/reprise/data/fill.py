@@ -1,17 +1,25 @@
 """Fill in the middle: a piece rearranged so that a decoder-only model writes a span of bars knowing both sides.
 
 A left-to-right model that fills a gap sees only the music before it. Rearranged
-as in the fill-in-the-middle training of Bavarian et al. (2022), in their
-suffix-prefix-middle ("SPM") order, the piece becomes
+as in the fill-in-the-middle training of Bavarian et al. (2022), a piece becomes
+one stream that ends with the gap, so the model writes the gap as a left-to-right
+model would, but knowing where the music must arrive. Two layouts, one per grid
+(:func:`layout_of`; docs/conditional.md measures both against the left-only model):
 
-    BOS  after  FILL (one per bar of the gap)  before  MIDDLE  middle
+- the chorale grid, "landing": the bars before the gap, then the one bar after it
+  where the gap must land, next to the middle,
 
-so the model first reads the bars after the gap, then the bars before it, and
-writes the gap right after those, as a left-to-right model would, but knowing
-where the music must arrive. (The prefix-suffix-middle order, ``BOS before FILL
-after MIDDLE middle``, makes the gap look back past the whole ``after`` to the bars
-just before it, and came out further behind the left-only model; neither order
-beats it yet at the budgets measured in docs/conditional.md.)
+      BOS  before  FILL (one per bar of the gap)  landing  MIDDLE  middle
+
+  (it beats the left-only model; the bars further after the gap are left out);
+- the melody grid, suffix-prefix-middle ("SPM"): all the bars after the gap first,
+  so that the bars before it stand next to the middle,
+
+      BOS  after  FILL (one per bar of the gap)  before  MIDDLE  middle
+
+  because a melody-grid hold continues the note just before it; with the landing
+  bar in between, the melody model lost far more to the left-only one.
+
 ``FILL`` and ``MIDDLE`` are two ids appended after the grid's vocabulary (a plain
 grid model's ids keep their meaning). ``FILL`` stands once per bar of the gap, so
 the model knows how long the middle is and where it must join the bars after it
@@ -21,8 +29,9 @@ position (the chorale grid's slot is its index modulo 4). The piece's ``EOS`` is
 left out: it would break that alignment.
 
 A stream longer than the context is cut around the gap: the middle is kept whole,
-and the before and after keep the steps next to it, half the room each (a side
-that is shorter leaves its share to the other). Training draws a span of 1 to
+and the before and after keep the steps next to it (SPM: half the room each, a
+side that is shorter leaving its share to the other; landing: the landing bar, at most
+half the room, and the rest for the bars before). Training draws a span of 1 to
 ``MAX_INFILL_BARS`` bars per window and learns every token of the stream; scoring
 counts only the middle (:meth:`FillTokenizer.scored`), with the span of
 ``EVAL_INFILL_BARS`` bars that the encoder-decoder's scoring fills in the same piece.
@@ -37,11 +46,14 @@ import numpy as np
 import symusic
 
 from reprise.data.augment import Augmentation
+from reprise.data.chorale_grid import ChoraleGrid
 from reprise.data.dataset import TokenDataset
 from reprise.data.pairs import MAX_INFILL_BARS, STEPS_PER_BAR, eval_span, training_span
 from reprise.data.tokenizer import Tokenizer, register, tokenizer_from_json
 from reprise.data.windows import aligned_down
 from reprise.errors import RepriseError
+
+LANDING_BARS = 1  # bars after the gap that the stream keeps: where the gap must land
 
 
 @register
@@ -59,6 +71,7 @@ class FillTokenizer(Tokenizer):
             raise RepriseError("the data is already fill-in-the-middle streams")
         self.base = base
         self.frame = base.frame
+        self.layout = layout_of(base)
 
     @property
     def vocab_size(self) -> int:
@@ -100,11 +113,18 @@ class FillTokenizer(Tokenizer):
         return np.arange(len(ids)) > marks[-1]
 
     def to_json(self) -> dict[str, Any]:
-        return {"name": self.name, "base": self.base.to_json()}
+        return {"name": self.name, "base": self.base.to_json(), "layout": self.layout}
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> FillTokenizer:
-        return cls(tokenizer_from_json(data["base"]))
+        tokenizer = cls(tokenizer_from_json(data["base"]))
+        layout = data.get("layout", "spm")  # models saved before the landing layout are suffix-prefix-middle
+        if layout != tokenizer.layout:
+            raise RepriseError(
+                f"this fill-in-the-middle model reads the {layout!r} layout, which {tokenizer.base.name} streams "
+                f"no longer use (they are {tokenizer.layout!r} now); train it again with --task infill"
+            )
+        return tokenizer
 
     # -- the layout ---------------------------------------------------------------------
     def arrange(self, ids: np.ndarray, span: tuple[int, int], length: int) -> np.ndarray:
@@ -122,9 +142,13 @@ class FillTokenizer(Tokenizer):
                 f"a span of {span[1] - span[0]} steps takes {len(middle)} tokens, more than this model's context "
                 f"({length - 1}) holds with the markers around it; fill fewer bars at a time"
             )
-        n_before, n_after = _shares(len(before), len(after), room, frame)
         fill, then = np.full(marks - frame, self.fill_id), np.full(frame, self.middle_id)
-        return np.r_[self.base.bos_id, after[:n_after], fill, before[len(before) - n_before :], then, middle]
+        if self.layout == "spm":
+            n_before, n_after = _shares(len(before), len(after), room, frame)
+            return np.r_[self.base.bos_id, after[:n_after], fill, before[len(before) - n_before :], then, middle]
+        n_after = min(len(after), LANDING_BARS * STEPS_PER_BAR * frame, aligned_down(room // 2, frame))
+        n_before = min(len(before), aligned_down(room - n_after, frame))
+        return np.r_[self.base.bos_id, before[len(before) - n_before :], fill, after[:n_after], then, middle]
 
     def parts(self, stream: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """``(before, after, middle)`` of a stream (the middle may be partial, as while sampling)."""
@@ -132,7 +156,9 @@ class FillTokenizer(Tokenizer):
         fill, middle = (np.flatnonzero(stream == marker) for marker in (self.fill_id, self.middle_id))
         if not len(fill) or not len(middle):
             raise RepriseError("not a fill-in-the-middle stream (no FILL and MIDDLE markers)")
-        return stream[fill[-1] + 1 : middle[0]], stream[1 : fill[0]], stream[middle[-1] + 1 :]
+        first, second = stream[1 : fill[0]], stream[fill[-1] + 1 : middle[0]]
+        before, after = (second, first) if self.layout == "spm" else (first, second)
+        return before, after, stream[middle[-1] + 1 :]
 
     def in_order(self, ids: np.ndarray) -> np.ndarray:
         """``BOS before middle after``: a stream's music in time order; plain ids as they are."""
@@ -141,6 +167,14 @@ class FillTokenizer(Tokenizer):
             return ids[ids < self.fill_id]
         before, after, middle = self.parts(ids)
         return np.r_[self.base.bos_id, before, middle, after]
+
+
+def layout_of(base: Tokenizer) -> str:
+    """Where a grid's streams put the bars after the gap: ``"landing"`` (one bar, next to the middle) on
+    the chorale grid, whose tokens spell every pitch; ``"spm"`` (suffix-prefix-middle: all of them,
+    first) on the melody grid, whose holds continue the note just before them, so the bars before the
+    gap must stand next to it (docs/conditional.md measures both)."""
+    return "landing" if isinstance(base, ChoraleGrid) else "spm"
 
 
 def gap_bars(span: tuple[int, int]) -> int:
