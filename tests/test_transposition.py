@@ -50,6 +50,18 @@ def test_a_pitch_moves_within_the_vocabulary_and_everything_else_stays():
     assert down[4] == -1 and down[5] == 4  # the lowest pitch does not become SILENCE
 
 
+def test_a_fill_in_the_middle_stream_moves_its_pitches_and_keeps_its_markers():
+    from reprise.data.fill import FillTokenizer
+
+    fill = FillTokenizer(TOKENIZER)
+    up = id_transpositions(fill, 2)
+    np.testing.assert_array_equal(up[: TOKENIZER.vocab_size], id_transpositions(TOKENIZER, 2))
+    assert list(up[TOKENIZER.vocab_size :]) == [fill.fill_id, fill.middle_id]  # a pitch never becomes FILL
+    stream = fill.arrange(piece(40), (16, 20), 10_000)
+    moved = fill.transposed(stream, 2)
+    np.testing.assert_array_equal(fill.parts(moved)[2], TOKENIZER.transposed(fill.parts(stream)[2], 2))
+
+
 def test_the_ensemble_is_the_average_of_the_model_on_transposed_pieces():
     model, ids = untrained(), piece()
     ensemble = TranspositionEnsemble(model, TOKENIZER, 2)

@@ -112,6 +112,13 @@ class FillTokenizer(Tokenizer):
             return None
         return np.arange(len(ids)) > marks[-1]
 
+    def transposed(self, ids: np.ndarray, shift: int) -> np.ndarray:
+        """The grid's pitches moved as the grid moves them; the markers stay (a transposition ensemble of a
+        fill-in-the-middle model reads its streams this way)."""
+        ids = np.asarray(ids)
+        grid = ids < self.base.vocab_size
+        return np.where(grid, self.base.transposed(np.where(grid, ids, self.base.bos_id), shift), ids)
+
     def to_json(self) -> dict[str, Any]:
         return {"name": self.name, "base": self.base.to_json(), "layout": self.layout}
 
