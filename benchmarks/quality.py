@@ -88,11 +88,11 @@ def expected_parallels(model, tokenizer: ChoraleGrid, rows: np.ndarray, temperat
     for ids in rows:
         body = np.asarray(ids)[1 : model.config.context + 1]
         body = body[: np.argmax(body == tokenizer.eos_id) if tokenizer.eos_id in body else len(body)]
-        body = body[: len(body) // 4 * 4]
+        body = body[: len(body) // tokenizer.frame * tokenizer.frame]
         with torch.no_grad():
             logits = model(torch.as_tensor(np.r_[tokenizer.bos_id, body[:-1]])[None])[0].float()
         log_p = (logits.log_softmax(-1) / temperature).log_softmax(-1)
-        bad = parallel_choices(pitches[torch.as_tensor(body)].view(1, -1, 4), pitches).view(len(body), -1)
+        bad = parallel_choices(pitches[torch.as_tensor(body)].view(1, -1, tokenizer.frame), pitches).view(len(body), -1)
         total += float((log_p.exp() * bad).sum())
         transitions += voice_leading(tokenizer.decode_grid(np.r_[tokenizer.bos_id, body])).transitions
     return total / max(transitions, 1)

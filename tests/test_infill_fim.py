@@ -17,7 +17,7 @@ from reprise.data.chorale_grid import SILENCE, ChoraleGrid
 from reprise.data.dataset import EncodedPiece, TokenDataset, write_dataset
 from reprise.data.fill import LANDING_BARS, FillDataset, FillTokenizer
 from reprise.data.melody_grid import FIRST_PITCH, HOLD, REST, MelodyGrid
-from reprise.data.pairs import Task
+from reprise.data.pairs import STEPS_PER_BAR, Task
 from reprise.errors import RepriseError
 from reprise.evaluation.nll import nll_of
 from reprise.generation.conditional import infill
@@ -62,7 +62,7 @@ def test_the_stream_round_trips_outside_and_inside_the_span(ids):
     span = (32, 64)
     first, last = span[0] * frame, span[1] * frame
     body = ids[1:-1]
-    kept = len(body) if tokenizer.layout == "spm" else last + LANDING_BARS * 16 * frame  # the landing bar only
+    kept = len(body) if tokenizer.layout == "spm" else last + LANDING_BARS * STEPS_PER_BAR * frame  # landing only
     stream = tokenizer.arrange(ids, span, 10_000)
     before, after, middle = tokenizer.parts(stream)
     np.testing.assert_array_equal(before, body[:first])

@@ -79,12 +79,12 @@ class FillTokenizer(Tokenizer):
 
     @property
     def fill_id(self) -> int:
-        """Marks the end of the bars before the gap (and the start of those after it)."""
+        """Stands between the two sides of the gap, once per bar of the gap (its length)."""
         return self.base.vocab_size
 
     @property
     def middle_id(self) -> int:
-        """Marks the end of the bars after the gap: the gap's tokens follow."""
+        """Ends the music around the gap: the gap's tokens follow."""
         return self.base.vocab_size + 1
 
     def token_names(self) -> list[str]:
