@@ -11,7 +11,8 @@ model, on the JSB test split:
 - NLL per token at all scored tokens and at *sonority changes* only (the tokens whose pitch differs
   from the same voice's at the step before: about a quarter of them, and the ones a listener hears);
   a harmoniser is scored on alto, tenor and bass given the soprano (and the end);
-- a writer draws ``--samples`` chorales from nothing (``--seed``) at the report's settings (temperature 1,
+- a writer draws ``--samples`` chorales from nothing (``--seed``; ``--seeds N``: N draws from that seed on,
+  every rate the mean of theirs, since one draw of 20 moves the rates by 2x) at the report's settings (temperature 1,
   the median test length, and the model may end a piece: ``SamplingConfig.end``; also at exactly that
   length, as `--no-end` draws), a harmoniser harmonises the first ``--samples`` test sopranos once each
   (``--temperature`` changes the temperature of both);
@@ -133,14 +134,25 @@ def writer_rows(name: str, checkpoint: str, test: TokenDataset, reference, sampl
     settings += [("may end, strict", SamplingConfig(end=True, temperature=t, strict=True))] if options.strict else []
     rows = []
     for label, sampling in settings:
-        started = time.perf_counter()
-        ids = generate(model, tokenizer, np.array([tokenizer.bos_id]), n_new, samples, sampling, seed=options.seed)
-        names = [f"{name}-{i}" for i in range(samples)]
-        pieces = pieces_from_ids(list(ids), tokenizer, names, names)
+        started, drawn = time.perf_counter(), []
+        for seed in seeds(options):
+            ids = generate(model, tokenizer, np.array([tokenizer.bos_id]), n_new, samples, sampling, seed=seed)
+            names = [f"{name}-{seed}-{i}" for i in range(samples)]
+            drawn.append(rates(pieces_from_ids(list(ids), tokenizer, names, names), reference))
+            drawn[-1]["expected_parallels"] = None if sampling.strict else expected_parallels(model, tokenizer, ids, t)
         rows.append({"model": name, "checkpoint": checkpoint, "task": "write", "sampling": label, **scores})
-        rows[-1].update(rates(pieces, reference), seconds=time.perf_counter() - started)
-        rows[-1]["expected_parallels"] = None if sampling.strict else expected_parallels(model, tokenizer, ids, t)
+        rows[-1].update(mean_rates(drawn), seconds=time.perf_counter() - started)
     return rows
+
+
+def seeds(options) -> range:
+    """The sampling seeds: ``--seeds`` of them from ``--seed`` on."""
+    return range(options.seed, options.seed + options.seeds)
+
+
+def mean_rates(drawn: list[dict]) -> dict:
+    """Each rate's mean over the seeds' draws (``None`` stays ``None``)."""
+    return {k: None if drawn[0][k] is None else float(np.mean([d[k] for d in drawn])) for k in drawn[0]}
 
 
 def harmonizer_rows(name: str, checkpoint: str, test: TokenDataset, reference, samples: int, options) -> list:
@@ -154,16 +166,16 @@ def harmonizer_rows(name: str, checkpoint: str, test: TokenDataset, reference, s
     for label, sampling in [("test sopranos", SamplingConfig(temperature=t))] + (
         [("test sopranos, strict", SamplingConfig(temperature=t, strict=True))] if options.strict else []
     ):
-        started, written = time.perf_counter(), []
-        for i in range(samples):
-            soprano = test.tokenizer.decode_grid(test.piece(i))[:, 0]
-            written += harmonize(
-                model, tokenizer, soprano, num_samples=1, seed=i + 100 * options.seed, sampling=sampling
-            )
-        names = [f"{name}-{i}" for i in range(samples)]
+        started, drawn = time.perf_counter(), []
+        for seed in seeds(options):
+            written = []
+            for i in range(samples):
+                soprano = test.tokenizer.decode_grid(test.piece(i))[:, 0]
+                written += harmonize(model, tokenizer, soprano, num_samples=1, seed=i + 100 * seed, sampling=sampling)
+            names = [f"{name}-{seed}-{i}" for i in range(samples)]
+            drawn.append(rates(pieces_from_ids(written, tokenizer, names, names), reference))
         row = {"model": name, "checkpoint": checkpoint, "task": "harmonize", "sampling": label, **scores}
-        row.update(rates(pieces_from_ids(written, tokenizer, names, names), reference))
-        rows.append({**row, "seconds": time.perf_counter() - started})
+        rows.append({**row, **mean_rates(drawn), "seconds": time.perf_counter() - started})
     return rows
 
 
@@ -200,6 +212,7 @@ def main() -> None:
     parser.add_argument("--temperature", type=float, default=1.0, help="Sampling temperature [default: 1].")
     parser.add_argument("--strict", action="store_true", help="Also sample under strict voice leading.")
     parser.add_argument("--seed", type=int, default=0, help="Sampling seed (a harmoniser's piece i: i + 100 x seed).")
+    parser.add_argument("--seeds", type=int, default=1, help="Seeds from --seed on; rates are their means.")
     parser.add_argument(
         "--transpositions", type=int, default=None, help="Override every model's transposition ensemble (0: off)."
     )
@@ -222,6 +235,7 @@ def main() -> None:
         "torch": torch.__version__,
         "samples": args.samples,
         "seed": args.seed,
+        "seeds": args.seeds,
         "transpositions": args.transpositions,
         "bach_test": reference_rates(reference),
         "rows": rows,
