@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from functools import partial
-
 import numpy as np
 import pytest
 import torch
@@ -19,12 +17,7 @@ from reprise.generation.generate import generate
 from reprise.models.checkpoint import load_checkpoint
 from reprise.models.config import ModelConfig
 from reprise.models.transformer import MusicTransformer
-from reprise.training.unlikelihood import (
-    check_unlikelihood,
-    lookahead_loss,
-    sampled_unlikelihood_loss,
-    unlikelihood_loss,
-)
+from reprise.training.unlikelihood import check_unlikelihood, sampled_unlikelihood_loss, unlikelihood_loss
 
 TOKENIZER = ChoraleGrid(pitch_min=36, pitch_max=84)
 PITCHES = torch.as_tensor(TOKENIZER.id_pitches())
@@ -45,16 +38,6 @@ def test_a_voice_is_flagged_for_exactly_the_pitches_that_make_parallels_with_the
     assert not bad[:, :4].any()  # silence and the specials are never flagged
 
 
-def test_with_later_a_voice_is_flagged_for_the_moves_that_make_parallels_with_the_notes_below_it():
-    grid = torch.tensor([[[72, 65, 57, 48], [74, 67, 60, 50]]])
-    bad = parallel_choices(grid, PITCHES, later=True)[0, 1]
-    flagged = [{int(p) for p in PITCHES[bad[v]]} for v in range(4)]
-    assert flagged[0] == {74}  # up to 74: a fifth over the alto's 67 and octaves over the bass's 50, as they move up
-    assert flagged[1] == flagged[2] == set()  # no fifth or octave with the tenor's 60 or the bass's 50
-    assert flagged[3] == set()  # the bass is written last: nothing comes after it
-    assert not bad[:, :4].any()
-
-
 def test_a_voice_is_flagged_for_the_pitches_above_a_voice_written_before_it():
     grid = torch.tensor([[[72, 65, -1, 48]]])
     bad = crossing_choices(grid, PITCHES)[0, 0]
@@ -71,16 +54,11 @@ def _parallels(report) -> int:
 
 @pytest.mark.parametrize(
     "flags, counted",
-    [
-        (parallel_choices, _parallels),
-        (partial(parallel_choices, later=True), _parallels),
-        (crossing_choices, lambda report: report.crossing_steps),
-    ],
-    ids=["parallels", "parallels at the earlier voice", "crossings"],
+    [(parallel_choices, _parallels), (crossing_choices, lambda report: report.crossing_steps)],
+    ids=["parallels", "crossings"],
 )
 def test_the_flags_on_bachs_own_notes_mark_what_the_report_counts(jsb_data, flags, counted):
-    """Each parallel is flagged at one voice of its pair (the later, or with ``later`` the earlier); each
-    crossed step at least once."""
+    """Each parallel is flagged at the later voice of its pair; each crossed step at least once."""
     data = TokenDataset(jsb_data, "test")
     tokenizer = data.tokenizer
     pitches = torch.as_tensor(tokenizer.id_pitches())
@@ -92,7 +70,7 @@ def test_the_flags_on_bachs_own_notes_mark_what_the_report_counts(jsb_data, flag
         body = torch.as_tensor(ids[1 : 1 + grid.size])
         bad = flags(pitches[body].view(1, -1, 4), pitches).view(len(body), -1)
         hits = bad.gather(1, body[:, None]).view(-1, 4)
-        flagged += int(hits.any(dim=1).sum()) if flags is crossing_choices else int(hits.sum())
+        flagged += int(hits.sum()) if flags is parallel_choices else int(hits.any(dim=1).sum())
     assert total == flagged > 0
 
 
@@ -105,26 +83,6 @@ def test_the_bass_is_flagged_for_holding_a_chord_past_the_limit_only():
     assert int(bad.sum()) == 2  # only the held bass pitch, only at those steps
     moved = torch.tensor([[chord] * 3 + [[72, 67, 64, 50]] + [chord] * 2])
     assert not stalling_choices(moved, PITCHES, limit=4).any()
-
-
-def test_the_lookahead_loss_rises_with_the_mass_on_the_earlier_voices_move_into_a_corner():
-    targets = torch.tensor([[_id(p) for p in (72, 65, 57, 48, 76, 67, 60, 50)]])  # the soprano leaps to 76
-    logits = torch.zeros(1, 8, TOKENIZER.vocab_size)
-    uniform = lookahead_loss(logits, targets, TOKENIZER)
-    logits[0, 4, _id(74)] = 50.0  # a step to 74 would make fifths with the alto and octaves with the bass
-    cornering = lookahead_loss(logits, targets, TOKENIZER)
-    logits[0, 4, _id(74)], logits[0, 4, _id(76)] = 0.0, 50.0  # what Bach wrote is never penalised
-    assert lookahead_loss(logits, targets, TOKENIZER) < uniform < cornering
-
-
-def test_the_lookahead_loss_does_not_teach_a_voice_to_hold():
-    """Holding is never a parallel: the loss weighs the bad moves against the other moves only, so the
-    mass on holding the note is left to the likelihood (penalising all choices raised stalls to 34%)."""
-    targets = torch.tensor([[_id(p) for p in (72, 65, 57, 48, 76, 67, 60, 50)]])
-    logits = torch.zeros(1, 8, TOKENIZER.vocab_size, requires_grad=True)
-    lookahead_loss(logits, targets, TOKENIZER).backward()
-    assert logits.grad[0, 4, _id(74)] > 0  # the soprano's move into the corner is pushed down
-    assert logits.grad[0, 4, _id(72)].abs() < 1e-7  # holding 72 is neither pushed down nor up
 
 
 def test_the_loss_ignores_what_was_written_and_padding():

@@ -208,12 +208,6 @@ def _weight_option(name: str, default: float, text: str) -> Callable:
     _DEFAULTS.sampled_unlikelihood,
     "The same loss's weight on continuations the model samples itself, every 4th step; 0 = off.",
 )
-@_weight_option(
-    "--lookahead-unlikelihood",
-    _DEFAULTS.lookahead_unlikelihood,
-    "Chorale grid: weight of the same loss on a voice's moves that would make a parallel fifth or octave "
-    "with the note a voice written after it takes at that step (where the corner is made); 0 = off.",
-)
 @click.option("--no-augment", is_flag=True, help="Train without data augmentation.")
 @click.option(
     "--melody",

@@ -137,24 +137,21 @@ def parallel_motion(before_i: Array, before_j: Array, after_i: Array, after_j: A
     return fifths, similar & (interval_before == 0) & (interval_after == 0)
 
 
-def parallel_choices(grid: torch.Tensor, pitches: torch.Tensor, later: bool = False) -> torch.Tensor:
-    """Which choices of a voice would move in parallel fifths or octaves with a voice chosen before it
-    (``later``: with a voice chosen after it, as the grid has that voice).
+def parallel_choices(grid: torch.Tensor, pitches: torch.Tensor) -> torch.Tensor:
+    """Which choices of a voice would move in parallel fifths or octaves with a voice chosen before it.
 
     ``grid`` is a ``(batch, steps, 4)`` tensor of pitches (``-1``: silence or unknown) and ``pitches``
     the pitch each token id stands for (``-1`` for the others). The result, ``(batch, steps, 4, ids)``,
     is true where giving voice ``v`` that id at step ``s`` would make a parallel with a voice ``u < v``
     of the same step (sung before it in S, A, T, B order), against step ``s - 1``; so every parallel
-    of a grid is counted at the later voice of its pair, when that voice is chosen. With ``later`` the
-    roles swap: each parallel is counted at the earlier voice, against the later voice's note.
+    of a grid is counted at the later voice of its pair, when that voice is chosen.
     """
     out = torch.zeros(*grid.shape, len(pitches), dtype=torch.bool, device=grid.device)
     before, after = grid[:, :-1, :, None], grid[:, 1:, :, None]
     for v in range(1, 4):
         for u in range(v):
-            given, chosen = (v, u) if later else (u, v)
-            fifths, octaves = parallel_motion(before[:, :, given], before[:, :, chosen], after[:, :, given], pitches)
-            out[:, 1:, chosen] |= fifths | octaves
+            fifths, octaves = parallel_motion(before[:, :, u], before[:, :, v], after[:, :, u], pitches)
+            out[:, 1:, v] |= fifths | octaves
     return out
 
 

@@ -61,7 +61,6 @@ class TrainConfig(JsonConfig):
     init: str | None = None  # a checkpoint whose weights the run starts from
     unlikelihood: float = 0.0  # weight of the voice-leading unlikelihood loss (0 = off)
     sampled_unlikelihood: float = 0.0  # its weight on the model's own continuations (0 = off)
-    lookahead_unlikelihood: float = 0.0  # its weight on an earlier voice's moves into a parallel (0 = off)
     infill: bool = False  # decoder-only: train on fill-in-the-middle streams (data/fill.py)
     anticipation: float = 2.0  # --task accompany, decoder-only: seconds a melody note stands ahead of its onset
 

@@ -133,7 +133,7 @@ def _train(
             f"model frame {model_config.frame} != the {tokenizer.name} tokenizer's frame {tokenizer.frame}"
         )
 
-    if config.unlikelihood or config.lookahead_unlikelihood:
+    if config.unlikelihood:
         check_unlikelihood(tokenizer, model_config.context)
     if config.sampled_unlikelihood:
         check_unlikelihood(tokenizer, model_config.context, sampled=True)

@@ -64,8 +64,6 @@ def unlikelihood_terms(
     loss = 0.0
     if config.unlikelihood:
         loss = loss + config.unlikelihood * unlikelihood_loss(logits, targets, tokenizer)
-    if config.lookahead_unlikelihood:
-        loss = loss + config.lookahead_unlikelihood * lookahead_loss(logits, targets, tokenizer)
     if config.sampled_unlikelihood and step % SAMPLED_EVERY == 0:
         loss = loss + config.sampled_unlikelihood * sampled_unlikelihood_loss(*samplers, windows, tokenizer, seed)
     return loss
@@ -93,33 +91,6 @@ def unlikelihood_loss(
     p_bad = (logits.float().softmax(dim=-1) * bad).sum(dim=-1).clamp(max=1 - 1e-6)
     scored = (targets != tokenizer.pad_id) & (True if written is None else written)
     return -torch.log1p(-p_bad)[scored].sum()
-
-
-def lookahead_loss(logits: torch.Tensor, targets: torch.Tensor, tokenizer: ChoraleGrid) -> torch.Tensor:
-    """The unlikelihood term on the choices of a voice that would make a parallel fifth or octave with
-    the note Bach gave a voice written *after* it at the same step (same shapes as
-    :func:`unlikelihood_loss`).
-
-    A parallel a model writes is mostly made before its later voice is chosen: the soprano or an inner
-    voice moves so that the bass has one natural note left, a parallel one (docs/quality.md, round 4).
-    This puts the penalty where the corner is made; the voice does not see the later note, so it learns
-    which of its moves tend to leave the voices below it cornered. The penalty is on the share of the
-    voice's *moves* that are bad, not of all its choices: holding the note is never a parallel, and a
-    penalty on all choices teaches the voices to hold (measured: stalls rose from 10% to 34%).
-    """
-    batch, tokens, ids = logits.shape
-    pitches = torch.as_tensor(tokenizer.id_pitches(), device=targets.device)
-    grid = frame_chords(pitches[targets].view(batch, tokens // 4, 4), tokenizer.soprano_ahead)
-    bad = parallel_choices(grid, pitches, later=True)
-    if tokenizer.soprano_ahead:
-        bad[:, :, 0] = False
-    bad = bad.view(batch, tokens, ids).scatter_(-1, targets[..., None], False)
-    hold = torch.zeros_like(bad)
-    hold[:, 4:].scatter_(-1, targets[:, :-4, None], True)  # each token repeats the one a step before
-    probs = logits.float().softmax(dim=-1)
-    p_move = (probs * ~hold).sum(dim=-1).clamp(min=1e-6)
-    p_bad = ((probs * bad).sum(dim=-1) / p_move).clamp(max=1 - 1e-6)
-    return -torch.log1p(-p_bad)[targets != tokenizer.pad_id].sum()
 
 
 def sampled_unlikelihood_loss(
