@@ -161,6 +161,7 @@ def harmonizer_rows(name: str, checkpoint: str, test: TokenDataset, reference, s
     model, tokenizer = load_checkpoint(checkpoint, transpositions=options.transpositions)
     pieces = [tokenizer.translate(test.piece(i), test.tokenizer) for i in range(len(test))]
     scores = nlls(model, tokenizer, pieces, True)
+    sopranos = [test.tokenizer.decode_grid(test.piece(i))[:, 0] for i in range(samples)]
     rows = []
     t = options.temperature
     for label, sampling in [("test sopranos", SamplingConfig(temperature=t))] + (
@@ -169,8 +170,7 @@ def harmonizer_rows(name: str, checkpoint: str, test: TokenDataset, reference, s
         started, drawn = time.perf_counter(), []
         for seed in seeds(options):
             written = []
-            for i in range(samples):
-                soprano = test.tokenizer.decode_grid(test.piece(i))[:, 0]
+            for i, soprano in enumerate(sopranos):
                 written += harmonize(model, tokenizer, soprano, num_samples=1, seed=i + 100 * seed, sampling=sampling)
             names = [f"{name}-{seed}-{i}" for i in range(samples)]
             drawn.append(rates(pieces_from_ids(written, tokenizer, names, names), reference))

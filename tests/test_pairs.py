@@ -12,7 +12,7 @@ from conftest import SHARED, shared
 from reprise.cli.main import main
 from reprise.constants import TICKS_PER_STEP
 from reprise.data.augment import Augmentation
-from reprise.data.chorale_grid import SILENCE, ChoraleGrid
+from reprise.data.chorale_grid import ChoraleGrid
 from reprise.data.dataset import TokenDataset
 from reprise.data.melody_grid import MelodyGrid
 from reprise.data.pairs import (
@@ -20,12 +20,10 @@ from reprise.data.pairs import (
     PairedDataset,
     Task,
     decoder_window,
-    fit_soprano,
     harmonize_pair,
     infill_pair,
     join_harmony,
     join_infill,
-    melody_line,
 )
 from reprise.data.performance import NOTE_OFF, NOTE_ON, Performance
 from reprise.data.sources import select_tracks
@@ -142,45 +140,6 @@ def test_batches_pad_sources_and_targets(small_chorales):
     assert len(set(lengths.tolist())) > 1  # spans of different lengths, padded
     for row, n in enumerate(lengths):
         assert targets[row, n - 1] == pairs.tokenizer.eos_id and (targets[row, n:] == 0).all()
-
-
-def melody_score(notes: list[tuple[int, int, int]], tpq: int = 480) -> symusic.Score:
-    """(start, length, pitch) in 16th steps."""
-    score = symusic.Score(tpq)
-    track = symusic.Track("Melody")
-    step = tpq // 4
-    for start, length, pitch in notes:
-        track.notes.append(symusic.Note(start * step, length * step, pitch, 80))
-    score.tracks.append(track)
-    return score
-
-
-def test_a_given_melody_becomes_one_pitch_per_step_or_a_clear_refusal():
-    steps = melody_line(melody_score([(0, 4, 67), (4, 2, 69), (8, 8, 71)]))
-    np.testing.assert_array_equal(steps, [67] * 4 + [69] * 2 + [SILENCE] * 2 + [71] * 8)
-    chord = melody_score([(0, 4, 67), (0, 4, 71)])
-    with pytest.raises(RepriseError, match="not one voice: MIDI pitches 67 and 71 sound together at bar 1, beat 1"):
-        melody_line(chord)
-    with pytest.raises(RepriseError, match="not one voice"):
-        melody_line(chord, quantize=True)  # a chord is no rounding error
-    swung = melody_score([(0, 4, 67), (4, 4, 69)])
-    swung.tracks[0].notes[1].time += 40  # a third of a 16th late
-    with pytest.raises(RepriseError, match=r"bar 1, beat 2\.08 .*off the 16th-note grid; --quantize"):
-        melody_line(swung)
-    np.testing.assert_array_equal(melody_line(swung, quantize=True), [67] * 4 + [69] * 4)
-    legato = melody_score([(0, 5, 67), (4, 4, 69)])
-    with pytest.raises(RepriseError, match="at bar 1, beat 2"):
-        melody_line(legato)
-    np.testing.assert_array_equal(melody_line(legato, quantize=True), [67] * 4 + [69] * 4)
-
-
-def test_a_melody_out_of_the_soprano_range_is_refused_with_a_transposition_that_fits():
-    tokenizer = ChoraleGrid(voice_ranges=[(60, 81), (53, 74), (48, 69), (36, 62)])
-    fit_soprano(np.array([60, 72, SILENCE, 81]), tokenizer)
-    with pytest.raises(RepriseError, match=r"48\.\.60, outside the soprano range .*\(60\.\.81\); --transpose 12 fits"):
-        fit_soprano(np.array([48, 55, 60]), tokenizer)
-    with pytest.raises(RepriseError, match="spans more than that range"):
-        fit_soprano(np.array([40, 90]), tokenizer)
 
 
 def test_tasks_refuse_tokenizers_they_cannot_use():

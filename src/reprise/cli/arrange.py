@@ -108,7 +108,7 @@ def harmonize(
     MELODY is a MIDI file with one voice (a chord, or a note off the 16th grid, is refused, saying where;
     --quantize rounds them instead), inside the soprano range of the training chorales (--transpose moves it).
     """
-    from reprise.data.pairs import melody_line
+    from reprise.data.given_melody import melody_line
     from reprise.generation.conditional import fitted_soprano, melody_track
     from reprise.generation.conditional import harmonize as run_harmonize
 

@@ -30,11 +30,11 @@ from torch import nn
 from reprise.data.anticipation import MelodyAhead, accompaniment_of, melody_notes
 from reprise.data.chorale_grid import SILENCE, ChoraleGrid
 from reprise.data.fill import FillTokenizer
+from reprise.data.given_melody import fit_soprano
 from reprise.data.melody_condition import MelodyFollower
 from reprise.data.pairs import (
     Pair,
     Task,
-    fit_soprano,
     harmonize_pair,
     infill_pair,
     join_harmony,

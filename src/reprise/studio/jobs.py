@@ -32,9 +32,10 @@ import torch
 
 from reprise.api import write_scores
 from reprise.data.dataset import TokenDataset
+from reprise.data.given_melody import melody_line
 from reprise.data.midi import midi_from_bytes, read_midi
 from reprise.data.musicxml import write_musicxml
-from reprise.data.pairs import STEPS_PER_BAR, Task, melody_line
+from reprise.data.pairs import STEPS_PER_BAR, Task
 from reprise.data.tokenizer import Tokenizer
 from reprise.errors import RepriseError, named
 from reprise.generation import conditional
