@@ -23,7 +23,7 @@ from reprise.models.checkpoint import load_checkpoint, save_checkpoint
 from reprise.models.encoder_decoder import EncoderDecoder, EncoderDecoderConfig
 from reprise.models.pretrained import read_model_config
 from reprise.studio import app as studio_app
-from reprise.studio import jobs
+from reprise.studio import jobs, tasks
 from reprise.studio.app import create_app
 
 MODEL = "run:tiny"
@@ -156,7 +156,7 @@ def test_a_dataset_piece_opens_the_sample(client: TestClient, small_chorales: Pa
 
 
 def test_cancel_stops_a_long_job_and_the_worker_goes_on(client: TestClient):
-    response = client.post("/api/jobs", data={"model": MODEL, "length": str(jobs.MAX_NEW_TOKENS), "unit": "tokens"})
+    response = client.post("/api/jobs", data={"model": MODEL, "length": str(tasks.MAX_NEW_TOKENS), "unit": "tokens"})
     job_id = response.json()["id"]
     while client.get(f"/api/jobs/{job_id}").json()["progress"] == 0:
         time.sleep(0.02)

@@ -35,7 +35,8 @@ from reprise.data.tokenizer import tokenizer_from_json
 from reprise.errors import RepriseError
 from reprise.models.checkpoint import resolve
 from reprise.models.pretrained import ModelCard, read_model_config, shipped_models
-from reprise.studio.jobs import JobRequest, JobRunner, result_file
+from reprise.studio.jobs import JobRunner, result_file
+from reprise.studio.tasks import JobRequest
 
 MAX_UPLOAD = 4 * 2**20  # bytes; a long piano performance is well under 1 MB of MIDI
 STATIC = Path(str(resources.files("reprise.studio") / "static"))
