@@ -60,7 +60,8 @@ def changes(ids: np.ndarray, tokenizer: ChoraleGrid) -> np.ndarray:
     changed[1:] = grid[1:] != grid[:-1]
     step, voice = np.nonzero(changed)
     mask = np.zeros(len(ids), dtype=bool)
-    mask[1 + 4 * (step + np.where(voice > 0, tokenizer.soprano_ahead, 0)) + voice] = True
+    slot = np.argsort(tokenizer.slot_voices)[voice]
+    mask[1 + 4 * (step + np.where(voice > 0, tokenizer.soprano_ahead, 0)) + slot] = True
     return mask
 
 

@@ -43,8 +43,9 @@ def test_the_choices_ruled_out_at_each_position_are_the_flags_of_the_whole_grid(
         assert torch.equal(avoided_next(seq[:, : i + 1], tokenizer)[0], expected), i
 
 
-def test_strict_samples_have_no_parallels_or_crossings_and_free_ones_do():
-    tokenizer = ChoraleGrid(pitch_min=0, pitch_max=87)
+@pytest.mark.parametrize("order", ["SATB", "SBAT"])
+def test_strict_samples_have_no_parallels_or_crossings_and_free_ones_do(order):
+    tokenizer = ChoraleGrid(pitch_min=0, pitch_max=87, voice_order=order)
     model = untrained()
     counts = {}
     for strict in (False, True):

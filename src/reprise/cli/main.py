@@ -59,6 +59,13 @@ def cli() -> None:
     "(docs/quality.md).",
 )
 @click.option(
+    "--voice-order",
+    default="SATB",
+    show_default=True,
+    help="Chorale grid: the order the voices are written in at each step, soprano first; SBAT writes the "
+    "outer voices first (docs/quality.md).",
+)
+@click.option(
     "--max-file-mb",
     type=click.FloatRange(0, min_open=True),
     default=_LIMITS.max_file_mb,
@@ -95,6 +102,7 @@ def prepare(
     tracks: str,
     bpe: int | None,
     soprano_ahead: int,
+    voice_order: str,
     **limits: float,
 ) -> None:
     """Turn SOURCE into a dataset directory of token arrays.
@@ -110,7 +118,9 @@ def prepare(
 
     _, valid, test = parse_split(split)
     chosen = tuple(t for t in tracks.split(",") if t.strip())
-    directory = run_prepare(source, out, tokenizer, valid, test, workers, chosen, bpe, Limits(**limits), soprano_ahead)
+    directory = run_prepare(
+        source, out, tokenizer, valid, test, workers, chosen, bpe, Limits(**limits), soprano_ahead, voice_order
+    )
     manifest = read_manifest(directory)
     counts = ", ".join(f"{s}: {c['pieces']} pieces / {c['tokens']:,} tokens" for s, c in manifest["counts"].items())
     click.echo(f"wrote {directory} ({counts}); skipped {len(manifest['skipped'])} (see manifest.json)")

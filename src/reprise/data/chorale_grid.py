@@ -16,6 +16,13 @@ frames' lower voices, the last ``k`` frames' soprano). A decoder-only model of
 this stream writes each chord knowing the melody a bar or two ahead, as a
 harmoniser must; the soprano is then given (forced) and not scored
 (:meth:`ChoraleGrid.scored`), as in the anticipation of Thickstun et al. (2023).
+
+``voice_order`` is the order the voices are written in within a step, soprano first:
+"SATB" (the paper's raster scan) or e.g. "SBAT", the outer voices first and then the
+inner ones, as four-part harmony is taught, so that the voice written last, which
+must avoid parallels with all three before it, is an inner voice with chord tones to
+choose from rather than the bass (docs/quality.md, round 6). A frame's slot ``j``
+holds the voice ``voice_order[j]``; grids (:meth:`decode_grid`) are always S, A, T, B.
 """
 
 from __future__ import annotations
@@ -31,6 +38,7 @@ from reprise.data.tokenizer import Tokenizer, known_fields, register, shift_boun
 from reprise.errors import RepriseError
 
 VOICES = ("Soprano", "Alto", "Tenor", "Bass")
+VOICE_LETTERS = "SATB"
 SILENCE = -1  # pitch value for "this voice is silent" in grids, as in the JSB JSON
 STEPS_PER_BAR = 16
 
@@ -44,6 +52,13 @@ class ChoraleGrid(Tokenizer):
     voice_ranges: list[tuple[int, int]] = field(default_factory=lambda: [(21, 108)] * 4)
     tempo_qpm: float = 80.0
     soprano_ahead: int = 0  # steps the soprano runs ahead of alto, tenor and bass (a harmoniser's stream)
+    voice_order: str = "SATB"  # the order of the voices within a step; the soprano first
+
+    def __post_init__(self) -> None:
+        if sorted(self.voice_order) != sorted(VOICE_LETTERS) or self.voice_order[0] != "S":
+            raise RepriseError(
+                f"voice order {self.voice_order!r} must name S, A, T and B once each, soprano first (e.g. SBAT)"
+            )
 
     name = "chorale-grid"
     frame = 4
@@ -52,6 +67,11 @@ class ChoraleGrid(Tokenizer):
     @property
     def vocab_size(self) -> int:
         return 4 + self.pitch_max - self.pitch_min + 1
+
+    @property
+    def slot_voices(self) -> np.ndarray:
+        """The voice (0 = soprano ... 3 = bass) that each slot of a frame holds."""
+        return np.array([VOICE_LETTERS.index(letter) for letter in self.voice_order])
 
     def token_names(self) -> list[str]:
         return ["PAD", "BOS", "EOS", "SILENCE"] + [f"PITCH_{p}" for p in range(self.pitch_min, self.pitch_max + 1)]
@@ -68,7 +88,7 @@ class ChoraleGrid(Tokenizer):
                 f"pitch {int(sounding.min())}..{int(sounding.max())} outside the vocabulary "
                 f"{self.pitch_min}..{self.pitch_max}"
             )
-        frames = self._frames(grid)
+        frames = self._frames(grid)[:, self.slot_voices]
         body = np.where(frames == SILENCE, self.silence_id, frames - self.pitch_min + 4).reshape(-1)
         parts = [[self.bos_id], body, [self.eos_id] if eos else []]
         return np.concatenate(parts).astype(np.int64)
@@ -79,6 +99,7 @@ class ChoraleGrid(Tokenizer):
         body = ids[ids >= self.silence_id]
         body = body[: len(body) // 4 * 4]
         frames = np.where(body == self.silence_id, SILENCE, body - 4 + self.pitch_min).reshape(-1, 4)
+        frames = frames[:, np.argsort(self.slot_voices)]
         k = self.soprano_ahead
         if not k:
             return frames
@@ -140,7 +161,7 @@ class ChoraleGrid(Tokenizer):
         if position == 0:
             mask[self.bos_id] = True
             return mask
-        voice = (position - 1) % 4
+        voice = self.slot_voices[(position - 1) % 4]
         low, high = self.voice_ranges[voice]
         mask[self.silence_id] = True
         mask[low - self.pitch_min + 4 : high - self.pitch_min + 5] = True
@@ -160,7 +181,8 @@ class ChoraleGrid(Tokenizer):
             notes[:, v] = np.where(sounding, np.cumsum(onset & sounding) - 1 + first, -1)
             first += int((onset & sounding).sum())
         body = np.flatnonzero(ids >= self.silence_id)
-        frame, voice = np.divmod(np.arange(len(body)), 4)
+        frame, slot = np.divmod(np.arange(len(body)), 4)
+        voice = self.slot_voices[slot]
         step = frame - np.where(voice > 0, self.soprano_ahead, 0)
         real = (step >= 0) & (step < len(grid))
         owner = np.full(len(ids), -1, dtype=np.int64)
@@ -180,9 +202,9 @@ class ChoraleGrid(Tokenizer):
         """Shifts that keep every voice inside its (fitted) voice range.
 
         Windows start at ``BOS`` or on a step boundary, so token ``j`` belongs to
-        voice ``(j - 1) % 4``.
+        slot ``(j - 1) % 4``.
         """
-        voice = (np.arange(len(ids)) - 1) % 4
+        voice = self.slot_voices[(np.arange(len(ids)) - 1) % 4]
         pitched = ids > self.silence_id
         if not pitched.any():
             return None

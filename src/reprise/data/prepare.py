@@ -60,6 +60,7 @@ def prepare(
     bpe: int | None = None,
     limits: Limits = Limits(),
     soprano_ahead: int = 0,
+    voice_order: str = "SATB",
 ) -> Path:
     """Read ``source``, tokenize every piece and write the dataset to ``out``.
 
@@ -70,7 +71,7 @@ def prepare(
     (miditok tokenizers only); files over ``limits`` are skipped.
     """
     items, suggested = list_source(source)
-    tok = make_tokenizer(tokenizer or suggested, bpe, soprano_ahead)
+    tok = make_tokenizer(tokenizer or suggested, bpe, soprano_ahead, voice_order)
     workers = workers or min(4, os.cpu_count() or 1)
     results = encode_items(items, tok, tracks, workers, limits)
     pieces, skipped = _collect(items, results, valid, test)
@@ -82,14 +83,15 @@ def prepare(
     return write_dataset(out, pieces, tok, source, skipped)
 
 
-def make_tokenizer(name: str, bpe: int | None = None, soprano_ahead: int = 0) -> Tokenizer:
-    """A fresh tokenizer by registry name; ``bpe`` only for the miditok ones, ``soprano_ahead`` for the
-    chorale grid."""
+def make_tokenizer(name: str, bpe: int | None = None, soprano_ahead: int = 0, voice_order: str = "SATB") -> Tokenizer:
+    """A fresh tokenizer by registry name; ``bpe`` only for the miditok ones, ``soprano_ahead`` and
+    ``voice_order`` for the chorale grid."""
     cls = tokenizer_class(name)
-    if soprano_ahead:
+    if soprano_ahead or voice_order != "SATB":
         if cls is not ChoraleGrid:
-            raise RepriseError(f"--soprano-ahead works with chorale-grid, not {name}")
-        return ChoraleGrid(soprano_ahead=soprano_ahead)
+            option = "--soprano-ahead" if soprano_ahead else "--voice-order"
+            raise RepriseError(f"{option} works with chorale-grid, not {name}")
+        return ChoraleGrid(soprano_ahead=soprano_ahead, voice_order=voice_order.upper())
     if bpe is None:
         return cls()
     if not issubclass(cls, MiditokTokenizer):

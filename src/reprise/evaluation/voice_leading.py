@@ -27,6 +27,7 @@ learnt the style from one that merely stacks four plausible lines.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from itertools import combinations
 from typing import TypeVar
@@ -140,11 +141,12 @@ def parallel_motion(before_i: Array, before_j: Array, after_i: Array, after_j: A
 def parallel_choices(grid: torch.Tensor, pitches: torch.Tensor) -> torch.Tensor:
     """Which choices of a voice would move in parallel fifths or octaves with a voice chosen before it.
 
-    ``grid`` is a ``(batch, steps, 4)`` tensor of pitches (``-1``: silence or unknown) and ``pitches``
-    the pitch each token id stands for (``-1`` for the others). The result, ``(batch, steps, 4, ids)``,
-    is true where giving voice ``v`` that id at step ``s`` would make a parallel with a voice ``u < v``
-    of the same step (sung before it in S, A, T, B order), against step ``s - 1``; so every parallel
-    of a grid is counted at the later voice of its pair, when that voice is chosen.
+    ``grid`` is a ``(batch, steps, 4)`` tensor of pitches (``-1``: silence or unknown), its last axis
+    the slots of a step in the order they are written, and ``pitches`` the pitch each token id stands
+    for (``-1`` for the others). The result, ``(batch, steps, 4, ids)``, is true where giving slot ``v``
+    that id at step ``s`` would make a parallel with a slot ``u < v`` of the same step (written before
+    it), against step ``s - 1``; so every parallel of a grid is counted at the later voice of its pair,
+    when that voice is chosen. Parallels do not depend on which voice is higher, so any voice order works.
     """
     out = torch.zeros(*grid.shape, len(pitches), dtype=torch.bool, device=grid.device)
     before, after = grid[:, :-1, :, None], grid[:, 1:, :, None]
@@ -168,10 +170,12 @@ def frame_chords(frames: torch.Tensor, ahead: int) -> torch.Tensor:
 
 
 def stalling_choices(grid: torch.Tensor, pitches: torch.Tensor, limit: int) -> torch.Tensor:
-    """Which choices of the bass would hold a chord that has already lasted ``limit`` steps one step more.
+    """Which choices of the last slot of a step would hold a chord that has already lasted ``limit``
+    steps one step more.
 
-    Same shapes as :func:`parallel_choices`. The bass is the last voice of a step, so it is where a
-    chord held by the three voices above either changes or becomes a stall (:mod:`.degeneration`).
+    Same shapes as :func:`parallel_choices`. The last voice written at a step (the bass in S, A, T, B
+    order) is where a chord held by the three before it either changes or becomes a stall
+    (:mod:`.degeneration`).
     """
     out = torch.zeros(*grid.shape, len(pitches), dtype=torch.bool, device=grid.device)
     steps = torch.arange(grid.shape[1], device=grid.device)
@@ -184,17 +188,20 @@ def stalling_choices(grid: torch.Tensor, pitches: torch.Tensor, limit: int) -> t
     return out
 
 
-def crossing_choices(grid: torch.Tensor, pitches: torch.Tensor) -> torch.Tensor:
-    """Which choices of a voice would sound strictly above a higher voice already chosen at its step.
+def crossing_choices(grid: torch.Tensor, pitches: torch.Tensor, voices: Sequence[int] = (0, 1, 2, 3)) -> torch.Tensor:
+    """Which choices of a voice would cross a voice already chosen at its step: sound strictly above
+    a higher voice, or below a lower one.
 
-    Same shapes as :func:`parallel_choices`; every crossed step of a grid is counted at the lower voice
-    of the pair, when that voice is chosen, as the report counts crossings per step.
+    Same shapes as :func:`parallel_choices`; ``voices`` names the voice (0 = soprano ... 3 = bass) of
+    each slot. Every crossed step of a grid is counted at the later voice of the pair, when that voice
+    is chosen, as the report counts crossings per step.
     """
     out = torch.zeros(*grid.shape, len(pitches), dtype=torch.bool, device=grid.device)
     for v in range(1, 4):
         for u in range(v):
-            upper = grid[:, :, u, None]
-            out[:, :, v] |= (upper >= 0) & (pitches >= 0) & (pitches > upper)
+            earlier = grid[:, :, u, None]
+            crossed = pitches > earlier if voices[u] < voices[v] else pitches < earlier
+            out[:, :, v] |= (earlier >= 0) & (pitches >= 0) & crossed
     return out
 
 

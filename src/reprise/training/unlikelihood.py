@@ -6,8 +6,9 @@ moments a chord changes, give real probability to parallel fifths and octaves, o
 hold a chord for bars. Unlikelihood training (Welleck et al. 2019, "Neural Text
 Generation with Unlikelihood Training") adds ``-log(1 - p(bad))`` for the set of
 choices known to be bad at each position: here the ids that would make a parallel
-fifth or octave with a voice already written at that step, or sound above one of
-those voices (a crossing), and the bass id that would hold a chord past a bar
+fifth or octave with a voice already written at that step, or cross one of those
+voices, and the id of the step's last voice (the bass, in S, A, T, B order) that would
+hold a chord past a bar
 (:mod:`reprise.evaluation.voice_leading`). The true next token is never in the set, so
 where Bach wrote a parallel or crossed two voices it is learnt as usual.
 
@@ -81,7 +82,7 @@ def unlikelihood_loss(
     batch, tokens, ids = logits.shape
     pitches = torch.as_tensor(tokenizer.id_pitches(), device=targets.device)
     grid = frame_chords(pitches[targets].view(batch, tokens // 4, 4), tokenizer.soprano_ahead)
-    bad = parallel_choices(grid, pitches) | crossing_choices(grid, pitches)
+    bad = parallel_choices(grid, pitches) | crossing_choices(grid, pitches, tokenizer.slot_voices)
     bad |= stalling_choices(grid, pitches, LONGEST_CHORD)
     if tokenizer.soprano_ahead:
         bad[:, :, 0] = False  # the soprano is given: its choices are not the model's to avoid
