@@ -74,9 +74,9 @@ def test_a_chorale_grid_translates_between_soprano_offsets_and_refuses_other_pit
     assert ChoraleGrid(pitch_min=30).translate(ids, plain) is None
 
 
-@pytest.mark.parametrize("ahead", [0, 8])
-def test_a_decoder_only_model_harmonises_with_the_soprano_forced_token_for_token(ahead):
-    tokenizer = ChoraleGrid(voice_ranges=RANGES, soprano_ahead=ahead)
+@pytest.mark.parametrize("ahead, order", [(0, "SATB"), (8, "SATB"), (8, "SBAT")])
+def test_a_decoder_only_model_harmonises_with_the_soprano_forced_token_for_token(ahead, order):
+    tokenizer = ChoraleGrid(voice_ranges=RANGES, soprano_ahead=ahead, voice_order=order)
     chorales = harmonize(tiny_model(), tokenizer, SOPRANO, num_samples=3, seed=1)
     for ids in chorales:
         chorale = tokenizer.decode_grid(ids)
