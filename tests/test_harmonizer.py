@@ -11,7 +11,7 @@ import torch
 
 from conftest import run
 from reprise.data.chorale_grid import SILENCE, ChoraleGrid
-from reprise.data.dataset import TokenDataset
+from reprise.data.dataset import EncodedPiece, TokenDataset, write_dataset
 from reprise.evaluation.nll import nll_of
 from reprise.generation.conditional import harmonize
 from reprise.generation.generate import generate
@@ -64,6 +64,31 @@ def test_only_alto_tenor_bass_and_the_end_are_scored_with_the_soprano_ahead():
     everything = nll_of(model, [ids], 64, frame=4)
     written = nll_of(model, [ids], 64, frame=4, scored=tokenizer.scored)
     assert written.tokens == 31 and everything.tokens == len(ids) - 1
+
+
+def test_scored_only_batches_read_the_given_soprano_and_never_ask_for_it(tmp_path):
+    tokenizer = ChoraleGrid(soprano_ahead=3)
+    pieces = [EncodedPiece(f"p{i}", tokenizer.encode_grid(grid(12 + i)), "train") for i in range(4)]
+    data = write_dataset(tmp_path / "data", pieces, tokenizer, "random grids", [])
+    batch = [TokenDataset(data, "train", only).batch(np.random.default_rng(0), 6, 24) for only in (False, True)]
+    (inputs, targets), (inputs_only, targets_only) = batch
+    np.testing.assert_array_equal(inputs_only, inputs)  # the soprano is still read
+    assert (targets_only == tokenizer.pad_id).sum() > (targets == tokenizer.pad_id).sum()
+    for row in range(len(inputs)):  # each window is a crop of a piece: find it and its scored targets
+        piece = next(p.ids for p in pieces if _crop_of(p.ids, inputs[row]) is not None)
+        start = _crop_of(piece, inputs[row])
+        scored = tokenizer.scored(piece)[start + 1 : start + 1 + targets.shape[1]]
+        real = targets[row, : len(scored)]
+        np.testing.assert_array_equal(targets_only[row, : len(scored)], np.where(scored, real, tokenizer.pad_id))
+
+
+def _crop_of(piece: np.ndarray, window: np.ndarray) -> int | None:
+    """Where ``window`` (padding at its end) starts in ``piece``, or ``None``."""
+    real = window[window != 0]
+    for start in range(len(piece) - len(real) + 1):
+        if np.array_equal(piece[start : start + len(real)], real):
+            return start
+    return None
 
 
 def test_a_chorale_grid_translates_between_soprano_offsets_and_refuses_other_pitches():
@@ -120,6 +145,12 @@ def test_prepare_evaluate_and_harmonize_with_the_soprano_ahead(capsys, jsb_json,
         scores.append(json.loads(out))
     assert scores[0] == scores[1]
     assert scores[0]["tokens"] == sum(int(ahead.tokenizer.scored(ahead.piece(i)).sum()) for i in range(len(ahead)))
+    code, _, err = run(
+        capsys, "train", "--data", tmp_path / "ahead", "--run", tmp_path / "only", "--scored-only", *args
+    )
+    assert code == 0, err
+    code, _, err = run(capsys, "train", "--data", jsb_data, "--run", tmp_path / "plain", "--scored-only", *args)
+    assert code != 0 and "--scored-only needs a stream with given music" in err and str(jsb_data) in err
     harmonise = ["harmonize", "--checkpoint", tmp_path / "run", "--primer-data", jsb_data, "--samples", "1"]
     code, out, err = run(capsys, *harmonise, "--out", tmp_path / "h")
     assert code == 0, err

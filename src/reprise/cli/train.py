@@ -208,6 +208,13 @@ def _weight_option(name: str, default: float, text: str) -> Callable:
     _DEFAULTS.sampled_unlikelihood,
     "The same loss's weight on continuations the model samples itself, every 4th step; 0 = off.",
 )
+@click.option(
+    "--scored-only",
+    is_flag=True,
+    default=None,
+    help="Learn only the tokens an NLL scores: a harmoniser (prepare --soprano-ahead) reads the soprano "
+    "it is given and is not asked to predict it.",
+)
 @click.option("--no-augment", is_flag=True, help="Train without data augmentation.")
 @click.option(
     "--melody",

@@ -99,7 +99,7 @@ def write_dataset(
 class TokenDataset:
     """One split of a prepared dataset: its pieces, and random training windows."""
 
-    def __init__(self, directory: Path, split: str):
+    def __init__(self, directory: Path, split: str, scored_only: bool = False):
         directory = Path(directory)
         if not (directory / "manifest.json").is_file():
             raise RepriseError(f"{directory}: not a prepared dataset (no manifest.json); run `reprise prepare`")
@@ -107,6 +107,7 @@ class TokenDataset:
             raise RepriseError(f"unknown split {split!r}; choose one of {', '.join(SPLITS)}")
         self.directory = directory
         self.split = split
+        self.scored_only = scored_only
         self.tokenizer = load_tokenizer(directory)
         manifest = directory / "manifest.json"
         listed = checked(manifest, lambda: int(read_manifest(directory)["counts"][split]["pieces"]))
@@ -143,13 +144,21 @@ class TokenDataset:
         chosen = rng.choice(len(self), size=batch_size, p=lengths / lengths.sum())
         frame = self.tokenizer.frame
         window = np.full((batch_size, context + 1), self.tokenizer.pad_id, dtype=np.int64)
+        given = np.zeros_like(window, dtype=bool)
         for row, i in enumerate(chosen):
             ids = self.piece(i)
             start = crop_start(len(ids), context, frame, rng)
+            kept = self._given(ids)[start : start + context + 1]
+            given[row, : len(kept)] = kept
             ids = ids[start : start + context + 1]
             ids = augment(ids, self.tokenizer, rng)[: context + 1] if augment else ids
             window[row, : len(ids)] = ids
-        return window[:, :-1], window[:, 1:]
+        return window[:, :-1], np.where(given[:, 1:], self.tokenizer.pad_id, window[:, 1:])
+
+    def _given(self, ids: np.ndarray) -> np.ndarray:
+        """Which of a piece's ids are not targets: with ``scored_only``, those an NLL does not score."""
+        scored = self.tokenizer.scored(ids) if self.scored_only else None
+        return np.zeros(len(ids), dtype=bool) if scored is None else ~scored
 
 
 def load_tokenizer(directory: Path) -> Tokenizer:

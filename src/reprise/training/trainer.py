@@ -124,7 +124,9 @@ def _train(
     run_dir: Path, data_dir: Path, model_config: Any, config: TrainConfig, quiet: bool, resume: bool, world: World
 ) -> TrainResult:
     stream = Anticipated(round(config.anticipation * STEPS_PER_SECOND))  # if the data is a pair folder
-    train_set, valid_set = (open_split(data_dir, split, model_config, config.infill, stream) for split in SPLITS[:2])
+    train_set, valid_set = (
+        open_split(data_dir, split, model_config, config.infill, stream, config.scored_only) for split in SPLITS[:2]
+    )
     tokenizer = train_set.tokenizer
     if model_config.vocab_size != tokenizer.vocab_size:
         raise RepriseError(f"model vocab {model_config.vocab_size} != tokenizer vocab {tokenizer.vocab_size}")
