@@ -17,7 +17,15 @@ from reprise.generation.generate import generate
 from reprise.models.checkpoint import load_checkpoint
 from reprise.models.config import ModelConfig
 from reprise.models.transformer import MusicTransformer
-from reprise.training.unlikelihood import check_unlikelihood, sampled_unlikelihood_loss, unlikelihood_loss
+from reprise.training.unlikelihood import (
+    HELD_STEPS,
+    LONGEST_CHORD,
+    PRIMER_STEPS,
+    check_unlikelihood,
+    held_unlikelihood_loss,
+    sampled_unlikelihood_loss,
+    unlikelihood_loss,
+)
 
 TOKENIZER = ChoraleGrid(pitch_min=36, pitch_max=84)
 PITCHES = torch.as_tensor(TOKENIZER.id_pitches())
@@ -128,13 +136,35 @@ def test_the_sampled_loss_scores_the_continuation_and_keeps_a_given_soprano(monk
     assert not torch.equal(targets[:, 17:], windows[:, 18:49])  # the rest is the model's
 
 
+def test_the_held_loss_penalises_only_the_last_voice_holding_its_chord_past_a_bar():
+    rng = np.random.default_rng(0)
+    steps = PRIMER_STEPS + 4  # the window: a new chord at every step, voices apart, so nothing else is flagged
+    chords = np.stack([rng.choice(np.arange(12 * v, 12 * v + 12), steps) for v in (3, 2, 1, 0)], axis=1) + 36
+    windows = torch.as_tensor(np.r_[TOKENIZER.bos_id, _id(chords).ravel()])[None]
+    logits = torch.zeros(1, 4 * (PRIMER_STEPS + HELD_STEPS), TOKENIZER.vocab_size, requires_grad=True)
+    seen = []
+    held_unlikelihood_loss(lambda seq: seen.append(seq) or logits, windows, TOKENIZER).backward()
+    held = seen[0][0, 1 + 4 * PRIMER_STEPS :]  # the inputs: the last target is not read
+    last_chord = windows[0, 4 * PRIMER_STEPS - 3 : 4 * PRIMER_STEPS + 1]
+    assert torch.equal(held, last_chord.repeat(HELD_STEPS)[:-1])
+    targets = torch.cat([windows[0, 1 : 1 + 4 * PRIMER_STEPS], last_chord.repeat(HELD_STEPS)])
+    pushed_down = logits.grad[0, torch.arange(len(targets)), targets] > 0  # the target itself is penalised
+    penalised = pushed_down.nonzero().flatten().tolist()
+    first = PRIMER_STEPS + LONGEST_CHORD - 1  # the step at which the chord has lasted a bar and would go on
+    assert penalised == [4 * step + 3 for step in range(first, PRIMER_STEPS + HELD_STEPS)]
+
+
 def test_unlikelihood_needs_the_chorale_grid():
     with pytest.raises(RepriseError, match="--unlikelihood needs chorale-grid data, not melody-grid"):
         check_unlikelihood(MelodyGrid(), 64)
     with pytest.raises(RepriseError, match="multiple of 4"):
         check_unlikelihood(TOKENIZER, 62)
     with pytest.raises(RepriseError, match="--sampled-unlikelihood needs a context of at least 384 tokens"):
-        check_unlikelihood(TOKENIZER, 256, sampled=True)
+        check_unlikelihood(TOKENIZER, 256, "--sampled-unlikelihood")
+    with pytest.raises(RepriseError, match="--held-unlikelihood needs a context of at least 208 tokens"):
+        check_unlikelihood(TOKENIZER, 204, "--held-unlikelihood")
+    check_unlikelihood(TOKENIZER, 208, "--held-unlikelihood")
+    check_unlikelihood(TOKENIZER, 64)  # the loss on Bach's own windows needs no continuation
 
 
 def _bad_mass(checkpoint, data) -> float:

@@ -208,6 +208,11 @@ def _weight_option(name: str, default: float, text: str) -> Callable:
     _DEFAULTS.sampled_unlikelihood,
     "The same loss's weight on continuations the model samples itself, every 4th step; 0 = off.",
 )
+@_weight_option(
+    "--held-unlikelihood",
+    _DEFAULTS.held_unlikelihood,
+    "The same loss's weight on continuations that hold a chord on past a bar; 0 = off.",
+)
 @click.option(
     "--scored-only",
     is_flag=True,

@@ -30,7 +30,8 @@ class TrainConfig(JsonConfig):
     ``init`` starts the weights from a checkpoint (a run, a model folder or a shipped
     model's name) instead of at random: fine-tuning, e.g. with ``unlikelihood`` > 0,
     the weight of :mod:`reprise.training.unlikelihood`'s loss (chorale grid only), and
-    ``sampled_unlikelihood`` > 0, its weight on continuations the model samples itself.
+    ``sampled_unlikelihood`` > 0, its weight on continuations the model samples itself, and
+    ``held_unlikelihood`` > 0, on continuations that hold a chord on past a bar.
 
     ``scored_only`` leaves the tokens an NLL does not score out of the loss: a harmoniser reads
     the soprano it is given and is not asked to predict it.
@@ -64,6 +65,7 @@ class TrainConfig(JsonConfig):
     init: str | None = None  # a checkpoint whose weights the run starts from
     unlikelihood: float = 0.0  # weight of the voice-leading unlikelihood loss (0 = off)
     sampled_unlikelihood: float = 0.0  # its weight on the model's own continuations (0 = off)
+    held_unlikelihood: float = 0.0  # its weight on continuations that hold a chord past a bar (0 = off)
     scored_only: bool = False  # the loss counts only the tokens an NLL scores (not a given soprano)
     infill: bool = False  # decoder-only: train on fill-in-the-middle streams (data/fill.py)
     anticipation: float = 2.0  # --task accompany, decoder-only: seconds a melody note stands ahead of its onset

@@ -138,7 +138,9 @@ def _train(
     if config.unlikelihood:
         check_unlikelihood(tokenizer, model_config.context)
     if config.sampled_unlikelihood:
-        check_unlikelihood(tokenizer, model_config.context, sampled=True)
+        check_unlikelihood(tokenizer, model_config.context, "--sampled-unlikelihood")
+    if config.held_unlikelihood:
+        check_unlikelihood(tokenizer, model_config.context, "--held-unlikelihood")
     torch.manual_seed(config.seed)
     model = build_model(model_config).to(world.device)
     if config.init is not None and not resume:

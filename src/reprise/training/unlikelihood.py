@@ -17,6 +17,11 @@ does (a chord already held for a bar), where it was never corrected. The *sample
 term (Welleck et al.'s sequence-level unlikelihood) continues a few training windows
 with the model itself, as `reprise generate` samples, and applies the same loss to the
 continuation, this time penalising what the model sampled too.
+
+Bach's windows hold a chord past a bar at about 100 of 55,000 training steps, so the stall
+term has almost nothing to act on there. The *held* term builds those states for every
+window: its first steps, then its last chord held on, where the last voice is penalised for
+holding it past a bar (the model's samples stall exactly so: all four voices held on).
 """
 
 from __future__ import annotations
@@ -34,18 +39,19 @@ from reprise.training.config import TrainConfig
 LONGEST_CHORD = STEPS_PER_BAR  # steps a chord may last: one more is a stall in the report (Bach's 95th percentile)
 SAMPLED_EVERY = 4  # steps between sampled continuations: sampling costs about three training steps
 PRIMER_STEPS, SAMPLED_STEPS = 32, 64  # a continuation: two bars of the window, then four bars sampled
+HELD_STEPS = LONGEST_CHORD + 4  # a held continuation: the chord ending the primer, held this many steps more
 
 
-def check_unlikelihood(tokenizer: object, context: int, sampled: bool = False) -> None:
-    """A clear error when the unlikelihood loss (``sampled``: on the model's own samples) cannot apply
-    to this data or model."""
-    option = "--sampled-unlikelihood" if sampled else "--unlikelihood"
+def check_unlikelihood(tokenizer: object, context: int, option: str = "--unlikelihood") -> None:
+    """A clear error when the unlikelihood loss of ``option`` (``--sampled-unlikelihood`` and
+    ``--held-unlikelihood``: on continuations of the training windows) cannot apply to this data or model."""
     if not isinstance(tokenizer, ChoraleGrid):
         raise RepriseError(f"{option} needs chorale-grid data, not {tokenizer.name}")
     if context % 4:
         raise RepriseError(f"{option} needs a context that is a multiple of 4 (whole steps), not {context}")
-    steps = PRIMER_STEPS + SAMPLED_STEPS
-    if sampled and context < 4 * steps:
+    continued = {"--sampled-unlikelihood": SAMPLED_STEPS, "--held-unlikelihood": HELD_STEPS}.get(option)
+    steps = PRIMER_STEPS + (continued or 0)
+    if continued and context < 4 * steps:
         raise RepriseError(f"{option} needs a context of at least {4 * steps} tokens ({steps} steps), not {context}")
 
 
@@ -59,12 +65,15 @@ def unlikelihood_terms(
     tokenizer: ChoraleGrid,
     seed: int,
 ) -> torch.Tensor | float:
-    """The weighted unlikelihood terms of a training micro-batch: on its targets, and every
-    :data:`SAMPLED_EVERY` steps on continuations of its ``windows`` (``samplers``: the model, and
-    the module that runs it with gradients); ``0.0`` when both weights are 0."""
+    """The weighted unlikelihood terms of a training micro-batch: on its targets, on held continuations
+    of its ``windows`` (a fifth of a step's cost at a context of 1,024), and every :data:`SAMPLED_EVERY`
+    steps on sampled ones (``samplers``: the model, and the module that runs it with gradients); ``0.0``
+    when every weight is 0."""
     loss = 0.0
     if config.unlikelihood:
         loss = loss + config.unlikelihood * unlikelihood_loss(logits, targets, tokenizer)
+    if config.held_unlikelihood:
+        loss = loss + config.held_unlikelihood * held_unlikelihood_loss(samplers[1], windows, tokenizer)
     if config.sampled_unlikelihood and step % SAMPLED_EVERY == 0:
         loss = loss + config.sampled_unlikelihood * sampled_unlikelihood_loss(*samplers, windows, tokenizer, seed)
     return loss
@@ -114,4 +123,16 @@ def sampled_unlikelihood_loss(
     seq = torch.as_tensor(generate(model, tokenizer, primer, new, seed=seed, forced=forced), device=windows.device)
     written = torch.zeros_like(seq[:, 1:], dtype=torch.bool)
     written[:, primer_tokens - 1 :] = True
+    return unlikelihood_loss(forward(seq[:, :-1]), seq[:, 1:], tokenizer, written)
+
+
+def held_unlikelihood_loss(forward: nn.Module, windows: torch.Tensor, tokenizer: ChoraleGrid) -> torch.Tensor:
+    """The unlikelihood term on stalls: :data:`PRIMER_STEPS` of each of ``windows`` (training inputs, the
+    first a step's last token), then the chord of its last step held :data:`HELD_STEPS` steps more, scored
+    on the held steps only. Past a bar (counting the steps the chord had already lasted) the last voice's
+    hold is the bad choice, and it is penalised though it is the target."""
+    primer = windows[:, : 1 + 4 * PRIMER_STEPS]
+    seq = torch.cat([primer, primer[:, -4:].repeat(1, HELD_STEPS)], dim=1)
+    written = torch.zeros_like(seq[:, 1:], dtype=torch.bool)
+    written[:, primer.shape[1] - 1 :] = True
     return unlikelihood_loss(forward(seq[:, :-1]), seq[:, 1:], tokenizer, written)
