@@ -138,12 +138,13 @@ def test_the_sampled_loss_scores_the_continuation_and_keeps_a_given_soprano(monk
 
 def test_the_held_loss_penalises_only_the_last_voice_holding_its_chord_past_a_bar():
     rng = np.random.default_rng(0)
-    steps = PRIMER_STEPS + 4  # the window: a new chord at every step, voices apart, so nothing else is flagged
+    steps = PRIMER_STEPS  # the window: a new chord at every step, voices apart, so nothing else is flagged
     chords = np.stack([rng.choice(np.arange(12 * v, 12 * v + 12), steps) for v in (3, 2, 1, 0)], axis=1) + 36
-    windows = torch.as_tensor(np.r_[TOKENIZER.bos_id, _id(chords).ravel()])[None]
+    room = np.zeros(4 * HELD_STEPS, dtype=int)  # padding: the piece ends there, so the chord is cut at its end
+    windows = torch.as_tensor(np.r_[TOKENIZER.bos_id, _id(chords).ravel(), room])[None]
     logits = torch.zeros(1, 4 * (PRIMER_STEPS + HELD_STEPS), TOKENIZER.vocab_size, requires_grad=True)
     seen = []
-    held_unlikelihood_loss(lambda seq: seen.append(seq) or logits, windows, TOKENIZER).backward()
+    held_unlikelihood_loss(lambda seq: seen.append(seq) or logits, windows, TOKENIZER, seed=0).backward()
     held = seen[0][0, 1 + 4 * PRIMER_STEPS :]  # the inputs: the last target is not read
     last_chord = windows[0, 4 * PRIMER_STEPS - 3 : 4 * PRIMER_STEPS + 1]
     assert torch.equal(held, last_chord.repeat(HELD_STEPS)[:-1])
@@ -152,6 +153,21 @@ def test_the_held_loss_penalises_only_the_last_voice_holding_its_chord_past_a_ba
     penalised = pushed_down.nonzero().flatten().tolist()
     first = PRIMER_STEPS + LONGEST_CHORD - 1  # the step at which the chord has lasted a bar and would go on
     assert penalised == [4 * step + 3 for step in range(first, PRIMER_STEPS + HELD_STEPS)]
+
+
+def test_the_held_chord_is_cut_anywhere_in_a_long_window(monkeypatch):
+    from reprise.training import unlikelihood
+
+    seen = []
+    monkeypatch.setattr(unlikelihood, "unlikelihood_loss", lambda logits, targets, tok, written: seen.append(written))
+    windows = torch.randint(TOKENIZER.silence_id, TOKENIZER.vocab_size, (3, 1024))
+    windows[2, 1 + 4 * 40 :] = TOKENIZER.pad_id  # a short piece: cut within its 40 steps
+    for seed in range(20):
+        held_unlikelihood_loss(lambda seq: torch.zeros(*seq.shape, 1), windows, TOKENIZER, seed)
+    cuts = torch.stack([w.int().argmax(dim=1) // 4 for w in seen])  # the first held step of each row
+    assert (cuts >= PRIMER_STEPS).all() and (cuts[:, :2] <= 1023 // 4 - HELD_STEPS).all() and (cuts[:, 2] <= 40).all()
+    assert cuts[:, :2].max() > 150 and len(set(cuts[:, 0].tolist())) > 10  # anywhere, not only after the primer
+    assert all(int(w[row].sum()) == 4 * HELD_STEPS for w in seen for row in range(3))
 
 
 def test_unlikelihood_needs_the_chorale_grid():

@@ -99,6 +99,8 @@ def write_dataset(
 class TokenDataset:
     """One split of a prepared dataset: its pieces, and random training windows."""
 
+    scored_only = False  # subclasses that build their pieces in memory train on every target
+
     def __init__(self, directory: Path, split: str, scored_only: bool = False):
         directory = Path(directory)
         if not (directory / "manifest.json").is_file():

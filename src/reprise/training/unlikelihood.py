@@ -20,8 +20,8 @@ continuation, this time penalising what the model sampled too.
 
 Bach's windows hold a chord past a bar at about 100 of 55,000 training steps, so the stall
 term has almost nothing to act on there. The *held* term builds those states for every
-window: its first steps, then its last chord held on, where the last voice is penalised for
-holding it past a bar (the model's samples stall exactly so: all four voices held on).
+window: its steps up to a random one, then that step's chord held on, where the last voice is
+penalised for holding it past a bar (the model's samples stall exactly so: all four voices held on).
 """
 
 from __future__ import annotations
@@ -66,14 +66,14 @@ def unlikelihood_terms(
     seed: int,
 ) -> torch.Tensor | float:
     """The weighted unlikelihood terms of a training micro-batch: on its targets, on held continuations
-    of its ``windows`` (a fifth of a step's cost at a context of 1,024), and every :data:`SAMPLED_EVERY`
+    of its ``windows``, and every :data:`SAMPLED_EVERY`
     steps on sampled ones (``samplers``: the model, and the module that runs it with gradients); ``0.0``
     when every weight is 0."""
     loss = 0.0
     if config.unlikelihood:
         loss = loss + config.unlikelihood * unlikelihood_loss(logits, targets, tokenizer)
     if config.held_unlikelihood:
-        loss = loss + config.held_unlikelihood * held_unlikelihood_loss(samplers[1], windows, tokenizer)
+        loss = loss + config.held_unlikelihood * held_unlikelihood_loss(samplers[1], windows, tokenizer, seed)
     if config.sampled_unlikelihood and step % SAMPLED_EVERY == 0:
         loss = loss + config.sampled_unlikelihood * sampled_unlikelihood_loss(*samplers, windows, tokenizer, seed)
     return loss
@@ -126,13 +126,25 @@ def sampled_unlikelihood_loss(
     return unlikelihood_loss(forward(seq[:, :-1]), seq[:, 1:], tokenizer, written)
 
 
-def held_unlikelihood_loss(forward: nn.Module, windows: torch.Tensor, tokenizer: ChoraleGrid) -> torch.Tensor:
-    """The unlikelihood term on stalls: :data:`PRIMER_STEPS` of each of ``windows`` (training inputs, the
-    first a step's last token), then the chord of its last step held :data:`HELD_STEPS` steps more, scored
-    on the held steps only. Past a bar (counting the steps the chord had already lasted) the last voice's
-    hold is the bad choice, and it is penalised though it is the target."""
-    primer = windows[:, : 1 + 4 * PRIMER_STEPS]
-    seq = torch.cat([primer, primer[:, -4:].repeat(1, HELD_STEPS)], dim=1)
+def held_unlikelihood_loss(
+    forward: nn.Module, windows: torch.Tensor, tokenizer: ChoraleGrid, seed: int
+) -> torch.Tensor:
+    """The unlikelihood term on stalls: each of ``windows`` (training inputs, the first a step's last token)
+    up to a random step, at least :data:`PRIMER_STEPS` in and anywhere up to its end, then the chord of that
+    step held :data:`HELD_STEPS` steps more, scored on the held steps only. Past a bar (counting the steps
+    the chord had already lasted) the last voice's hold is the bad choice, and it is penalised though it is
+    the target. The cut is random because what is learnt after a short primer does not carry to the
+    hundreds of steps a written chorale has behind it."""
+    rng = np.random.default_rng(seed)
+    music = (windows[:, 1:] >= tokenizer.silence_id).cpu().numpy()
+    whole = music[:, : music.shape[1] // 4 * 4].reshape(len(windows), -1, 4).all(axis=-1).cumprod(axis=1).sum(axis=1)
+    most = (windows.shape[1] - 1) // 4 - HELD_STEPS
+    cuts = [int(rng.integers(min(PRIMER_STEPS, n, most), min(n, most) + 1)) for n in whole]
+    seq = torch.full((len(windows), 1 + 4 * (max(cuts) + HELD_STEPS)), tokenizer.pad_id, device=windows.device)
     written = torch.zeros_like(seq[:, 1:], dtype=torch.bool)
-    written[:, primer.shape[1] - 1 :] = True
+    for row, steps in enumerate(cuts):
+        if steps:
+            primer = windows[row, : 1 + 4 * steps]
+            seq[row, : len(primer) + 4 * HELD_STEPS] = torch.cat([primer, primer[-4:].repeat(HELD_STEPS)])
+            written[row, 4 * steps : 4 * (steps + HELD_STEPS)] = True
     return unlikelihood_loss(forward(seq[:, :-1]), seq[:, 1:], tokenizer, written)
