@@ -52,7 +52,7 @@ def open_split(
 def _token_windows(data_dir: Path, split: str, scored_only: bool) -> TokenDataset:
     """A prepared dataset's split; with ``scored_only``, an error unless its tokenizer gives some of the music."""
     dataset = TokenDataset(data_dir, split, scored_only)
-    if scored_only and dataset.tokenizer.scored(dataset.piece(0) if len(dataset) else np.zeros(1, int)) is None:
+    if scored_only and dataset.tokenizer.scored(np.zeros(1, dtype=np.int64)) is None:
         raise RepriseError(
             f"{data_dir}: --scored-only needs a stream with given music (prepare --soprano-ahead); "
             f"this {dataset.tokenizer.name} scores every token"

@@ -66,9 +66,8 @@ def unlikelihood_terms(
     seed: int,
 ) -> torch.Tensor | float:
     """The weighted unlikelihood terms of a training micro-batch: on its targets, on held continuations
-    of its ``windows``, and every :data:`SAMPLED_EVERY`
-    steps on sampled ones (``samplers``: the model, and the module that runs it with gradients); ``0.0``
-    when every weight is 0."""
+    of its ``windows``, and every :data:`SAMPLED_EVERY` steps on sampled ones (``samplers``: the model,
+    and the module that runs it with gradients); ``0.0`` when every weight is 0."""
     loss = 0.0
     if config.unlikelihood:
         loss = loss + config.unlikelihood * unlikelihood_loss(logits, targets, tokenizer)
